@@ -1,0 +1,165 @@
+"""Configuration: embedded defaults, an optional TOML file, then `--set section.key=value`.
+
+Validated by pydantic so that a typo or an out-of-range value stops the service at start
+with a message naming the key, instead of surfacing at 3 a.m. in the middle of a wave.
+"""
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExchangeCfg(_Section):
+    name: Literal["paper", "binanceusdm", "bybit"] = "paper"
+    api_url: str | None = None  # point the client at another base URL (contract tests)
+    demo: bool = False  # Binance demo trading / Bybit testnet
+    rate_limit_ms: int = Field(default=50, ge=0)
+
+
+class PaperCfg(_Section):
+    seed: int = 42
+    latency_ms: float = Field(default=0, ge=0)
+    jitter_ms: float = Field(default=0, ge=0)
+    tick_interval_ms: float = Field(default=250, ge=0)
+    volatility: float = Field(default=0.0015, ge=0)
+    slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
+    extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
+
+
+class RiskCfg(_Section):
+    max_positions_per_wave: int = Field(default=7, ge=1)
+    max_open_positions: int = Field(default=50, ge=1)
+    max_concurrent_opens: int = Field(default=0, ge=0)  # 0 = no limit
+    position_notional_usdt: Decimal = Field(default=Decimal(200), gt=0)
+
+
+class ProtectionCfg(_Section):
+    stop_loss_pct: Decimal = Field(default=Decimal("2.0"), gt=0, lt=50)
+    trailing_activation_pct: Decimal = Field(default=Decimal("1.0"), ge=0, lt=100)
+    trailing_callback_pct: Decimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=10)
+    trailing_mode: Literal["native", "emulated"] = "native"
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    replace_min_interval_s: float = Field(default=1.0, ge=0)
+
+
+class DeadlinesCfg(_Section):
+    venue_call_s: float = Field(default=10.0, gt=0)
+    db_call_s: float = Field(default=5.0, gt=0)
+    operation_s: float = Field(default=15.0, gt=0)  # an actor's deadline for one operation
+    protect_s: float = Field(default=30.0, gt=0)
+    wave_s: float = Field(default=120.0, gt=0)
+    shutdown_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _calls_fit_in_operation(self) -> "DeadlinesCfg":
+        if max(self.venue_call_s, self.db_call_s) >= self.operation_s:
+            raise ValueError("deadlines.venue_call_s and db_call_s must be shorter than operation_s")
+        return self
+
+
+class SupervisorCfg(_Section):
+    max_restarts: int = Field(default=3, ge=0)
+    restart_window_s: float = Field(default=60.0, gt=0)
+    backoff_base_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+    watchdog_interval_s: float = Field(default=0.1, gt=0)
+
+
+class DatabaseCfg(_Section):
+    url: str = "sqlite:///var/wave-trader.db"
+    pool_size: int = Field(default=10, ge=1)
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    auto_create: bool = True  # create the schema on an empty database; never upgrade silently
+
+
+class SignalsCfg(_Section):
+    source: str = "demo"  # "demo" | path to a JSON-lines file
+    demo_interval_s: float = Field(default=5.0, gt=0)
+    demo_wave_size: int = Field(default=7, ge=1)
+    max_wave_size: int = Field(default=50, ge=1)
+    max_age_s: float = Field(default=900.0, gt=0)
+
+
+class LogCfg(_Section):
+    level: str = "INFO"
+    file: str | None = "var/log/wave-trader.log"
+    status_interval_s: float = Field(default=10.0, ge=0)
+
+
+class FaultCfg(_Section):
+    kind: str
+    op: str = "*"
+    leg: str = "*"
+    symbols: list[str] = []
+    probability: float = Field(default=1.0, ge=0, le=1)
+    times: int = Field(default=0, ge=0)
+    latency_ms: int = Field(default=0, ge=0)
+
+
+class FaultsCfg(_Section):
+    seed: int = 7
+    venue: list[FaultCfg] = []
+    db: list[FaultCfg] = []
+    actor: list[FaultCfg] = []
+
+
+class Config(_Section):
+    exchange: ExchangeCfg = ExchangeCfg()
+    paper: PaperCfg = PaperCfg()
+    risk: RiskCfg = RiskCfg()
+    protection: ProtectionCfg = ProtectionCfg()
+    deadlines: DeadlinesCfg = DeadlinesCfg()
+    supervisor: SupervisorCfg = SupervisorCfg()
+    database: DatabaseCfg = DatabaseCfg()
+    signals: SignalsCfg = SignalsCfg()
+    log: LogCfg = LogCfg()
+    faults: FaultsCfg = FaultsCfg()
+    run_dir: str = "var"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the operator who has to fix it."""
+
+
+def _parse_value(raw: str) -> Any:
+    """`--set` values are TOML literals when they parse as one (1, 0.5, true, [..]), else text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        node = data
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        node[leaf] = _parse_value(raw.strip())
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,269 @@
+"""The vocabulary of the position state machine: state, events in, commands out.
+
+Everything here is an immutable value so that the logic can be replayed and property-tested
+without threads, and so that the actor shell can persist a state without copying it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from core.trailing import Trailing
+from core.types import Side
+
+
+class Phase(StrEnum):
+    NEW = "new"
+    ENTERING = "entering"
+    OPEN = "open"
+    PROTECTED = "protected"
+    TRAILING = "trailing"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    FAILED = "failed"
+    EMERGENCY_CLOSED = "emergency_closed"
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.CLOSED, Phase.FAILED, Phase.EMERGENCY_CLOSED)
+
+    @property
+    def holds_position(self) -> bool:
+        """Phases in which the venue may hold a position for us."""
+        return self in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING)
+
+
+class Leg(StrEnum):
+    ENTRY = "e"
+    STOP = "s"
+    TRAILING = "t"
+    EXIT = "x"
+
+
+class Outcome(StrEnum):
+    """The one final outcome each signal gets."""
+
+    PROTECTED = "protected"  # opened, stop-loss resting and trailing stop established
+    FAILED = "failed"  # never opened (entry refused, size too small, …)
+    EMERGENCY_CLOSED = "emergency_closed"  # opened, could not be protected, closed at market
+    SKIPPED = "skipped"  # valid but not traded (symbol open, wave full, limits, paused)
+    REJECTED = "rejected"  # invalid signal
+
+
+class FailureKind(StrEnum):
+    REJECTED = "rejected"  # the venue refused it: do not retry
+    UNKNOWN = "unknown"  # timeout / network error on a write: it may have been accepted
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    stop_loss_pct: Decimal
+    activation_pct: Decimal
+    callback_pct: Decimal
+    trailing_mode: str = "native"  # "native": the venue trails; "emulated": we move the stop
+    notional: Decimal = Decimal(100)
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    replace_min_interval_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    cid: str
+    leg: Leg
+    side: str  # "buy" | "sell"
+    qty: Decimal
+    stop_price: Decimal | None = None
+    activation: Decimal | None = None
+    callback_pct: Decimal | None = None
+    attempt: int = 1
+
+    @property
+    def reduce_only(self) -> bool:
+        return self.leg is not Leg.ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class PositionState:
+    id: str
+    signal_id: str
+    wave_id: str
+    symbol: str
+    side: Side
+    params: Params
+    phase: Phase = Phase.NEW
+    epoch: int = 1
+    seq: int = 0
+    qty: Decimal | None = None
+    entry_price: Decimal | None = None
+    last_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    stop_cid: str | None = None
+    pending: OrderIntent | None = None  # the one order whose outcome we are waiting for
+    trailing: Trailing | None = None
+    trailing_cid: str | None = None
+    close_reason: str | None = None
+    exit_price: Decimal | None = None
+    reported: bool = False
+    last_replace_at: float = 0.0
+
+    @property
+    def protected(self) -> bool:
+        return self.stop_cid is not None
+
+    @property
+    def has_trailing(self) -> bool:
+        return self.phase is Phase.TRAILING
+
+    @property
+    def protective_cids(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.stop_cid, self.trailing_cid) if c)
+
+    def cid(self, leg: Leg) -> str:
+        """Client order id: [A-Za-z0-9_-], at most 36 chars, unique per position/leg/epoch/seq."""
+        return f"wt-{self.id}-{leg.value}{self.epoch}-{self.seq}"
+
+
+def position_id_of(cid: str) -> str | None:
+    """The position a client order id belongs to, or None for foreign orders."""
+    parts = cid.split("-")
+    return parts[1] if len(parts) == 4 and parts[0] == "wt" else None
+
+
+def leg_of(cid: str) -> Leg | None:
+    parts = cid.split("-")
+    try:
+        return Leg(parts[2][0]) if len(parts) == 4 and parts[0] == "wt" else None
+    except ValueError:
+        return None
+
+
+# ---- events (what happened) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    intent: OrderIntent
+    avg_price: Decimal | None = None
+    filled_qty: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceFailed:
+    intent: OrderIntent
+    kind: FailureKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookedUp:
+    """Result of looking an order of unknown outcome up by client id."""
+
+    intent: OrderIntent
+    found: bool
+    avg_price: Decimal | None = None
+    filled_qty: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    price: Decimal
+    now: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """The venue filled one of our resting orders (a stop or the trailing stop triggered)."""
+
+    cid: str
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SetParams:
+    activation_pct: Decimal | None = None
+    callback_pct: Decimal | None = None
+    stop_loss_pct: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequested:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resting:
+    """One of this position's orders resting at the venue."""
+
+    cid: str
+    leg: Leg
+    stop_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What the venue says after a restart: the position it holds and our resting orders."""
+
+    venue_qty: Decimal
+    venue_entry: Decimal | None
+    resting: tuple[Resting, ...]
+    price: Decimal
+    entry_fill: Decimal | None = None  # resolved fill price of our entry intent, if it filled
+
+
+Event = (
+    Begin | Placed | PlaceFailed | LookedUp | RetryDue | Tick | Filled | SetParams | CloseRequested
+    | Reconciled
+)
+
+
+# ---- commands (what the shell must do) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    cid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    intent: OrderIntent
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    outcome: Outcome
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An entry for the append-only event log."""
+
+    kind: str
+    data: dict = field(default_factory=dict)
+
+
+Command = Place | Cancel | Lookup | RetryLater | Report | Record
