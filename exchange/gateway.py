@@ -1,0 +1,105 @@
+"""The gateway interface every venue implements, and the errors that tell callers what to do.
+
+Calls are synchronous and bounded by `timeout` seconds; they may be in flight from many
+position threads at once, so an implementation must never serialize positions (the seed
+incident). Errors are classified for the caller: retry, reconcile (unknown outcome), or stop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Protocol
+
+from core.position_types import Leg
+from core.types import MarketSpec
+
+
+class VenueError(Exception):
+    """Base of all gateway errors."""
+
+
+class Retryable(VenueError):
+    """A read failed on the network or the venue was unavailable: safe to try again."""
+
+
+class UnknownOutcome(VenueError):
+    """A write timed out or hit a network error: it may have been accepted. Look it up."""
+
+
+class Rejected(VenueError):
+    """The venue refused the request (invalid order, funds, reduce-only…): do not retry."""
+
+
+class OrderNotFound(Rejected):
+    """No order with that client id (open or closed) is known to the venue."""
+
+
+class Fenced(VenueError):
+    """The caller's epoch is stale: a replaced actor may not write anything any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    cid: str
+    symbol: str
+    leg: Leg
+    side: str  # "buy" | "sell"
+    qty: Decimal
+    stop_price: Decimal | None = None
+    activation: Decimal | None = None
+    callback_pct: Decimal | None = None
+
+    @property
+    def reduce_only(self) -> bool:
+        return self.leg is not Leg.ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """What the venue says about one order."""
+
+    cid: str
+    symbol: str
+    leg: Leg
+    status: str  # "open" | "filled" | "cancelled" | "rejected" | "expired"
+    filled_qty: Decimal = Decimal(0)
+    avg_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VenuePosition:
+    symbol: str
+    qty: Decimal  # signed: > 0 long, < 0 short
+    entry_price: Decimal | None
+
+
+TickHandler = Callable[[str, Decimal], None]
+OrderHandler = Callable[[OrderState], None]
+
+
+class Gateway(Protocol):
+    """What positions, the coordinator and recovery need from a venue."""
+
+    name: str
+    supports_native_trailing: bool
+
+    def markets(self) -> dict[str, MarketSpec]: ...
+
+    def price(self, symbol: str, timeout: float) -> Decimal: ...
+
+    def place_order(self, req: OrderRequest, timeout: float) -> OrderState: ...
+
+    def cancel_order(self, symbol: str, cid: str, timeout: float) -> OrderState: ...
+
+    def fetch_order(self, symbol: str, cid: str, timeout: float) -> OrderState:
+        """Look an order up by client id among open *and* closed orders; OrderNotFound if none."""
+
+    def open_orders(self, symbol: str | None, timeout: float) -> list[OrderState]: ...
+
+    def positions(self, timeout: float) -> list[VenuePosition]: ...
+
+    def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
+        """Deliver prices and updates of our orders (fills, triggered stops) as they happen."""
+
+    def close(self) -> None: ...

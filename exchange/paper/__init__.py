@@ -1,0 +1,1 @@
+"""The built-in paper venue: a simulated USDT-perpetual market for rehearsal and tests."""
