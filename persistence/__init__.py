@@ -1,0 +1,1 @@
+"""Durable state: SQLAlchemy models, fenced repositories and Alembic migrations."""

@@ -1,0 +1,99 @@
+"""Engine creation with a timeout on every call, for the embedded SQLite and for PostgreSQL.
+
+No DB call may hang an actor forever (the seed's frozen wave): SQLite gets a busy timeout and
+immediate write transactions, PostgreSQL a connect, statement and lock timeout, and both a
+pool timeout. Anything that still stalls is the supervisor's to handle.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.faults import FaultPlan, InjectedCrash
+
+
+class DbTimeout(TimeoutError):
+    """A database call did not finish within its timeout."""
+
+
+def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
+                pool_timeout_s: float = 5.0) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
+            connect_args={"timeout": call_timeout_s, "check_same_thread": False},
+        )
+        _sqlite_pragmas(engine, call_timeout_s)
+        return engine
+    if u.get_backend_name() == "postgresql":
+        ms = int(call_timeout_s * 1000)
+        return create_engine(
+            u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": max(1, int(call_timeout_s)),
+                "options": f"-c statement_timeout={ms} -c lock_timeout={ms} "
+                           f"-c idle_in_transaction_session_timeout={ms * 4}",
+            },
+        )
+    raise ValueError(f"unsupported database backend {u.get_backend_name()!r} (sqlite or postgresql)")
+
+
+def _sqlite_pragmas(engine: Engine, timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # let us issue BEGIN IMMEDIATE ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        # Take the write lock up front: a deferred transaction that upgrades later can fail
+        # with SQLITE_BUSY at once, without waiting for the busy timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One engine and session factory, plus the fault hooks operators rehearse with."""
+
+    def __init__(self, url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
+                 pool_timeout_s: float = 5.0, faults: FaultPlan | None = None):
+        self.url = url
+        self.call_timeout_s = call_timeout_s
+        self.engine = make_engine(url, call_timeout_s=call_timeout_s, pool_size=pool_size,
+                                  pool_timeout_s=pool_timeout_s)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.faults = faults if faults is not None else FaultPlan()
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def tx(self, op: str = "db_write", symbol: str | None = None) -> Iterator[Session]:
+        """A transaction; injected faults apply per operation and symbol."""
+        rule = self.faults.pick(op, symbol)
+        if rule is not None:
+            if rule.kind == "hang":
+                self.faults.hang()
+            elif rule.kind == "latency":
+                time.sleep(rule.latency_ms / 1000)
+            elif rule.kind == "crash":
+                raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
+            elif rule.kind in ("unavailable", "timeout_lost", "timeout_accepted"):
+                raise DbTimeout(f"injected database timeout in {op} {symbol or ''}")
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

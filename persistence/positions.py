@@ -1,0 +1,162 @@
+"""Position persistence with epoch fencing: a replaced actor's writes change nothing.
+
+Every write is `UPDATE … WHERE id = :id AND epoch = :epoch` inside the same transaction as
+the order intents and events of that step, so a step is durable as a whole before any order
+it asks for is sent (write-ahead), and a stale epoch can neither write nor send.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+
+from core.position_types import (
+    Leg, OrderIntent, Params, Phase, PositionState, Record,
+)
+from core.trailing import Trailing
+from core.types import Side
+from exchange.gateway import Fenced
+from persistence.db import Database
+from persistence.models import EventRow, OrderRow, PositionRow
+
+OPEN_PHASES = [p.value for p in Phase if not p.final]
+
+
+class SymbolBusy(RuntimeError):
+    """Another open position already holds this symbol on the account."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFate:
+    """What became of one order, to be written with the step that learned it."""
+
+    cid: str
+    status: str
+    avg_price: Decimal | None = None
+    filled_qty: Decimal | None = None
+    reason: str | None = None
+
+
+def _row_values(s: PositionState) -> dict:
+    t = s.trailing
+    return dict(
+        phase=s.phase.value, seq=s.seq, qty=s.qty, entry_price=s.entry_price,
+        last_price=s.last_price, stop_price=s.stop_price, stop_cid=s.stop_cid,
+        trailing_cid=s.trailing_cid, pending_cid=s.pending.cid if s.pending else None,
+        activation_price=t.activation if t else None, trailing_activated=bool(t and t.activated),
+        best_price=t.best if t else None, trail_level=t.level if t else None,
+        stop_loss_pct=s.params.stop_loss_pct, activation_pct=s.params.activation_pct,
+        callback_pct=s.params.callback_pct, trailing_mode=s.params.trailing_mode,
+        close_reason=s.close_reason, exit_price=s.exit_price, reported=s.reported,
+        active_symbol=None if s.phase.final else s.symbol,
+    )
+
+
+def state_from_row(r: PositionRow, defaults: Params) -> PositionState:
+    params = replace(defaults, stop_loss_pct=r.stop_loss_pct, activation_pct=r.activation_pct,
+                     callback_pct=r.callback_pct, trailing_mode=r.trailing_mode,
+                     notional=r.notional)
+    trailing = None
+    if r.activation_price is not None:
+        trailing = Trailing(r.activation_price, r.callback_pct, r.trailing_activated,
+                            r.best_price, r.trail_level)
+    return PositionState(
+        id=r.id, signal_id=r.signal_id, wave_id=r.wave_id, symbol=r.symbol, side=Side(r.side),
+        params=params, phase=Phase(r.phase), epoch=r.epoch, seq=r.seq, qty=r.qty,
+        entry_price=r.entry_price, last_price=r.last_price, stop_price=r.stop_price,
+        stop_cid=r.stop_cid, trailing=trailing, trailing_cid=r.trailing_cid,
+        close_reason=r.close_reason, exit_price=r.exit_price, reported=r.reported,
+    )
+
+
+class PositionStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, s: PositionState) -> None:
+        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10)."""
+        now = time.time()
+        row = PositionRow(id=s.id, signal_id=s.signal_id, wave_id=s.wave_id, symbol=s.symbol,
+                          side=s.side.value, epoch=s.epoch, notional=s.params.notional,
+                          opened_ts=now, updated_ts=now, **_row_values(s))
+        try:
+            with self.db.tx("db_write", s.symbol) as tx:
+                if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
+                    raise SymbolBusy(s.symbol)
+                tx.add(row)
+        except SymbolBusy:
+            raise
+        except Exception as e:  # the unique constraint is the last word when two race
+            if "uq_positions_active_symbol" in str(e) or "UNIQUE" in str(e).upper():
+                raise SymbolBusy(s.symbol) from None
+            raise
+
+    def commit_step(self, s: PositionState, *, intents: list[OrderIntent] = (),
+                    fates: list[OrderFate] = (), records: list[Record] = ()) -> None:
+        """Persist one transition atomically, fenced by the state's epoch."""
+        now = time.time()
+        values = _row_values(s) | {"updated_ts": now}
+        if s.phase.final:
+            values["closed_ts"] = now
+        with self.db.tx("db_write", s.symbol) as tx:
+            res = tx.execute(update(PositionRow)
+                             .where(PositionRow.id == s.id, PositionRow.epoch == s.epoch)
+                             .values(**values))
+            if res.rowcount != 1:
+                raise Fenced(f"position {s.id}: epoch {s.epoch} is no longer current")
+            for i in intents:
+                tx.add(OrderRow(cid=i.cid, position_id=s.id, epoch=s.epoch, symbol=s.symbol,
+                                leg=i.leg.value, side=i.side, qty=i.qty, stop_price=i.stop_price,
+                                activation=i.activation, callback_pct=i.callback_pct,
+                                attempt=i.attempt, status="intent", created_ts=now, updated_ts=now))
+            for f in fates:
+                tx.execute(update(OrderRow).where(OrderRow.cid == f.cid).values(
+                    status=f.status, avg_price=f.avg_price, filled_qty=f.filled_qty,
+                    reason=f.reason, updated_ts=now))
+            for r in records:
+                tx.add(EventRow(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
+                                epoch=s.epoch, data=r.data))
+
+    def bump_epoch(self, position_id: str, expected: int) -> int:
+        """Raise the epoch (fencing every older actor); Fenced if someone else already did."""
+        with self.db.tx("epoch_bump") as tx:
+            res = tx.execute(update(PositionRow)
+                             .where(PositionRow.id == position_id, PositionRow.epoch == expected)
+                             .values(epoch=expected + 1, updated_ts=time.time()))
+            if res.rowcount != 1:
+                raise Fenced(f"position {position_id}: epoch moved past {expected}")
+        return expected + 1
+
+    def flag(self, position_id: str, reason: str) -> None:
+        """Mark a position as needing an operator; not fenced: the supervisor owns this flag."""
+        with self.db.tx("db_write") as tx:
+            tx.execute(update(PositionRow).where(PositionRow.id == position_id)
+                       .values(needs_attention=True, attention_reason=reason, updated_ts=time.time()))
+            tx.add(EventRow(ts=time.time(), kind="needs_attention", position_id=position_id,
+                            data={"reason": reason}))
+
+    def load(self, position_id: str, defaults: Params) -> PositionState:
+        with self.db.tx("db_read") as tx:
+            row = tx.get(PositionRow, position_id)
+            if row is None:
+                raise KeyError(position_id)
+            return state_from_row(row, defaults)
+
+    def open_ids(self) -> list[tuple[str, int]]:
+        with self.db.tx("db_read") as tx:
+            return list(tx.execute(select(PositionRow.id, PositionRow.epoch)
+                                   .where(PositionRow.phase.in_(OPEN_PHASES))).all())
+
+    def unresolved_orders(self, position_id: str) -> list[OrderRow]:
+        """Intents whose fate we never learned: they must be looked up before anything else."""
+        with self.db.tx("db_read") as tx:
+            return list(tx.scalars(select(OrderRow).where(
+                OrderRow.position_id == position_id,
+                OrderRow.status.in_(["intent", "unknown"]))).all())
+
+    def order_intent(self, row: OrderRow) -> OrderIntent:
+        return OrderIntent(cid=row.cid, leg=Leg(row.leg), side=row.side, qty=row.qty,
+                           stop_price=row.stop_price, activation=row.activation,
+                           callback_pct=row.callback_pct, attempt=row.attempt)

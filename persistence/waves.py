@@ -1,0 +1,92 @@
+"""Waves and signals: each signal gets exactly one outcome, enforced by the database."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+from sqlalchemy import select, update
+
+from core.position_types import Outcome
+from persistence.db import Database
+from persistence.models import EventRow, SignalRow, WaveRow
+from signals.wave import Wave
+
+
+class WaveStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def insert(self, wave: Wave, deadline_s: float) -> list[str]:
+        """Store a wave and its signals; returns ids of signals already known (duplicates)."""
+        now = time.time()
+        with self.db.tx("db_write") as tx:
+            if tx.get(WaveRow, wave.id) is not None:
+                return [s.id for s in wave.signals]
+            ids = [s.id for s in wave.signals]
+            known = set(tx.scalars(select(SignalRow.id).where(SignalRow.id.in_(ids))).all())
+            tx.add(WaveRow(id=wave.id, source=wave.source, received_ts=wave.received_at,
+                           deadline_ts=wave.received_at + deadline_s, status="open",
+                           n_signals=len(wave.signals) - len(known)))
+            tx.flush()
+            for s in wave.signals:
+                if s.id in known:
+                    continue
+                tx.add(SignalRow(
+                    id=s.id, wave_id=wave.id, symbol=s.symbol, side=s.side.value if s.side else "?",
+                    score=s.score, rank=s.rank,
+                    outcome=Outcome.REJECTED.value if s.reason else None, reason=s.reason,
+                    decided_ts=now if s.reason else None))
+            tx.add(EventRow(ts=now, kind="wave_received", wave_id=wave.id,
+                            data={"signals": len(wave.signals), "duplicates": sorted(known),
+                                  "rejected": sum(1 for s in wave.signals if s.reason)}))
+        return sorted(known)
+
+    def insert_rejected(self, wave_id: str | None, reason: str, source: str) -> str:
+        """A message that is not a usable wave at all: recorded, never silently dropped."""
+        now = time.time()
+        wid = wave_id or f"rejected-{uuid.uuid4().hex[:12]}"
+        with self.db.tx("db_write") as tx:
+            if tx.get(WaveRow, wid) is not None:
+                wid = f"{wid}-rejected-{uuid.uuid4().hex[:6]}"
+            tx.add(WaveRow(id=wid, source=source, received_ts=now, deadline_ts=now,
+                           completed_ts=now, status="rejected", reason=reason, n_signals=0))
+            tx.add(EventRow(ts=now, kind="wave_rejected", wave_id=wid, data={"reason": reason}))
+        return wid
+
+    def set_outcome(self, signal_id: str, outcome: Outcome, reason: str,
+                    position_id: str | None = None) -> bool:
+        """Give a signal its final outcome; False if it already had one (exactly once)."""
+        with self.db.tx("db_write") as tx:
+            res = tx.execute(update(SignalRow)
+                             .where(SignalRow.id == signal_id, SignalRow.outcome.is_(None))
+                             .values(outcome=outcome.value, reason=reason, decided_ts=time.time(),
+                                     position_id=position_id))
+            return res.rowcount == 1
+
+    def attach_position(self, signal_id: str, position_id: str) -> None:
+        with self.db.tx("db_write") as tx:
+            tx.execute(update(SignalRow).where(SignalRow.id == signal_id)
+                       .values(position_id=position_id))
+
+    def outcomes(self, wave_id: str) -> Counter:
+        with self.db.tx("db_read") as tx:
+            rows = tx.scalars(select(SignalRow.outcome).where(SignalRow.wave_id == wave_id)).all()
+        return Counter(r or "pending" for r in rows)
+
+    def complete(self, wave_id: str) -> None:
+        with self.db.tx("db_write") as tx:
+            tx.execute(update(WaveRow).where(WaveRow.id == wave_id, WaveRow.status == "open")
+                       .values(status="complete", completed_ts=time.time()))
+
+    def pending_signals(self) -> list[SignalRow]:
+        """Signals without an outcome, oldest wave first: what a restart must finish."""
+        with self.db.tx("db_read") as tx:
+            return list(tx.scalars(select(SignalRow).join(WaveRow, WaveRow.id == SignalRow.wave_id)
+                                   .where(SignalRow.outcome.is_(None))
+                                   .order_by(WaveRow.received_ts, SignalRow.rank)).all())
+
+    def open_waves(self) -> list[WaveRow]:
+        with self.db.tx("db_read") as tx:
+            return list(tx.scalars(select(WaveRow).where(WaveRow.status == "open")
+                                   .order_by(WaveRow.received_ts)).all())
