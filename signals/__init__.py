@@ -1,0 +1,1 @@
+"""Where waves come from: parsing and validation, and the demo and file sources."""
