@@ -1,0 +1,1 @@
+"""pykka actors: one PositionActor per position, the WaveCoordinator, and market-data fan-out."""

@@ -1,0 +1,98 @@
+"""Messages between actors. Plain frozen values: nothing mutable crosses a mailbox."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from core.position_types import Event, OrderIntent, Outcome
+from exchange.gateway import OrderState
+from signals.wave import Wave
+
+
+class _TickReady:
+    """The coalesced tick: the price itself waits in the actor's TickSlot."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TICK"
+
+
+TICK = _TickReady()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    """First message of a new position: size it at the current price and enter."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverPosition:
+    """First message of a restored or restarted position: reconcile before acting."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    order: OrderState
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """An operator's request (SetParams or CloseRequested), delivered to the owning actor."""
+
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class LookupAgain:
+    intent: OrderIntent
+
+
+@dataclass(frozen=True, slots=True)
+class GetState:
+    """Ask for a snapshot of the position's state."""
+
+
+# ---- to the coordinator ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitWave:
+    wave: Wave
+
+
+@dataclass(frozen=True, slots=True)
+class PositionOutcome:
+    position_id: str
+    signal_id: str
+    wave_id: str
+    symbol: str
+    outcome: Outcome
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionClosed:
+    position_id: str
+    symbol: str
+    exit_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaveDeadline:
+    wave_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetPaused:
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorStatus:
+    """Ask for the coordinator's view: paused, open symbols, waves in progress."""

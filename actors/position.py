@@ -1,0 +1,258 @@
+"""PositionActor: the thin shell around the pure state machine of one position.
+
+It owns its position for the position's whole life. Each message becomes an event; the
+transition is persisted (one fenced transaction, write-ahead of any order it asks for) and
+then its commands are executed, their results fed back as events. Every venue and database
+call runs under an operation deadline that the supervisor watches.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from decimal import Decimal
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pykka
+from loguru import logger
+
+from actors.market_data import MarketData, TickSlot
+from actors.messages import (
+    TICK, Control, GetState, LookupAgain, OpenPosition, OrderUpdate, PositionClosed,
+    PositionOutcome, RecoverPosition, Retry,
+)
+from actors.scheduler import Scheduler
+from core.config import DeadlinesCfg
+from core.faults import FaultPlan, InjectedCrash
+from core.position_logic import step
+from core.position_types import (
+    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Place,
+    Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
+    RetryLater, Tick, leg_of, position_id_of,
+)
+from core.types import MarketSpec
+from exchange.gateway import (
+    Fenced, Gateway, OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome,
+)
+from persistence.positions import OrderFate, PositionStore
+
+
+@dataclass
+class PositionContext:
+    """Everything a position needs from the service, shared read-only by all positions."""
+
+    gateway: Gateway
+    store: PositionStore
+    markets: dict[str, MarketSpec]
+    scheduler: Scheduler
+    market_data: MarketData
+    deadlines: DeadlinesCfg
+    coordinator: Callable[[], Any]  # the current coordinator ref (it may be replaced)
+    epochs: dict[str, int]  # the supervisor's current epoch per position: the venue fence
+    faults: FaultPlan
+    on_final: Callable[[str, int], None]  # supervisor: this child is done
+    on_decision: Callable[[float], None] = lambda _s: None  # tick-to-decision latency sink
+
+
+class PositionActor(pykka.ThreadingActor):
+    # A stuck actor is abandoned, not joined: its thread must never keep the process alive.
+    use_daemon_thread = True
+
+    def __init__(self, state: PositionState, ctx: PositionContext, handle) -> None:
+        super().__init__()
+        self.state = state
+        self.ctx = ctx
+        self.handle = handle
+        self.spec = ctx.markets[state.symbol]
+        self.slot: TickSlot | None = None
+        self.fenced = False
+
+    # ---- mailbox ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.slot = self.ctx.market_data.subscribe(self.state.symbol, self.actor_ref)
+
+    def on_stop(self) -> None:
+        if self.slot is not None:
+            self.ctx.market_data.unsubscribe(self.slot)
+
+    def on_failure(self, exc_type, exc, tb) -> None:
+        self.on_stop()
+        self.handle.crashed(exc)
+
+    def on_receive(self, msg: Any) -> Any:
+        if self.fenced:
+            return None
+        try:
+            self._dispatch(msg)
+        except Fenced as e:
+            logger.warning("{}: fenced ({}); this actor stops, its replacement owns the position",
+                           self.state.symbol, e)
+            self.fenced = True
+            self.stop()
+            return None
+        if isinstance(msg, GetState):
+            return self.state
+        if self.state.phase.final:
+            self._finish()
+        return None
+
+    def _dispatch(self, msg: Any) -> None:
+        match msg:
+            case _ if msg is TICK:
+                price, ts = self.slot.take()
+                if price is not None:
+                    self._inject("tick")
+                    self._drive(Tick(price, time.monotonic()))
+                    self.ctx.on_decision(time.perf_counter() - ts)
+            case OrderUpdate(order=o):
+                if o.status == "filled" and o.avg_price is not None:
+                    self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty))
+            case Control(event=ev):
+                self._drive(ev)
+            case OpenPosition():
+                self._inject("open")
+                price = self._venue("price", self.ctx.gateway.price, self.state.symbol, write=False)
+                self._drive(Begin(price))
+            case RecoverPosition():
+                self._inject("recover")
+                self._drive(self._reconcile())
+            case Retry(intent=i):
+                self._drive(RetryDue(i))
+            case LookupAgain(intent=i):
+                if (res := self._run_lookup(i)) is not None:
+                    self._drive(*res)
+            case GetState():
+                pass
+
+    def _finish(self) -> None:
+        s = self.state
+        self.ctx.coordinator().tell(PositionClosed(s.id, s.symbol, s.exit_price))
+        self.ctx.on_final(s.id, s.epoch)
+        self.stop()
+
+    # ---- the loop: step, persist, execute ---------------------------------------------
+
+    def _drive(self, event: Event, fate: OrderFate | None = None) -> None:
+        queue: deque[tuple[Event | None, OrderFate | None]] = deque([(event, fate)])
+        while queue:
+            ev, fate = queue.popleft()
+            new, cmds = step(self.state, ev, self.spec) if ev is not None else (self.state, [])
+            intents = [c.intent for c in cmds if isinstance(c, Place)]
+            records = [c for c in cmds if isinstance(c, Record)]
+            if new != self.state or intents or records or fate:
+                self._persist(new, intents, [fate] if fate else [], records)
+            self.state = new
+            self.handle.note_protection(new)
+            for cmd in cmds:
+                self._execute(cmd, queue)
+
+    def _persist(self, s: PositionState, intents, fates, records) -> None:
+        self._fence()
+        with self.handle.op("db_write", self.ctx.deadlines.operation_s):
+            self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+
+    def _execute(self, cmd, queue: deque) -> None:
+        match cmd:
+            case Place(intent=i):
+                queue.append(self._place(i))
+            case Cancel(cid=cid):
+                queue.append((None, self._cancel(cid)))
+            case Lookup(intent=i):
+                if (res := self._run_lookup(i)) is not None:
+                    queue.append(res)
+            case RetryLater(intent=i, delay_s=d):
+                ref = self.actor_ref
+                self.ctx.scheduler.call_later(d, lambda: ref.tell(Retry(i)))
+            case Report(outcome=o, reason=r):
+                s = self.state
+                self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, o, r))
+                logger.info("{} {} {}: {}", s.symbol, s.side, o.value, r)
+            case Record():
+                pass
+
+    # ---- venue calls --------------------------------------------------------------------
+
+    def _fence(self) -> None:
+        if self.ctx.epochs.get(self.state.id) != self.state.epoch:
+            raise Fenced(f"epoch {self.state.epoch} of {self.state.id} is stale")
+
+    def _venue(self, what: str, fn, *args, write: bool):
+        if write:
+            self._fence()
+        t = self.ctx.deadlines.venue_call_s
+        with self.handle.op(what, self.ctx.deadlines.operation_s):
+            return fn(*args, timeout=t)
+
+    def _place(self, i: OrderIntent) -> tuple[Event, OrderFate]:
+        s = self.state
+        req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct)
+        try:
+            o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
+        except (UnknownOutcome, Retryable) as e:
+            return PlaceFailed(i, FailureKind.UNKNOWN, str(e)), OrderFate(i.cid, "unknown", reason=str(e))
+        except Rejected as e:
+            return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
+        status = "filled" if o.status == "filled" else "open"
+        return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty)
+
+    def _cancel(self, cid: str) -> OrderFate:
+        try:
+            self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
+            return OrderFate(cid, "cancelled")
+        except OrderNotFound as e:
+            return OrderFate(cid, "not_found", reason=str(e))
+        except (Rejected, UnknownOutcome, Retryable) as e:
+            logger.warning("{}: cancel {} failed ({}); reconciliation will retry", self.state.symbol, cid, e)
+            return OrderFate(cid, "open", reason=f"cancel failed: {e}")
+
+    def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
+        """Resolve an unknown outcome by client id; None when the venue could not answer yet."""
+        try:
+            o = self._venue("lookup", self.ctx.gateway.fetch_order, self.state.symbol, i.cid, write=False)
+        except OrderNotFound:
+            return LookedUp(i, False), OrderFate(i.cid, "not_found")
+        except (Retryable, UnknownOutcome) as e:
+            delay = min(self.state.params.retry_backoff_s * 2, 5.0)
+            logger.warning("{}: lookup of {} failed ({}); again in {:.1f}s", self.state.symbol, i.cid, e, delay)
+            ref = self.actor_ref
+            self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
+            return None
+        found = o.status in ("open", "filled")
+        return (LookedUp(i, found, o.avg_price, o.filled_qty or None),
+                OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty))
+
+    def _reconcile(self) -> Reconciled:
+        """Resolve every intent of unknown fate, then read what the venue holds for us."""
+        s, gw, store = self.state, self.ctx.gateway, self.ctx.store
+        entry_fill = None
+        for row in store.unresolved_orders(s.id):
+            try:
+                o = self._venue("lookup", gw.fetch_order, s.symbol, row.cid, write=False)
+                fate = OrderFate(row.cid, o.status, o.avg_price, o.filled_qty)
+                if row.leg == Leg.ENTRY.value and o.status == "filled":
+                    entry_fill = o.avg_price
+            except OrderNotFound:
+                fate = OrderFate(row.cid, "not_found")
+            self._persist(s, [], [fate], [])
+        price = self._venue("price", gw.price, s.symbol, write=False)
+        venue_qty, venue_entry = 0, None
+        for p in self._venue("positions", gw.positions, write=False):
+            if p.symbol == s.symbol:
+                venue_qty, venue_entry = abs(p.qty), p.entry_price
+        resting = tuple(
+            Resting(o.cid, leg_of(o.cid), o.stop_price)
+            for o in self._venue("open orders", gw.open_orders, s.symbol, write=False)
+            if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
+        return Reconciled(Decimal(venue_qty), venue_entry, resting, price, entry_fill)
+
+    def _inject(self, op: str) -> None:
+        rule = self.ctx.faults.pick(op, self.state.symbol)
+        if rule is None:
+            return
+        if rule.kind == "crash":
+            raise InjectedCrash(f"injected crash of {self.state.symbol} on {op}")
+        if rule.kind == "hang":
+            with self.handle.op(f"{op} (injected hang)", self.ctx.deadlines.operation_s):
+                self.ctx.faults.hang()

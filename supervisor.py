@@ -1,0 +1,263 @@
+"""The supervisor: deadlines, one-for-one fenced restarts, intensity limits and escalation.
+
+pykka has no supervision, cannot cancel a timed-out ask and cannot stop a blocked actor. So
+every child reports the operation it is in and that operation's deadline on its ChildHandle;
+a watchdog thread restarts a child that overran it or crashed. A restart raises the
+position's epoch in the database (fencing every write and venue call of the old actor, whose
+thread cannot be killed and is abandoned as a daemon), then starts a replacement that reloads
+the position and reconciles it with the venue before it acts.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
+
+from loguru import logger
+
+from actors.messages import OpenPosition, PositionOutcome, RecoverPosition
+from actors.position import PositionActor, PositionContext
+from core.config import DeadlinesCfg, SupervisorCfg
+from core.position_types import Leg, Outcome, Params, Phase, PositionState, position_id_of
+from exchange.gateway import Fenced, OrderRequest, VenueError
+from persistence.positions import PositionStore
+
+
+class ChildHandle:
+    """A child's report card, written only by the child's own thread, read by the watchdog."""
+
+    def __init__(self, sup: "Supervisor", key: str, epoch: int, symbol: str = "") -> None:
+        self.sup, self.key, self.epoch, self.symbol = sup, key, epoch, symbol
+        self.ref = None
+        self.thread: threading.Thread | None = None
+        self.op_name: str | None = None
+        self.op_deadline: float | None = None
+        self.unprotected_since: float | None = None
+        self.phase = ""
+        self.done = False
+        self.retired = False  # replaced, escalated or finished: the watchdog ignores it
+
+    @contextmanager
+    def op(self, name: str, seconds: float) -> Iterator[None]:
+        self.thread = threading.current_thread()
+        outer = (self.op_name, self.op_deadline)
+        self.op_name, self.op_deadline = name, time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.op_name, self.op_deadline = outer
+
+    def note_protection(self, s: PositionState) -> None:
+        self.phase = s.phase.value
+        exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING) and s.stop_cid is None
+        if not exposed:
+            self.unprotected_since = None
+        elif self.unprotected_since is None:
+            self.unprotected_since = time.monotonic()
+
+    def crashed(self, exc: BaseException) -> None:
+        self.sup.child_failed(self, f"crashed: {exc!r}")
+
+
+@dataclass
+class SupervisorStats:
+    restarts: int = 0
+    escalations: int = 0
+    fenced_writes: int = 0
+    reprotect_s: list[float] = field(default_factory=list)  # restart → protected again
+
+
+class Supervisor:
+    def __init__(self, cfg: SupervisorCfg, deadlines: DeadlinesCfg, ctx: PositionContext,
+                 defaults: Params, on_escalate: Callable[[str, str], None] | None = None) -> None:
+        self.cfg, self.deadlines, self.ctx, self.defaults = cfg, deadlines, ctx, defaults
+        self.store: PositionStore = ctx.store
+        self.children: dict[str, ChildHandle] = {}
+        self.epochs: dict[str, int] = ctx.epochs
+        self.abandoned: list[tuple[str, int, threading.Thread]] = []
+        self.escalated: dict[str, str] = {}
+        self.stats = SupervisorStats()
+        self._history: dict[str, deque[float]] = {}
+        self._rng = random.Random()
+        self._on_escalate = on_escalate
+        self._singletons: dict[str, Callable[[ChildHandle], object]] = {}
+        self._stop = threading.Event()
+        ctx.on_final = self._on_final
+        self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog", daemon=True)
+        self._watchdog.start()
+
+    # ---- starting children -------------------------------------------------------------
+
+    def start_position(self, state: PositionState, recover: bool = False) -> ChildHandle:
+        handle = ChildHandle(self, state.id, state.epoch, state.symbol)
+        self.epochs[state.id] = state.epoch
+        self.children[state.id] = handle
+        handle.ref = PositionActor.start(state, self.ctx, handle)
+        handle.ref.tell(RecoverPosition() if recover else OpenPosition())
+        return handle
+
+    def start_singleton(self, key: str, start: Callable[[ChildHandle], object]) -> ChildHandle:
+        """Supervise a service actor (the coordinator): restarted by calling `start` again."""
+        self._singletons[key] = start
+        handle = ChildHandle(self, key, 0)
+        self.children[key] = handle
+        handle.ref = start(handle)
+        return handle
+
+    def adopt(self, position_id: str, epoch: int) -> ChildHandle:
+        """Restore a position from the database under a new epoch (cold start, restart)."""
+        new_epoch = self._bump(position_id, epoch)
+        state = self.store.load(position_id, self.defaults)
+        return self.start_position(state, recover=True)
+
+    def _bump(self, position_id: str, epoch: int) -> int:
+        for _ in range(3):
+            try:
+                new = self.store.bump_epoch(position_id, epoch)
+                self.epochs[position_id] = new
+                return new
+            except Fenced:
+                epoch = self.store.load(position_id, self.defaults).epoch
+        raise Fenced(f"could not take over position {position_id}")
+
+    # ---- watching ----------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.cfg.watchdog_interval_s):
+            now = time.monotonic()
+            for h in list(self.children.values()):
+                if h.retired:
+                    continue
+                if h.op_deadline is not None and now > h.op_deadline:
+                    self.child_failed(h, f"operation '{h.op_name}' overran its deadline")
+                elif h.unprotected_since is not None and now - h.unprotected_since > self.deadlines.protect_s:
+                    self.child_failed(h, f"unprotected for more than {self.deadlines.protect_s:g}s")
+
+    def child_failed(self, h: ChildHandle, reason: str) -> None:
+        if h.retired or self._stop.is_set():
+            return
+        h.retired = True
+        threading.Thread(target=self._restart, args=(h, reason), name=f"restart-{h.key}",
+                         daemon=True).start()
+
+    def _on_final(self, position_id: str, epoch: int) -> None:
+        h = self.children.get(position_id)
+        if h is not None and h.epoch == epoch:
+            h.retired = h.done = True
+            self.children.pop(position_id, None)
+
+    # ---- restarting --------------------------------------------------------------------
+
+    def _restart(self, h: ChildHandle, reason: str) -> None:
+        t0 = time.monotonic()
+        history = self._history.setdefault(h.key, deque())
+        while history and t0 - history[0] > self.cfg.restart_window_s:
+            history.popleft()
+        logger.warning("supervisor: {} {} (epoch {}) {} — restart {} of {} in {:g}s",
+                       h.key, h.symbol, h.epoch, reason, len(history) + 1, self.cfg.max_restarts,
+                       self.cfg.restart_window_s)
+        if h.ref is not None:
+            h.ref.stop(block=False)  # a poison pill: runs only if the actor ever gets free
+        if h.thread is not None and h.thread.is_alive() and h.op_name is not None:
+            self.abandoned.append((h.key, h.epoch, h.thread))
+        if len(history) >= self.cfg.max_restarts:
+            self._escalate(h, reason)
+            return
+        history.append(t0)
+        self.stats.restarts += 1
+        backoff = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (len(history) - 1))
+        time.sleep(backoff * self._rng.uniform(0.5, 1.5))
+        if h.key in self._singletons:
+            new = ChildHandle(self, h.key, h.epoch + 1)
+            self.children[h.key] = new
+            new.ref = self._singletons[h.key](new)
+            return
+        try:
+            new = self.adopt(h.key, h.epoch)
+        except Exception as e:  # the DB or venue is still failing: count it and try again
+            logger.error("supervisor: could not restart {}: {!r}", h.key, e)
+            ghost = ChildHandle(self, h.key, self.epochs.get(h.key, h.epoch), h.symbol)
+            self.children[h.key] = ghost
+            self.child_failed(ghost, f"restart failed: {e!r}")
+            return
+        self._watch_reprotection(new, t0)
+
+    def _watch_reprotection(self, h: ChildHandle, t0: float) -> None:
+        """Record restart → protected-again times (a benchmark and chaos-report figure)."""
+        def check() -> None:
+            if h.retired and not h.done:
+                return
+            if h.phase in ("trailing", "protected") and h.unprotected_since is None or h.done:
+                self.stats.reprotect_s.append(time.monotonic() - t0)
+            else:
+                self.ctx.scheduler.call_later(0.05, check)
+        self.ctx.scheduler.call_later(0.05, check)
+
+    def _escalate(self, h: ChildHandle, reason: str) -> None:
+        """Past the restart intensity: fence the position, close it if we can, flag it."""
+        self.stats.escalations += 1
+        msg = f"restart intensity exceeded ({self.cfg.max_restarts} in {self.cfg.restart_window_s:g}s): {reason}"
+        logger.critical("supervisor: ESCALATING {} {}: {}", h.key, h.symbol, msg)
+        self.escalated[h.key] = msg
+        self.children.pop(h.key, None)
+        if h.key in self._singletons:
+            if self._on_escalate:
+                self._on_escalate(h.key, msg)
+            return
+        try:
+            self._bump(h.key, h.epoch)
+            self.store.flag(h.key, msg)
+            closed = self._emergency_close(h.key)
+        except Exception as e:
+            logger.critical("supervisor: could not close escalated {}: {!r}; operator needed", h.key, e)
+            closed = False
+        if self._on_escalate:
+            self._on_escalate(h.key, msg if closed else msg + "; close failed, position left open")
+
+    def _emergency_close(self, position_id: str) -> bool:
+        """Close at market and take our resting orders off, straight through the gateway."""
+        s = self.store.load(position_id, self.defaults)
+        gw, t = self.ctx.gateway, self.deadlines.venue_call_s
+        qty = next((abs(p.qty) for p in gw.positions(timeout=t) if p.symbol == s.symbol), None)
+        if qty:
+            cid = f"wt-{s.id}-{Leg.EXIT.value}{s.epoch}-{s.seq + 1}"
+            gw.place_order(OrderRequest(cid, s.symbol, Leg.EXIT, s.side.exit_order_side, qty), timeout=t)
+        for o in gw.open_orders(s.symbol, timeout=t):
+            if position_id_of(o.cid) == s.id:
+                gw.cancel_order(s.symbol, o.cid, timeout=t)
+        final = replace(s, phase=Phase.EMERGENCY_CLOSED if not s.reported else Phase.CLOSED,
+                        close_reason="escalated by supervisor", stop_cid=None, trailing_cid=None,
+                        reported=True, seq=s.seq + 1)
+        self.store.commit_step(final)
+        if not s.reported:
+            outcome = Outcome.EMERGENCY_CLOSED if qty or s.entry_price else Outcome.FAILED
+            self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, outcome,
+                                                        "escalated by supervisor after repeated failures"))
+        self.epochs.pop(position_id, None)
+        return True
+
+    # ---- introspection and shutdown ----------------------------------------------------
+
+    def abandoned_alive(self) -> int:
+        return sum(1 for _, _, t in self.abandoned if t.is_alive())
+
+    def stop_all(self, deadline_s: float) -> list[str]:
+        """Stop every child with one overall deadline; returns the keys still running."""
+        self._stop.set()
+        end = time.monotonic() + deadline_s
+        futures = []
+        for h in list(self.children.values()):
+            h.retired = True
+            if h.ref is not None and h.ref.is_alive():
+                futures.append((h, h.ref.stop(block=False)))
+        stuck = []
+        for h, fut in futures:
+            try:
+                fut.get(timeout=max(0.0, end - time.monotonic()))
+            except Exception:
+                stuck.append(h.key)
+        return stuck
