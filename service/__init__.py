@@ -1,0 +1,1 @@
+"""The running service: wiring, lifecycle, command line and live view."""

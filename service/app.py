@@ -1,0 +1,242 @@
+"""Wires the service together and runs its lifecycle: start, recover, trade, shut down.
+
+Start-up order matters: the schema is checked before anything runs, positions left open by a
+previous run are restored and reconciled (under new epochs) before the coordinator resumes
+unfinished waves, and only then does a signal source start.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from loguru import logger
+from sqlalchemy import func, select
+
+from actors.coordinator import WaveCoordinator, WaveSummary
+from actors.market_data import MarketData
+from actors.messages import OrderUpdate, PositionOutcome, SetPaused, SubmitWave
+from actors.position import PositionContext
+from actors.scheduler import Scheduler
+from core.config import Config
+from core.faults import FaultPlan, FaultRule
+from core.position_types import Outcome, Params, Phase, position_id_of
+from exchange.factory import build_gateway
+from exchange.gateway import OrderState
+from persistence.db import Database
+from persistence.models import PositionRow, SignalRow
+from persistence.positions import PositionStore
+from persistence.schema import ensure_current
+from persistence.waves import WaveStore
+from signals.sources import DemoSource, FileSource
+from signals.wave import WaveRejected, parse_wave
+from supervisor import Supervisor
+
+
+def fault_plan(rules, seed: int) -> FaultPlan:
+    return FaultPlan([FaultRule(**r.model_dump()) for r in rules], seed=seed)
+
+
+def position_params(cfg: Config) -> Params:
+    p = cfg.protection
+    return Params(stop_loss_pct=p.stop_loss_pct, activation_pct=p.trailing_activation_pct,
+                  callback_pct=p.trailing_callback_pct, trailing_mode=p.trailing_mode,
+                  notional=cfg.risk.position_notional_usdt, max_attempts=p.max_attempts,
+                  retry_backoff_s=p.retry_backoff_s, replace_min_interval_s=p.replace_min_interval_s)
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.time)
+    waves: list[WaveSummary] = field(default_factory=list)
+    wave_ids: set[str] = field(default_factory=set)
+    waves_rejected: int = 0
+    decisions: int = 0
+    decision_s_total: float = 0.0
+
+
+class Service:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        f = cfg.faults
+        self.venue_faults = fault_plan(f.venue, f.seed)
+        self.db_faults = fault_plan(f.db, f.seed + 1)
+        self.actor_faults = fault_plan(f.actor, f.seed + 2)
+        self.db = Database(cfg.database.url, call_timeout_s=cfg.deadlines.db_call_s,
+                           pool_size=cfg.database.pool_size,
+                           pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
+        schema = ensure_current(self.db.engine, auto_create=cfg.database.auto_create)
+        if schema == "created":
+            logger.info("database schema created at {}", self.db.url.split("@")[-1])
+        self.gateway = build_gateway(cfg, self.venue_faults)
+        self.markets = self.gateway.markets()
+        self.positions = PositionStore(self.db)
+        self.waves = WaveStore(self.db)
+        self.scheduler = Scheduler()
+        self.market_data = MarketData()
+        self.defaults = position_params(cfg)
+        self.stats = RunStats()
+        self.wave_done = threading.Event()
+        self.stopping = threading.Event()
+        self._coordinator = None
+        self.ctx = PositionContext(
+            gateway=self.gateway, store=self.positions, markets=self.markets,
+            scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
+            coordinator=lambda: self._coordinator, epochs={}, faults=self.actor_faults,
+            on_final=lambda *_: None, on_decision=self._on_decision)
+        self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
+                                     on_escalate=self._on_escalate)
+        self.health_notes: list[str] = []
+        self.source = None
+        self._shut_down = False
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self, *, with_source: bool = True) -> None:
+        self.gateway.subscribe(self.market_data.on_tick, self._route_order)
+        recovered = self.recover()
+        self.supervisor.start_singleton("coordinator", self._start_coordinator)
+        if recovered:
+            logger.info("recovery: {} open positions restored and reconciling", recovered)
+        if with_source:
+            self.source = self._make_source()
+            self.source.start()
+
+    def recover(self) -> int:
+        """Restore every position the database says is open, each under a raised epoch."""
+        rows = self.positions.open_ids()
+        t0 = time.monotonic()
+        for n, (pid, epoch) in enumerate(rows, 1):
+            self.supervisor.adopt(pid, epoch)
+            if n % 200 == 0:
+                logger.info("recovery: {}/{} positions restored ({:.1f}s)", n, len(rows), time.monotonic() - t0)
+        return len(rows)
+
+    def _start_coordinator(self, handle):
+        ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
+                                    self.scheduler, self.defaults, handle, self._on_wave_done)
+        self._coordinator = ref
+        held = {c.symbol: k for k, c in self.supervisor.children.items() if c.symbol}
+        ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
+        return ref
+
+    def _make_source(self):
+        s = self.cfg.signals
+        if s.source == "demo":
+            return DemoSource(list(self.markets)[:32], self.submit, interval_s=s.demo_interval_s,
+                              size=s.demo_wave_size, seed=self.cfg.paper.seed)
+        path = s.source.removeprefix("file:")
+        return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s)
+
+    def submit(self, raw: str, source: str) -> bool:
+        """Parse a raw wave message; a bad one is recorded with its reason, never raised."""
+        s = self.cfg.signals
+        try:
+            wave = parse_wave(raw, markets=self.markets, source=source,
+                              max_wave_size=s.max_wave_size, max_age_s=s.max_age_s)
+        except WaveRejected as e:
+            wid = self.waves.insert_rejected(e.wave_id, e.reason, source)
+            self.stats.waves_rejected += 1
+            logger.error("wave rejected ({}, recorded as {}): {}", source, wid, e.reason)
+            return False
+        if self.stopping.is_set():
+            logger.warning("wave {} arrived during shutdown; not taken", wave.id)
+            return False
+        self.stats.wave_ids.add(wave.id)
+        self._coordinator.tell(SubmitWave(wave))
+        return True
+
+    def pause(self, paused: bool) -> None:
+        self._coordinator.tell(SetPaused(paused))
+
+    def wait_for_waves(self, n: int | None, timeout_s: float | None = None) -> bool:
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.stopping.is_set():
+            if n is not None and len(self.stats.waves) >= n:
+                return True
+            if isinstance(self.source, FileSource) and self.source.finished.is_set() and not self._busy():
+                return n is None or len(self.stats.waves) >= n
+            if end is not None and time.monotonic() > end:
+                return False
+            self.stopping.wait(0.05)
+        return False
+
+    def _busy(self) -> bool:
+        return len(self.stats.waves) < len(self.stats.wave_ids)
+
+    def shutdown(self) -> list[str]:
+        """Stop taking waves, let in-flight work finish within the deadline, stop every actor.
+        Resting stops stay on the venue: the positions are protected while we are down."""
+        if self._shut_down:
+            return []
+        self._shut_down = True
+        deadline = time.monotonic() + self.cfg.deadlines.shutdown_s
+        self.stopping.set()
+        if self.source is not None:
+            self.source.stop()
+        if self._coordinator is not None:
+            self._coordinator.tell(SetPaused(True))
+        while time.monotonic() < deadline - 1 and any(
+                h.phase in ("new", "entering", "open", "protected", "closing")
+                for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
+            time.sleep(0.05)
+        stuck = self.supervisor.stop_all(max(0.5, deadline - time.monotonic()))
+        if stuck:
+            logger.warning("shutdown: {} actors did not stop in time and were abandoned", len(stuck))
+        self.gateway.close()
+        self.scheduler.close()
+        self.db.dispose()
+        return stuck
+
+    # ---- callbacks -----------------------------------------------------------------------
+
+    def _route_order(self, o: OrderState) -> None:
+        pid = position_id_of(o.cid)
+        h = self.supervisor.children.get(pid) if pid else None
+        if h is not None and h.ref is not None and not h.retired:
+            h.ref.tell(OrderUpdate(o))
+
+    def _on_wave_done(self, w: WaveSummary) -> None:
+        self.stats.waves.append(w)
+        self.wave_done.set()
+
+    def _on_decision(self, seconds: float) -> None:
+        self.stats.decisions += 1
+        self.stats.decision_s_total += seconds
+
+    def _on_escalate(self, key: str, msg: str) -> None:
+        self.health_notes.append(f"{key}: {msg}")
+
+    # ---- reporting -----------------------------------------------------------------------
+
+    def positions_view(self) -> Counter:
+        return Counter(h.phase for k, h in self.supervisor.children.items() if k != "coordinator")
+
+    def summary(self) -> dict:
+        ids = list(self.stats.wave_ids)
+        with self.db.tx("db_read") as tx:
+            rows = tx.execute(select(SignalRow.outcome, func.count()).where(SignalRow.wave_id.in_(ids))
+                              .group_by(SignalRow.outcome)).all() if ids else []
+            open_rows = tx.execute(select(PositionRow.phase, func.count())
+                                   .where(PositionRow.phase.in_([p.value for p in Phase if not p.final]))
+                                   .group_by(PositionRow.phase)).all()
+        outcomes = {(k or "pending"): v for k, v in rows}
+        opened = outcomes.get(Outcome.PROTECTED.value, 0) + outcomes.get(Outcome.EMERGENCY_CLOSED.value, 0)
+        protected = outcomes.get(Outcome.PROTECTED.value, 0)
+        open_now = dict(open_rows)
+        return {
+            "waves_completed": len(self.stats.waves),
+            "waves_rejected": self.stats.waves_rejected,
+            "signals": sum(outcomes.values()),
+            "positions_opened": opened,
+            "positions_protected": protected,
+            "ts_coverage": round(protected / opened, 4) if opened else 1.0,
+            "outcomes": outcomes,
+            "wave_seconds": [round(w.seconds, 3) for w in self.stats.waves],
+            "open_positions": sum(open_now.values()),
+            "open_by_phase": open_now,
+            "restarts": self.supervisor.stats.restarts,
+            "escalations": self.supervisor.stats.escalations,
+            "abandoned_threads": self.supervisor.abandoned_alive(),
+        }

@@ -1,0 +1,28 @@
+"""Logging through loguru: a readable stderr stream and a rotating file under the run dir."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+# Anything that looks like a credential is masked before it reaches any sink.
+_SECRET = re.compile(r"(?i)(api[_-]?key|secret|password|token|signature)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",&]+)")
+
+
+def _mask(record) -> bool:
+    record["message"] = _SECRET.sub(r"\1\2***", record["message"])
+    return True
+
+
+def setup_logging(level: str = "INFO", file: str | None = None, *, quiet: bool = False) -> None:
+    logger.remove()
+    fmt = "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> {message}"
+    logger.add(sys.stderr, level="WARNING" if quiet else level, format=fmt, filter=_mask,
+               colorize=sys.stderr.isatty(), backtrace=False, diagnose=False)
+    if file:
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        logger.add(file, level="DEBUG", rotation="50 MB", retention=5, enqueue=True, filter=_mask,
+                   format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <8} {thread.name} {message}",
+                   backtrace=False, diagnose=False)

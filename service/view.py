@@ -1,0 +1,38 @@
+"""The live view: a periodic status line and a compact table of open positions."""
+from __future__ import annotations
+
+import threading
+
+from loguru import logger
+
+
+class StatusReporter:
+    def __init__(self, svc, interval_s: float) -> None:
+        self.svc, self.interval_s = svc, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status", daemon=True)
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                logger.info("status: {}", status_line(self.svc))
+            except Exception:
+                logger.exception("status line failed")
+
+
+def status_line(svc) -> str:
+    phases = svc.positions_view()
+    open_n = sum(phases.values())
+    trailing = phases.get("trailing", 0)
+    sup = svc.supervisor
+    return (f"waves {len(svc.stats.waves)} done | positions {open_n} open, {trailing} trailing"
+            f"{'' if open_n == trailing else ' (' + ', '.join(f'{v} {k}' for k, v in sorted(phases.items()) if k != 'trailing') + ')'}"
+            f" | restarts {sup.stats.restarts} | escalations {sup.stats.escalations}"
+            f" | abandoned {sup.abandoned_alive()}")
