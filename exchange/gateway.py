@@ -6,9 +6,11 @@ incident). Errors are classified for the caller: retry, reconcile (unknown outco
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 from core.position_types import Leg
 from core.types import MarketSpec
@@ -36,6 +38,31 @@ class OrderNotFound(Rejected):
 
 class Fenced(VenueError):
     """The caller's epoch is stale: a replaced actor may not write anything any more."""
+
+
+_fence = threading.local()
+
+
+@contextmanager
+def fence_scope(check: Callable[[], None]) -> Iterator[None]:
+    """Make `check` the calling thread's fence for the writes inside the block.
+
+    The actor checks its epoch before a call, but a call can stall for longer than the
+    actor's deadline; gateways therefore call `check_fence()` again at the last moment
+    before a write leaves the process, so a replaced actor that wakes up is refused there.
+    """
+    _fence.check = check
+    try:
+        yield
+    finally:
+        _fence.check = None
+
+
+def check_fence() -> None:
+    """Raise Fenced if the calling thread's actor has been replaced (no-op outside a scope)."""
+    check = getattr(_fence, "check", None)
+    if check is not None:
+        check()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.gateway import (
     OrderHandler, OrderRequest, OrderState, Rejected, Retryable, TickHandler, UnknownOutcome,
-    VenuePosition,
+    VenuePosition, check_fence,
 )
 from exchange.paper.engine import PaperEngine
 
@@ -99,7 +99,7 @@ class PaperGateway:
         if kind == "latency":
             latency += rule.latency_ms / 1000
         elif kind == "hang":
-            self.faults.hang()
+            self.faults.hang()  # a request stuck before it left (pool, DNS, a dead socket)
         elif kind == "crash":
             raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
         elif kind == "unavailable":
@@ -108,6 +108,8 @@ class PaperGateway:
         elif kind == "invalid":
             self._wait(min(latency, timeout))
             raise Rejected(f"-1111 invalid order (injected) on {op}")
+        if write:
+            check_fence()  # the request leaves now: a replaced actor's write stops here
         if latency > timeout or kind in ("timeout_accepted", "timeout_lost"):
             self._wait(min(latency, timeout))
             if write and kind != "timeout_lost":
