@@ -33,7 +33,7 @@ from core.position_types import (
 )
 from core.types import MarketSpec
 from exchange.gateway import (
-    Fenced, Gateway, OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome,
+    Fenced, Gateway, OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome, fence_scope,
 )
 from persistence.positions import OrderFate, PositionStore
 
@@ -179,10 +179,12 @@ class PositionActor(pykka.ThreadingActor):
             raise Fenced(f"epoch {self.state.epoch} of {self.state.id} is stale")
 
     def _venue(self, what: str, fn, *args, write: bool):
-        if write:
-            self._fence()
         t = self.ctx.deadlines.venue_call_s
-        with self.handle.op(what, self.ctx.deadlines.operation_s):
+        if not write:
+            with self.handle.op(what, self.ctx.deadlines.operation_s):
+                return fn(*args, timeout=t)
+        self._fence()
+        with self.handle.op(what, self.ctx.deadlines.operation_s), fence_scope(self._fence):
             return fn(*args, timeout=t)
 
     def _place(self, i: OrderIntent) -> tuple[Event, OrderFate]:
@@ -190,12 +192,25 @@ class PositionActor(pykka.ThreadingActor):
         req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct)
         try:
             o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
+            self._fence_after(req, o)
         except (UnknownOutcome, Retryable) as e:
             return PlaceFailed(i, FailureKind.UNKNOWN, str(e)), OrderFate(i.cid, "unknown", reason=str(e))
         except Rejected as e:
             return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
         status = "filled" if o.status == "filled" else "open"
         return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty)
+
+    def _fence_after(self, req: OrderRequest, o) -> None:
+        """The epoch moved while our order was on the wire: take back what we just placed,
+        since the replacement owns the position now, then stand down."""
+        if self.ctx.epochs.get(self.state.id) == self.state.epoch:
+            return
+        if o.status == "open":
+            try:
+                self.ctx.gateway.cancel_order(req.symbol, req.cid, timeout=self.ctx.deadlines.venue_call_s)
+            except Exception as e:
+                logger.warning("{}: fenced actor could not withdraw {}: {}", req.symbol, req.cid, e)
+        raise Fenced(f"epoch {self.state.epoch} of {self.state.id} was replaced during {req.cid}")
 
     def _cancel(self, cid: str) -> OrderFate:
         try:

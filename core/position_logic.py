@@ -133,7 +133,8 @@ def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
         case Leg.STOP:
             old = s.stop_cid
             s = replace(s, stop_cid=intent.cid, stop_price=intent.stop_price)
-            cmds: list[Command] = [Record("stop_placed", {"cid": intent.cid, "stop": str(intent.stop_price)})]
+            cmds: list[Command] = [Record("stop_placed", {"cid": intent.cid, "stop": str(intent.stop_price),
+                                                          "price": str(s.last_price)})]
             if old:  # place-new-then-cancel-old: never a window without a resting stop
                 cmds.append(Cancel(old))
             if s.phase is Phase.OPEN:
@@ -296,8 +297,12 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
                                 "resting": sorted(o.cid for o in ev.resting)})
     if ev.venue_qty == 0:
         if s.phase in (Phase.NEW, Phase.ENTERING) and ev.entry_fill is None:
-            s = replace(s, phase=Phase.FAILED)
-            s, cmds = _report(s, Outcome.FAILED, "entry not placed before restart")
+            # Write-ahead: every entry intent was resolved as not placed, so nothing of ours
+            # reached the venue and it is safe to begin again.
+            s = replace(s, phase=Phase.NEW)
+            if s.close_reason:
+                return _close(s, s.close_reason)
+            s, cmds = _begin(s, Begin(ev.price), spec)
             return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
         s = replace(s, stop_cid=None, trailing_cid=None,
                     entry_price=s.entry_price or ev.entry_fill)

@@ -82,7 +82,7 @@ class PositionStore:
                           side=s.side.value, epoch=s.epoch, notional=s.params.notional,
                           opened_ts=now, updated_ts=now, **_row_values(s))
         try:
-            with self.db.tx("db_write", s.symbol) as tx:
+            with self.db.tx("position_create", s.symbol) as tx:
                 if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
                     raise SymbolBusy(s.symbol)
                 tx.add(row)
