@@ -1,0 +1,141 @@
+"""The invariants of DESIGN.md §3, checked against the database and the venue after the fact.
+
+Used by the hypothesis stateful test after every step and by `bin/trader chaos` at the end of
+a run. Call it when the service is quiescent (`settle`), or transient states will show.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from core import trailing as tr
+from core.position_types import Phase, leg_of, position_id_of
+from core.types import Side
+from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
+
+OPEN = [p.value for p in Phase if not p.final]
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"invariant {self.invariant}: {self.detail}"
+
+
+def settle(svc, timeout_s: float = 20.0) -> bool:
+    """Wait until no wave is in progress and every position is idle in a stable phase."""
+    end = time.monotonic() + timeout_s
+    stable = {"trailing", "closed", "failed", "emergency_closed"}
+    while time.monotonic() < end:
+        kids = [h for k, h in list(svc.supervisor.children.items()) if k != "coordinator"]
+        restarting = any(h.retired and not h.done for h in kids)
+        busy = any(h.op_name is not None or h.phase not in stable for h in kids if not h.retired)
+        if not restarting and not busy and not svc._busy():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def check_invariants(svc) -> list[Violation]:
+    out: list[Violation] = []
+    with svc.db.tx("db_read") as tx:
+        positions = list(tx.scalars(select(PositionRow)))
+        orders = {o.cid: o for o in tx.scalars(select(OrderRow))}
+        stop_events = list(tx.scalars(select(EventRow).where(EventRow.kind == "stop_placed").order_by(EventRow.id)))
+        signals = list(tx.scalars(select(SignalRow).join(WaveRow, WaveRow.id == SignalRow.wave_id)
+                                  .where(WaveRow.status == "complete")))
+    venue_orders = svc.gateway.open_orders(None, timeout=svc.cfg.deadlines.venue_call_s)
+    venue_pos = {p.symbol: p for p in svc.gateway.positions(timeout=svc.cfg.deadlines.venue_call_s)}
+    by_id = {p.id: p for p in positions}
+
+    # 1 ratchet and 3 protective side, from the append-only log of every stop placed
+    last: dict[str, Decimal] = {}
+    for ev in stop_events:
+        p = by_id.get(ev.position_id)
+        if p is None:
+            continue
+        side, stop = Side(p.side), Decimal(ev.data["stop"])
+        prev = last.get(p.id)
+        if prev is not None and tr.is_tighter(prev, stop, side):
+            out.append(Violation(1, f"{p.symbol} stop loosened {prev} -> {stop}"))
+        last[p.id] = stop
+        price = ev.data.get("price")
+        if price not in (None, "None") and not tr.is_protective(stop, Decimal(price), side):
+            out.append(Violation(3, f"{p.symbol} stop {stop} sent on the wrong side of {price}"))
+
+    open_rows = [p for p in positions if p.phase in OPEN]
+    for p in positions:
+        side = Side(p.side)
+        # 2 activation
+        if p.activation_price is not None:
+            if not p.trailing_activated and p.trail_level is not None:
+                out.append(Violation(2, f"{p.symbol} trailing level set before activation"))
+            if p.trailing_activated and p.best_price is not None:
+                reached = p.best_price >= p.activation_price if side is Side.LONG else p.best_price <= p.activation_price
+                spec = svc.markets[p.symbol]
+                expected = tr.trail_level(p.best_price, side, p.callback_pct, spec)
+                if not reached or tr.tighter(p.trail_level, expected, side) != p.trail_level:
+                    out.append(Violation(2, f"{p.symbol} trailing level {p.trail_level} inconsistent with best {p.best_price}"))
+
+    venue_cids = {o.cid for o in venue_orders}
+    for p in open_rows:
+        # 4 always protected
+        if p.phase in ("protected", "trailing") and p.stop_cid not in venue_cids:
+            out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
+        # 9 DB and venue agree
+        vp = venue_pos.get(p.symbol)
+        if p.phase in ("open", "protected", "trailing"):
+            if vp is None or abs(vp.qty) != p.qty or (vp.qty > 0) != (p.side == "long"):
+                out.append(Violation(9, f"{p.symbol}: db {p.side} {p.qty}, venue {vp.qty if vp else 0}"))
+    held = {p.symbol for p in open_rows}
+    for sym, vp in venue_pos.items():
+        if sym not in held:
+            out.append(Violation(9, f"venue holds {vp.qty} {sym} that no open position owns"))
+
+    # 6 exactly one outcome, and wave statistics are the sum of outcomes
+    for s in signals:
+        if s.outcome is None:
+            out.append(Violation(6, f"signal {s.id} of a completed wave has no outcome"))
+    by_wave: dict[str, Counter] = defaultdict(Counter)
+    for s in signals:
+        by_wave[s.wave_id][s.outcome or "pending"] += 1
+    for w in svc.stats.waves:
+        if w.wave_id in by_wave and dict(by_wave[w.wave_id]) != w.outcomes:
+            out.append(Violation(6, f"wave {w.wave_id} stats {w.outcomes} != outcomes {dict(by_wave[w.wave_id])}"))
+
+    # 7 write-ahead: every order of ours at the venue was recorded first; no double entry
+    for o in venue_orders:
+        if position_id_of(o.cid) and o.cid not in orders:
+            out.append(Violation(7, f"order {o.cid} at the venue was never recorded (orphan)"))
+    entries = Counter(o.position_id for o in orders.values() if o.leg == "e" and o.status == "filled")
+    for pid, n in entries.items():
+        if n > 1:
+            out.append(Violation(7, f"position {pid} has {n} filled entry orders"))
+
+    # 8 fencing: live actors run the database's epoch; resting orders belong to it
+    for p in open_rows:
+        live = svc.supervisor.epochs.get(p.id)
+        if live is not None and live != p.epoch:
+            out.append(Violation(8, f"{p.symbol}: supervisor epoch {live} != db epoch {p.epoch}"))
+    for o in venue_orders:
+        pid = position_id_of(o.cid)
+        p = by_id.get(pid) if pid else None
+        if p is not None and p.phase in OPEN and leg_of(o.cid):
+            epoch = int(o.cid.split("-")[2][1:])
+            if epoch > p.epoch:
+                out.append(Violation(8, f"{o.cid} carries an epoch newer than the database's {p.epoch}"))
+            if o.cid not in (p.stop_cid, p.trailing_cid):
+                out.append(Violation(8, f"{o.cid} rests at the venue but is not {p.symbol}'s current stop"))
+
+    # 10 one position per symbol
+    for sym, n in Counter(p.symbol for p in open_rows).items():
+        if n > 1:
+            out.append(Violation(10, f"{n} open positions for {sym}"))
+    return out
