@@ -31,8 +31,7 @@ class DecimalText(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        value = Decimal(value)
-        return value.normalize() if value == value.to_integral_value() else value
+        return Decimal(value)
 
 
 class Base(DeclarativeBase):

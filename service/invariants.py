@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from actors.messages import CoordinatorStatus, GetState
 from core import trailing as tr
 from core.position_types import Phase, leg_of, position_id_of
 from core.types import Side
@@ -30,17 +31,29 @@ class Violation:
 
 
 def settle(svc, timeout_s: float = 20.0) -> bool:
-    """Wait until no wave is in progress and every position is idle in a stable phase."""
+    """Wait until no wave is in progress and every position is idle in a stable phase.
+
+    Asking each actor (and the coordinator) for its state is the barrier: the answer comes
+    after every message queued before it, so nothing is still in flight when we look.
+    """
     end = time.monotonic() + timeout_s
     stable = {"trailing", "closed", "failed", "emergency_closed"}
-    while time.monotonic() < end:
+    calm = 0
+    while time.monotonic() < end and calm < 2:
         kids = [h for k, h in list(svc.supervisor.children.items()) if k != "coordinator"]
+        try:
+            svc._coordinator.ask(CoordinatorStatus(), timeout=max(0.1, end - time.monotonic()))
+            states = [h.ref.ask(GetState(), timeout=max(0.1, end - time.monotonic()))
+                      for h in kids if not h.retired]
+        except Exception:
+            calm = 0
+            continue
         restarting = any(h.retired and not h.done for h in kids)
-        busy = any(h.op_name is not None or h.phase not in stable for h in kids if not h.retired)
-        if not restarting and not busy and not svc._busy():
-            return True
-        time.sleep(0.02)
-    return False
+        quiet = all(s is None or s.phase.value in stable and s.pending is None for s in states)
+        calm = calm + 1 if quiet and not restarting and not svc._busy() else 0
+        if calm < 2:
+            time.sleep(0.01)
+    return calm >= 2
 
 
 def check_invariants(svc) -> list[Violation]:
