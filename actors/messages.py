@@ -1,6 +1,7 @@
 """Messages between actors. Plain frozen values: nothing mutable crosses a mailbox."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -64,6 +65,7 @@ class GetState:
 @dataclass(frozen=True, slots=True)
 class SubmitWave:
     wave: Wave
+    reply: Future | None = None  # resolved with the intake status once the wave is persisted
 
 
 @dataclass(frozen=True, slots=True)
