@@ -32,6 +32,7 @@ from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
 from signals.sources import DemoSource, FileSource
+from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
 from supervisor import Supervisor
 
@@ -128,6 +129,8 @@ class Service:
         if s.source == "demo":
             return DemoSource(list(self.markets)[:32], self.submit, interval_s=s.demo_interval_s,
                               size=s.demo_wave_size, seed=self.cfg.paper.seed)
+        if s.source.startswith(("ws://", "wss://")):
+            return WsSource(s.source, self.submit, self.reject, s)
         path = s.source.removeprefix("file:")
         return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s)
 

@@ -3,7 +3,6 @@ waiting wave is dropped when it is full, a wave that went stale waiting is skipp
 restarted coordinator re-queues what was waiting. Every signal keeps exactly one outcome."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -11,25 +10,8 @@ from sqlalchemy import select
 
 from actors.inbox import QueuedWave, WaveInbox
 from actors.messages import CoordinatorStatus
-from core.position_types import Leg
 from persistence.models import PositionRow, SignalRow, WaveRow
-from tests.helpers import SYM, wait_for, wave
-
-
-class GateGateway:
-    """Holds every entry order until the test opens the gate: the wave stays 'opening' for
-    exactly as long as the test needs, with no timing involved."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.gate = inner, threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def place_order(self, req, timeout):
-        if req.leg is Leg.ENTRY:
-            self.gate.wait(20)
-        return self.inner.place_order(req, timeout)
+from tests.helpers import SYM, GateGateway, wait_for, wave
 
 
 @pytest.fixture
