@@ -76,6 +76,8 @@ def test_subscribes_with_the_token_and_opens_the_waves_it_receives(server, start
     assert h["state"] == "connected" and h["connects"] == 1
     assert (h["received"], h["accepted"], h["rejected"], h["duplicates"]) == (2, 2, 0, 0)
     assert h["source"] == server.url and h["last_message_ts"] is not None
+    summary = svc.summary()
+    assert summary["signals"] == 3 and summary["signal_source"]["accepted"] == 2
     with svc.db.tx("db_read") as tx:
         assert tx.get(WaveRow, "w1").source == server.url
     assert any("connected and subscribed" in line for line in logs)
