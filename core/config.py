@@ -9,6 +9,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -100,7 +101,10 @@ class SignalsCfg(_Section):
 
     @model_validator(mode="after")
     def _known_source(self) -> "SignalsCfg":
-        if "://" in self.source and not self.source.startswith(("ws://", "wss://")):
+        if self.source.startswith(("ws://", "wss://")):
+            if not urlsplit(self.source).hostname:
+                raise ValueError(f"source {self.source!r} has no host")
+        elif "://" in self.source and not self.source.startswith("file:"):
             raise ValueError("source must be demo, a file path (file:PATH) or a ws:// / wss:// URL")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")

@@ -15,8 +15,9 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from actors.messages import CoordinatorStatus
-from core.config import SignalsCfg
+from core.config import ConfigError, SignalsCfg, load_config
 from persistence.models import EventRow, PositionRow, SignalRow, WaveRow
+from service.view import status_line
 from signals.ws_source import WsSource, display_url
 from tests.helpers import SYM, GateGateway, wait_for, wave
 from tests.signal_server import Drop, DropMidMessage, Frame, SignalServer
@@ -78,6 +79,7 @@ def test_subscribes_with_the_token_and_opens_the_waves_it_receives(server, start
     assert h["source"] == server.url and h["last_message_ts"] is not None
     summary = svc.summary()
     assert summary["signals"] == 3 and summary["signal_source"]["accepted"] == 2
+    assert "| signals connected, 2 received, 0 rejected, 0 duplicates" in status_line(svc)
     with svc.db.tx("db_read") as tx:
         assert tx.get(WaveRow, "w1").source == server.url
     assert any("connected and subscribed" in line for line in logs)
@@ -235,3 +237,8 @@ def test_an_unreachable_server_shows_in_health_and_a_bad_url_stops_the_start(sta
     assert display_url("wss://[::1]:9/a?b=c") == "wss://[::1]:9/a"
     with pytest.raises(Exception, match="isn't a valid URI|invalid"):
         WsSource("ws://", lambda *a: None, lambda *a: None, SignalsCfg())
+    with pytest.raises(ConfigError, match="signals: Value error, source 'ws:///feed' has no host"):
+        load_config(None, ["signals.source=ws:///feed"])
+    with pytest.raises(ConfigError, match="a ws:// / wss:// URL"):
+        load_config(None, ["signals.source=http://signals.example/feed"])
+    assert load_config(None, ["signals.source=file:///tmp/w.jsonl"]).signals.source == "file:///tmp/w.jsonl"
