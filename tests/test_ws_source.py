@@ -129,6 +129,29 @@ def test_disconnects_mid_wave_and_redelivery_open_each_position_once(server, sta
     assert any("connection lost without a close frame" in line for line in warnings)
 
 
+def test_redelivery_after_a_restart_is_recognised_from_the_database(server, start_service):
+    w1 = wave("w1", (SYM["BTC"], "long", 0.9))
+    server.send(w1)
+    first = _start(start_service, server)
+    wait_for(lambda: len(first.stats.waves) == 1, what="w1 final")
+    first.shutdown()
+    assert first.source.join(5) and _health(first)["state"] == "stopped"
+    # the server replays its recent waves to the new process: w1 again, and a new wave that
+    # reuses w1's signal id next to a fresh one
+    server.send(w1, json.dumps({"wave_id": "w2", "signals": [
+        {"id": "w1-0", "symbol": SYM["BTC"], "side": "long", "score": 0.9},
+        {"id": "w2-1", "symbol": SYM["ETH"], "side": "long", "score": 0.5}]}))
+    second = _start(start_service, server)
+    wait_for(lambda: len(second.stats.waves) == 1, what="w2 final")
+    wait_for(lambda: _health(second)["duplicates"] == 1, what="w1 counted as a duplicate")
+    assert _outcomes(second) == {"w1-0": "protected", "w2-1": "protected"}
+    with second.db.tx("db_read") as tx:
+        assert tx.get(WaveRow, "w2").n_signals == 1
+        received = tx.scalars(select(EventRow).where(EventRow.wave_id == "w2", EventRow.kind == "wave_received")).one()
+    assert received.data["duplicates"] == ["w1-0"]
+    assert _positions_by_symbol(second) == {SYM["BTC"]: 1, SYM["ETH"]: 1}
+
+
 def _rejected_waves(svc) -> list[WaveRow]:
     with svc.db.tx("db_read") as tx:
         return list(tx.scalars(select(WaveRow).where(WaveRow.status == "rejected").order_by(WaveRow.received_ts)))
