@@ -65,7 +65,8 @@ class GetState:
 @dataclass(frozen=True, slots=True)
 class SubmitWave:
     wave: Wave
-    reply: Future | None = None  # resolved with the intake status once the wave is persisted
+    # the one mutable thing sent: how the submitting thread learns the wave is persisted
+    reply: Future | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,7 +267,7 @@ class Service:
             "restarts": self.supervisor.stats.restarts,
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
-        } | ({"signal_source": self.signals_health()} if self.signals_health() else {})
+        } | ({"signal_source": h} if (h := self.signals_health()) else {})
 
     def signals_health(self) -> dict | None:
         """The signal source's own report (connected/reconnecting, counts), when it has one."""
