@@ -5,6 +5,10 @@ It ranks a wave's valid signals, skips symbols already held, reserves up to
 chosen signal — all at once. Outcomes come back as messages; an entry that fails is
 replaced by the next-ranked reserve. Every signal ends with exactly one outcome (the
 database refuses a second), and a wave's statistics are the sum of those outcomes.
+
+One wave opens at a time: a wave that arrives while another is still opening is persisted
+and waits in a bounded inbox (`actors/inbox.py` states the policy), so a burst of waves can
+neither pile up without limit nor race each other for the same slots.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Callable
 import pykka
 from loguru import logger
 
+from actors.inbox import QueuedWave, WaveInbox
 from actors.messages import (
     CoordinatorStatus, PositionClosed, PositionOutcome, SetPaused, SubmitWave, WaveDeadline,
 )
@@ -40,6 +45,7 @@ class WaveProgress:
     opened: int = 0
     pending: set[str] = field(default_factory=set)  # signal ids without an outcome
     overdue: bool = False
+    note: str | None = None  # why the whole wave was skipped, if it was
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,23 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.by_signal: dict[str, str] = {}  # signal id -> wave id
         self.opening = 0
         self.queued: deque[tuple[str, SignalIn]] = deque()  # waiting for a concurrency slot
+        self.inbox = WaveInbox(cfg.signals.inbox_size)
+        self._admitting = False
 
     def on_failure(self, exc_type, exc, tb) -> None:
         self.handle.crashed(exc)
 
     def on_receive(self, msg):
         match msg:
-            case SubmitWave(wave=w):
-                self._db(self._on_wave, w)
+            case SubmitWave(wave=w, reply=reply):
+                try:
+                    status = self._db(self._on_wave, w)
+                except BaseException as e:
+                    if reply is not None:
+                        reply.set_exception(e)
+                    raise  # a tell: the coordinator crashes and is restarted from the database
+                if reply is not None:
+                    reply.set_result(status)
             case PositionOutcome():
                 self._db(self._on_outcome, msg)
             case PositionClosed(symbol=sym, position_id=pid):
@@ -85,15 +100,16 @@ class WaveCoordinator(pykka.ThreadingActor):
             case SetPaused(paused=p):
                 self.paused = p
                 logger.warning("coordinator: {} taking new waves", "STOPPED" if p else "resumed")
+                self._admit_next()  # queued waves wait out a pause, then take their turn
             case CoordinatorStatus():
                 return {"paused": self.paused, "open_symbols": dict(self.open_symbols),
                         "waves_in_progress": {w.id: len(w.pending) for w in self.active.values()},
-                        "opening": self.opening}
+                        "opening": self.opening, "inbox": self.inbox.ids()}
         return None
 
-    def _db(self, fn, *args) -> None:
+    def _db(self, fn, *args):
         with self.handle.op(fn.__name__.strip("_"), self.cfg.deadlines.operation_s):
-            fn(*args)
+            return fn(*args)
 
     # ---- waves ---------------------------------------------------------------------------
 
@@ -104,7 +120,13 @@ class WaveCoordinator(pykka.ThreadingActor):
         by_wave: dict[str, list] = {}
         for row in pending:
             by_wave.setdefault(row.wave_id, []).append(row)
+        statuses = self.waves.statuses(list(by_wave))
         for wave_id, rows in by_wave.items():
+            status, received = statuses.get(wave_id, ("open", time.time()))
+            if status == "queued":  # it was waiting in the inbox: it waits there again
+                sigs = tuple(SignalIn(r.id, r.symbol, Side(r.side), r.score, r.rank) for r in rows)
+                self._queue(QueuedWave(wave_id, received, sigs))
+                continue
             wp = self._progress(wave_id, self.cfg.deadlines.wave_s)
             for row in rows:
                 if row.position_id and self._settled(row.id, row.position_id):
@@ -118,6 +140,7 @@ class WaveCoordinator(pykka.ThreadingActor):
             logger.info("coordinator: resuming wave {} ({} signals without outcome)", wave_id, len(rows))
             self._fill(wp)
             self._check_done(wp)
+        self._admit_next()
 
     def _settled(self, signal_id: str, position_id: str) -> bool:
         """A position that reported before the crash, but whose outcome was never stored."""
@@ -139,11 +162,13 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.scheduler.call_later(deadline_s, lambda: self.actor_ref.tell(WaveDeadline(wave_id)))
         return wp
 
-    def _on_wave(self, wave: Wave) -> None:
-        dups = set(self.waves.insert(wave, self.cfg.deadlines.wave_s))
-        if wave.id in self.active or (dups and dups == {s.id for s in wave.signals}):
+    def _on_wave(self, wave: Wave) -> str:
+        """Persist a wave, then open it now or queue it; returns the intake status."""
+        waiting = self._opening_now()
+        dups = set(self.waves.insert(wave, self.cfg.deadlines.wave_s, queued=waiting))
+        if wave.id in self.active or wave.id in self.inbox or (dups and dups >= {s.id for s in wave.signals}):
             logger.warning("coordinator: wave {} already received; duplicate ignored", wave.id)
-            return
+            return "duplicate"
         valid = [s for s in wave.valid if s.id not in dups]
         rejected = [s for s in wave.signals if s.reason and s.id not in dups]
         logger.info("wave {} received: {} signals ({} valid, {} rejected{})", wave.id,
@@ -151,15 +176,59 @@ class WaveCoordinator(pykka.ThreadingActor):
                     f", {len(dups)} duplicates ignored" if dups else "")
         for s in rejected:
             logger.warning("wave {}: signal {} rejected: {}", wave.id, s.id, s.reason)
-        wp = self._progress(wave.id, self.cfg.deadlines.wave_s)
-        for s in valid:
-            self.by_signal[s.id] = wave.id
+        queued = QueuedWave(wave.id, wave.ts, tuple(valid))
+        if not waiting or not valid or self.paused:
+            self._open(queued)
+            return "complete" if wave.id not in self.active else "opening"
+        dropped = self._queue(queued)
+        logger.info("wave {} queued behind the wave still opening (inbox {}/{})", wave.id,
+                    len(self.inbox), self.inbox.size)
+        return "complete" if queued in dropped else "queued"
+
+    def _opening_now(self) -> bool:
+        """A wave is still opening until every signal has an outcome or its deadline passed."""
+        return any(not w.overdue for w in self.active.values())
+
+    def _queue(self, wave: QueuedWave) -> list[QueuedWave]:
+        dropped = self.inbox.offer(wave)
+        for old in dropped:
+            reason = (f"not opened: a wave was still opening and signals.inbox_size={self.inbox.size}"
+                      if old is wave else f"dropped from the full inbox (signals.inbox_size="
+                      f"{self.inbox.size}) for the newer wave {wave.wave_id}")
+            logger.warning("wave {}: {}", old.wave_id, reason)
+            self._open(old, skip_reason=reason)
+        return dropped
+
+    def _admit_next(self) -> None:
+        """Open the next queued wave once nothing is opening any more."""
+        if self._admitting:
+            return  # the loop below is already running further up this call stack
+        self._admitting = True
+        try:
+            while not self.paused and not self._opening_now() and (q := self.inbox.pop()) is not None:
+                self.waves.admit(q.wave_id)
+                age = time.time() - q.ts
+                stale = age > self.cfg.signals.max_age_s
+                self._open(q, skip_reason=f"expired in the inbox: wave is {age:.0f}s old, older than "
+                           f"signals.max_age_s={self.cfg.signals.max_age_s:g}" if stale else None)
+        finally:
+            self._admitting = False
+
+    def _open(self, q: QueuedWave, skip_reason: str | None = None) -> None:
+        """Start a wave's progress; with a skip reason (or while paused) every signal is
+        skipped with it instead, and the wave completes at once."""
+        wp = self._progress(q.wave_id, self.cfg.deadlines.wave_s)
+        for s in q.signals:
+            self.by_signal[s.id] = q.wave_id
             wp.pending.add(s.id)
-        if self.paused:
-            for s in valid:
-                self._decide(wp, s.id, Outcome.SKIPPED, "service paused: not taking new waves")
+        if self.paused and skip_reason is None:
+            skip_reason = "service paused: not taking new waves"
+        if skip_reason is not None:
+            for s in q.signals:
+                self._decide(wp, s.id, Outcome.SKIPPED, skip_reason)
+            wp.note = skip_reason
         else:
-            wp.reserves.extend(valid)
+            wp.reserves.extend(q.signals)
             self._fill(wp)
         self._check_done(wp)
 
@@ -234,12 +303,13 @@ class WaveCoordinator(pykka.ThreadingActor):
         if wp.pending or wp.id not in self.active:
             return
         del self.active[wp.id]
-        self.waves.complete(wp.id)
+        self.waves.complete(wp.id, wp.note)
         outcomes = dict(self.waves.outcomes(wp.id))
         secs = time.monotonic() - wp.started
         logger.info("wave {} complete in {:.2f}s: {}", wp.id, secs,
                     ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items())))
         self.on_wave_done(WaveSummary(wp.id, outcomes, secs, wp.overdue))
+        self._admit_next()
 
     def _on_deadline(self, wave_id: str) -> None:
         wp = self.active.get(wave_id)
@@ -247,3 +317,4 @@ class WaveCoordinator(pykka.ThreadingActor):
             wp.overdue = True
             logger.warning("wave {} passed its deadline with {} signals pending; late outcomes "
                            "will still be recorded", wave_id, len(wp.pending))
+            self._admit_next()

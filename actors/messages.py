@@ -1,6 +1,7 @@
 """Messages between actors. Plain frozen values: nothing mutable crosses a mailbox."""
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -64,6 +65,8 @@ class GetState:
 @dataclass(frozen=True, slots=True)
 class SubmitWave:
     wave: Wave
+    # the one mutable thing sent: how the submitting thread learns the wave is persisted
+    reply: Future | None = None
 
 
 @dataclass(frozen=True, slots=True)

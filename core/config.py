@@ -9,6 +9,7 @@ import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -82,11 +83,32 @@ class DatabaseCfg(_Section):
 
 
 class SignalsCfg(_Section):
-    source: str = "demo"  # "demo" | path to a JSON-lines file
+    source: str = "demo"  # "demo" | path to a JSON-lines file | ws://… or wss://… (signal server)
     demo_interval_s: float = Field(default=5.0, gt=0)
     demo_wave_size: int = Field(default=7, ge=1)
     max_wave_size: int = Field(default=50, ge=1)
     max_age_s: float = Field(default=900.0, gt=0)
+    # backpressure: waves that arrive while one is still opening wait here; when it is full
+    # the oldest waiting wave is dropped (its signals skipped with the reason), see README
+    inbox_size: int = Field(default=3, ge=0)
+    # websocket source: the token is read from this environment variable, never from a file
+    token_env: str = "WAVE_TRADER_SIGNALS_TOKEN"
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    ping_interval_s: float = Field(default=20.0, gt=0)  # a silent server is dropped after 2× this
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_source(self) -> "SignalsCfg":
+        if self.source.startswith(("ws://", "wss://")):
+            if not urlsplit(self.source).hostname:
+                raise ValueError(f"source {self.source!r} has no host")
+        elif "://" in self.source and not self.source.startswith("file:"):
+            raise ValueError("source must be demo, a file path (file:PATH) or a ws:// / wss:// URL")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must not be shorter than reconnect_min_s")
+        return self
 
 
 class LogCfg(_Section):

@@ -19,7 +19,7 @@ from core.trailing import Trailing
 from core.types import Side
 from exchange.gateway import Fenced
 from persistence.db import Database
-from persistence.models import EventRow, OrderRow, PositionRow
+from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
 
@@ -86,6 +86,10 @@ class PositionStore:
                 if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
                     raise SymbolBusy(s.symbol)
                 tx.add(row)
+                # in the same transaction: a restarted coordinator must find the signal's own
+                # position, or it would launch the signal again and mislabel it "skipped"
+                tx.flush()
+                tx.execute(update(SignalRow).where(SignalRow.id == s.signal_id).values(position_id=s.id))
         except SymbolBusy:
             raise
         except Exception as e:  # the unique constraint is the last word when two race

@@ -17,16 +17,24 @@ class WaveStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def insert(self, wave: Wave, deadline_s: float) -> list[str]:
-        """Store a wave and its signals; returns ids of signals already known (duplicates)."""
+    def insert(self, wave: Wave, deadline_s: float, *, queued: bool = False) -> list[str]:
+        """Store a wave and its signals (status `queued` when it must wait in the inbox);
+        returns ids of signals already known (duplicates). A wave id seen before is a
+        redelivery: nothing is stored but an event saying so."""
         now = time.time()
         with self.db.tx("db_write") as tx:
-            if tx.get(WaveRow, wave.id) is not None:
-                return [s.id for s in wave.signals]
             ids = [s.id for s in wave.signals]
+            if tx.get(WaveRow, wave.id) is not None:
+                known = set(tx.scalars(select(SignalRow.id).where(SignalRow.id.in_(ids))).all())
+                tx.add(EventRow(ts=now, kind="wave_duplicate", wave_id=wave.id, data={
+                    "source": wave.source[:200], "signals": len(ids),
+                    "reason": "wave id already received; redelivery ignored" if known >= set(ids)
+                    else f"wave id already received; {len(set(ids) - known)} new signal ids ignored"}))
+                return ids
             known = set(tx.scalars(select(SignalRow.id).where(SignalRow.id.in_(ids))).all())
-            tx.add(WaveRow(id=wave.id, source=wave.source, received_ts=wave.received_at,
-                           deadline_ts=wave.received_at + deadline_s, status="open",
+            tx.add(WaveRow(id=wave.id, source=wave.source[:200], received_ts=wave.received_at,
+                           deadline_ts=wave.received_at + deadline_s,
+                           status="queued" if queued else "open",
                            n_signals=len(wave.signals) - len(known)))
             tx.flush()
             for s in wave.signals:
@@ -45,11 +53,11 @@ class WaveStore:
     def insert_rejected(self, wave_id: str | None, reason: str, source: str) -> str:
         """A message that is not a usable wave at all: recorded, never silently dropped."""
         now = time.time()
-        wid = wave_id or f"rejected-{uuid.uuid4().hex[:12]}"
+        wid = (wave_id or f"rejected-{uuid.uuid4().hex[:12]}")[:48]
         with self.db.tx("db_write") as tx:
             if tx.get(WaveRow, wid) is not None:
                 wid = f"{wid}-rejected-{uuid.uuid4().hex[:6]}"
-            tx.add(WaveRow(id=wid, source=source, received_ts=now, deadline_ts=now,
+            tx.add(WaveRow(id=wid, source=source[:200], received_ts=now, deadline_ts=now,
                            completed_ts=now, status="rejected", reason=reason, n_signals=0))
             tx.add(EventRow(ts=now, kind="wave_rejected", wave_id=wid, data={"reason": reason}))
         return wid
@@ -74,10 +82,28 @@ class WaveStore:
             rows = tx.scalars(select(SignalRow.outcome).where(SignalRow.wave_id == wave_id)).all()
         return Counter(r or "pending" for r in rows)
 
-    def complete(self, wave_id: str) -> None:
+    def complete(self, wave_id: str, reason: str | None = None) -> None:
+        values = {"status": "complete", "completed_ts": time.time()}
+        if reason is not None:
+            values["reason"] = reason
         with self.db.tx("db_write") as tx:
-            tx.execute(update(WaveRow).where(WaveRow.id == wave_id, WaveRow.status == "open")
-                       .values(status="complete", completed_ts=time.time()))
+            tx.execute(update(WaveRow).where(WaveRow.id == wave_id, WaveRow.status.in_(("open", "queued")))
+                       .values(**values))
+
+    def admit(self, wave_id: str) -> None:
+        """A queued wave's turn has come: it is open from now on."""
+        with self.db.tx("db_write") as tx:
+            tx.execute(update(WaveRow).where(WaveRow.id == wave_id, WaveRow.status == "queued")
+                       .values(status="open"))
+
+    def statuses(self, wave_ids: list[str]) -> dict[str, tuple[str, float]]:
+        """wave id -> (status, received_ts): what a restarted coordinator needs to re-queue."""
+        if not wave_ids:
+            return {}
+        with self.db.tx("db_read") as tx:
+            rows = tx.execute(select(WaveRow.id, WaveRow.status, WaveRow.received_ts)
+                              .where(WaveRow.id.in_(wave_ids))).all()
+        return {wid: (status, ts) for wid, status, ts in rows}
 
     def pending_signals(self) -> list[SignalRow]:
         """Signals without an outcome, oldest wave first: what a restart must finish."""

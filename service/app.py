@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -29,7 +30,9 @@ from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
+from signals.intake import IntakeResult
 from signals.sources import DemoSource, FileSource
+from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
 from supervisor import Supervisor
 
@@ -126,26 +129,51 @@ class Service:
         if s.source == "demo":
             return DemoSource(list(self.markets)[:32], self.submit, interval_s=s.demo_interval_s,
                               size=s.demo_wave_size, seed=self.cfg.paper.seed)
+        if s.source.startswith(("ws://", "wss://")):
+            return WsSource(s.source, self.submit, self.reject, s)
         path = s.source.removeprefix("file:")
         return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s)
 
-    def submit(self, raw: str, source: str) -> bool:
-        """Parse a raw wave message; a bad one is recorded with its reason, never raised."""
+    def submit(self, raw: str | bytes, source: str) -> IntakeResult:
+        """Parse a raw wave message and hand it to the coordinator; returns once the wave is
+        persisted (so a fast source is slowed to the database's pace, never piled up in a
+        mailbox). A bad message is recorded with its reason, never raised."""
         s = self.cfg.signals
         try:
             wave = parse_wave(raw, markets=self.markets, source=source,
                               max_wave_size=s.max_wave_size, max_age_s=s.max_age_s)
         except WaveRejected as e:
-            wid = self.waves.insert_rejected(e.wave_id, e.reason, source)
-            self.stats.waves_rejected += 1
-            logger.error("wave rejected ({}, recorded as {}): {}", source, wid, e.reason)
-            return False
+            return self.reject(e.reason, source, e.wave_id)
+        except Exception as e:  # parse_wave raises only WaveRejected; this is the last guard
+            logger.exception("wave parser failed on a message from {}", source)
+            return self.reject(f"unreadable message ({type(e).__name__})", source)
         if self.stopping.is_set():
             logger.warning("wave {} arrived during shutdown; not taken", wave.id)
-            return False
-        self.stats.wave_ids.add(wave.id)
-        self._coordinator.tell(SubmitWave(wave))
-        return True
+            return IntakeResult("not_taken", wave.id, "service is shutting down")
+        reply: Future[str] = Future()
+        wait_s = self.cfg.deadlines.operation_s + 1
+        try:
+            self._coordinator.tell(SubmitWave(wave, reply))
+            status = reply.result(timeout=wait_s)
+        except Exception as e:  # a crashed or stuck coordinator: the wave was not persisted
+            reason = f"coordinator did not take the wave within {wait_s:g}s ({type(e).__name__})"
+            logger.error("wave {} from {} not taken: {}", wave.id, source, reason)
+            return IntakeResult("not_taken", wave.id, reason)
+        if status != "duplicate":
+            self.stats.wave_ids.add(wave.id)
+        return IntakeResult(status, wave.id)
+
+    def reject(self, reason: str, source: str, wave_id: str | None = None) -> IntakeResult:
+        """Record a message that is not a usable wave (sources use it for frames they could not
+        even read, e.g. too big); never raises."""
+        self.stats.waves_rejected += 1
+        try:
+            wid = self.waves.insert_rejected(wave_id, reason, source)
+        except Exception as e:
+            logger.error("wave rejected ({}): {}; recording it failed: {!r}", source, reason, e)
+            return IntakeResult("rejected", wave_id, reason)
+        logger.error("wave rejected ({}, recorded as {}): {}", source, wid, reason)
+        return IntakeResult("rejected", wid, reason)
 
     def pause(self, paused: bool) -> None:
         self._coordinator.tell(SetPaused(paused))
@@ -239,4 +267,9 @@ class Service:
             "restarts": self.supervisor.stats.restarts,
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
-        }
+        } | ({"signal_source": h} if (h := self.signals_health()) else {})
+
+    def signals_health(self) -> dict | None:
+        """The signal source's own report (connected/reconnecting, counts), when it has one."""
+        health = getattr(self.source, "health", None)
+        return health() if callable(health) else None

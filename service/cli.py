@@ -32,11 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema: upgrade or show the current revision")
     _common(db)
     db.add_argument("action", choices=["upgrade", "current"])
+    replay = sub.add_parser("replay", help="rehearse a recorded JSON-lines file of waves on the paper venue "
+                                           "(temporary database unless --set database.url=… is given)")
+    _common(replay)
+    replay.add_argument("file", metavar="FILE", help="one wave message per line (see README, Signals)")
+    replay.add_argument("--json", action="store_true", help="print the summary as one JSON line instead of a table")
+    replay.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "replay":  # builds its own config: paper venue, throwaway database
+        from service.replay import replay
+        return replay(args)
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:

@@ -35,4 +35,13 @@ def status_line(svc) -> str:
     return (f"waves {len(svc.stats.waves)} done | positions {open_n} open, {trailing} trailing"
             f"{'' if open_n == trailing else ' (' + ', '.join(f'{v} {k}' for k, v in sorted(phases.items()) if k != 'trailing') + ')'}"
             f" | restarts {sup.stats.restarts} | escalations {sup.stats.escalations}"
-            f" | abandoned {sup.abandoned_alive()}")
+            f" | abandoned {sup.abandoned_alive()}"
+            f"{signals_note(svc.signals_health())}")
+
+
+def signals_note(h: dict | None) -> str:
+    """The websocket source's state, so a silent signal server shows in the status line."""
+    if not h:
+        return ""
+    return (f" | signals {h['state']}, {h['received']} received, {h['rejected']} rejected,"
+            f" {h['duplicates']} duplicates")

@@ -48,3 +48,23 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15.0, what: str =
 
 SYM = {name: f"{name}/USDT:USDT" for name in
        ("BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "LTC", "BNB", "SUI")}
+
+
+class GateGateway:
+    """Wraps a gateway: every entry order waits until the test opens `gate`, so a wave stays
+    'opening' exactly as long as a test needs, with no timing involved."""
+
+    def __init__(self, inner) -> None:
+        import threading
+
+        self.inner, self.gate = inner, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def place_order(self, req, timeout):
+        from core.position_types import Leg
+
+        if req.leg is Leg.ENTRY:
+            self.gate.wait(20)
+        return self.inner.place_order(req, timeout)

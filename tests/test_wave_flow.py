@@ -102,7 +102,7 @@ def test_malformed_wave_line_is_rejected_and_next_wave_runs(start_service, tmp_p
     rejected = [w for w in waves.values() if w.status == "rejected"]
     assert len(rejected) == 2
     reasons = sorted(w.reason for w in rejected)
-    assert reasons[0].startswith("not valid JSON") and reasons[1] == "signals must be a list"
+    assert reasons[0].startswith("not valid JSON") and reasons[1] == "signals missing"
     assert svc.stats.waves_rejected == 2
 
 

@@ -1,0 +1,130 @@
+"""`bin/trader replay FILE`: rehearse a recorded file of waves against the paper venue.
+
+A rehearsal must never touch the live database or a real venue: the venue is always the
+paper one, and the database is a fresh temporary SQLite file unless `--set database.url=…`
+names one explicitly (a URL in the config file does not count: that is the live one).
+Waves are sent in file order, each after the previous one is final, re-stamped to now.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from loguru import logger
+from sqlalchemy import func, select
+
+from core.config import Config, ConfigError, load_config
+from service.logs import setup_logging
+
+OUTCOMES = ("protected", "emergency_closed", "failed", "skipped", "rejected", "pending")
+COLUMNS = (*OUTCOMES, "duplicates")
+
+
+def replay_config(config: str | None, overrides: list[str], path: Path) -> tuple[Config, str | None]:
+    """The operator's config with the rehearsal's guarantees on top; returns the config and
+    the temporary directory holding its database, if one was made."""
+    keys = {o.partition("=")[0].strip() for o in overrides}
+    forced = [f"signals.source=file:{path}", "exchange.name=paper"]
+    tmp = None
+    if "database.url" not in keys:
+        tmp = tempfile.mkdtemp(prefix="wave-trader-replay-")
+        forced.append(f"database.url=sqlite:///{tmp}/replay.db")
+    if "log.file" not in keys:
+        forced.append("log.file=''")  # keep the rehearsal out of the live log
+    cfg = load_config(config, [*overrides, *forced])
+    cfg.log.file = cfg.log.file or None
+    return cfg, tmp
+
+
+def wave_table(svc, path: Path, since: float) -> list[dict]:
+    """One row per message of this replay, in file order: its outcomes, its rejection, or
+    that it was a redelivery (duplicate signal ids are counted, never opened)."""
+    from persistence.models import EventRow, SignalRow, WaveRow
+
+    prefix = f"{path.name}:"
+    with svc.db.tx("db_read") as tx:
+        waves = list(tx.scalars(select(WaveRow).where(WaveRow.source.like(f"{prefix}%"),
+                                                     WaveRow.received_ts >= since - 1)))
+        ids = [w.id for w in waves]
+        counts = tx.execute(select(SignalRow.wave_id, SignalRow.outcome, func.count())
+                            .where(SignalRow.wave_id.in_(ids))
+                            .group_by(SignalRow.wave_id, SignalRow.outcome)).all() if ids else []
+        events = list(tx.scalars(select(EventRow).where(
+            EventRow.kind.in_(("wave_received", "wave_duplicate")), EventRow.ts >= since - 1)))
+    by_wave: dict[str, dict[str, int]] = {}
+    for wid, outcome, n in counts:
+        by_wave.setdefault(wid, {})[outcome or "pending"] = n
+    dup_signals = {e.wave_id: len(e.data.get("duplicates", [])) for e in events if e.kind == "wave_received"}
+    rows = [{"line": _line(w.source), "wave": w.id, "status": w.status, "reason": w.reason,
+             "duplicates": dup_signals.get(w.id, 0), **{k: by_wave.get(w.id, {}).get(k, 0) for k in OUTCOMES}}
+            for w in waves]
+    rows += [{"line": _line(e.data["source"]), "wave": e.wave_id, "status": "duplicate",
+              "reason": e.data.get("reason"), "duplicates": e.data.get("signals", 0), **dict.fromkeys(OUTCOMES, 0)}
+             for e in events if e.kind == "wave_duplicate" and str(e.data.get("source", "")).startswith(prefix)]
+    return sorted(rows, key=lambda r: r["line"])
+
+
+def _line(source: str) -> int:
+    tail = source.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def render(rows: list[dict], summary: dict) -> str:
+    head = f"{'line':>5}  {'wave':<28} {'status':<9} " + " ".join(f"{k[:9]:>9}" for k in COLUMNS) + "  reason"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['line']:>5}  {r['wave'][:28]:<28} {r['status']:<9} "
+                     + " ".join(f"{r[k]:>9}" for k in COLUMNS) + f"  {r['reason'] or ''}")
+    totals = {k: sum(r[k] for r in rows) for k in COLUMNS}
+    lines.append("-" * len(head))
+    lines.append(f"{'':>5}  {'total':<28} {'':<9} " + " ".join(f"{totals[k]:>9}" for k in COLUMNS))
+    lines.append(f"\n{summary['waves_completed']} waves completed, {summary['waves_rejected']} messages "
+                 f"rejected; {summary['positions_opened']} positions opened, {summary['positions_protected']} "
+                 f"protected (coverage {summary['ts_coverage']:.0%}); {summary['seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+def replay(args: Namespace) -> int:
+    from service.app import Service
+
+    path = Path(args.file).expanduser()
+    if not path.is_absolute():  # bin/trader runs from the checkout; the file is the caller's
+        path = Path(os.environ.get("WAVE_TRADER_CWD", os.getcwd())) / path
+    if not path.is_file():
+        print(f"bin/trader replay: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        cfg, tmp = replay_config(args.config, args.overrides, path)
+    except ConfigError as e:
+        print(f"bin/trader: {e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    logger.info("replay of {} against the paper venue; database {}", path,
+                f"{tmp}/replay.db (temporary)" if tmp else cfg.database.url.split("@")[-1])
+    since, t0 = time.time(), time.monotonic()
+    svc = Service(cfg)
+    try:
+        svc.start()
+        svc.wait_for_waves(None)
+    except KeyboardInterrupt:
+        logger.warning("replay interrupted")
+    finally:
+        svc.shutdown()
+    summary = svc.summary() | {"seconds": round(time.monotonic() - t0, 3)}
+    rows = wave_table(svc, path, since)
+    busy = svc._busy()
+    svc.db.dispose()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # a rehearsal leaves nothing behind
+    if args.json:
+        print(json.dumps({**summary, "file": str(path), "database": "temporary" if tmp else "explicit",
+                          "waves": rows}, sort_keys=True, default=str), flush=True)
+    else:
+        print(render(rows, summary), flush=True)
+    return 1 if busy else 0
