@@ -186,7 +186,7 @@ class BinanceUsdm(Venue):
         out = super().trailing_params(req)
         lo, hi = BINANCE_CALLBACK
         cb = min(max(req.callback_pct, lo), hi).quantize(Decimal("0.1"), ROUND_DOWN)
-        out["trailingPercent"] = str(max(cb, lo))
+        out["trailingPercent"] = format(max(cb, lo).normalize(), "f")
         return out
 
     avg_keys = ("avgPrice", "actualPrice")
@@ -281,10 +281,10 @@ class BybitLinear(Venue):
         return super().status(o, filled)
 
     async def fetch(self, ex, symbol, cid):
-        """Bybit: open orders by orderLinkId first, then the order history."""
+        """Bybit: open orders by orderLinkId first, then the history (filled *and* cancelled)."""
         found = await ex.fetch_open_orders(symbol, None, None, {"orderLinkId": cid})
         if not found:
-            found = await ex.fetch_closed_orders(symbol, None, None, {"orderLinkId": cid})
+            found = await ex.fetch_canceled_and_closed_orders(symbol, None, None, {"orderLinkId": cid})
         for o in found:
             if o.get("clientOrderId") == cid:
                 return o

@@ -124,10 +124,17 @@ class FakeBinance:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        """Drop answers still being delayed (injected slowness), then close the listener."""
+        me = asyncio.current_task()
+        for task in [t for t in asyncio.all_tasks() if t is not me]:
+            task.cancel()
+        await self._runner.cleanup()
 
     def inject(self, route: str = "*", **kw: Any) -> Inject:
         rule = Inject(route, **kw)
@@ -136,6 +143,11 @@ class FakeBinance:
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         self.engine.set_price(symbol, price)
+
+    def requests_view(self) -> list[tuple[str, str, str | None]]:
+        """(method, path, client id) of every request so far, in arrival order."""
+        return [(m, pa, p.get("clientAlgoId") or p.get("newClientOrderId") or p.get("origClientOrderId"))
+                for m, pa, p in self.requests]
 
     def calls(self, route: str) -> list[dict[str, str]]:
         method, path = route.split(" ", 1)
@@ -193,6 +205,8 @@ class FakeBinance:
     def _authenticate(self, request: web.Request, raw: str) -> None:
         if not request.headers.get("X-MBX-APIKEY") or (self.api_key and request.headers["X-MBX-APIKEY"] != self.api_key):
             raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        if request.path == "/fapi/v1/listenKey":  # user-data streams take the key alone
+            return
         payload, sep, signature = raw.rpartition("&signature=")
         if not sep:
             raise VenueError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
