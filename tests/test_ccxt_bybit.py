@@ -9,7 +9,6 @@ from decimal import Decimal
 import ccxt.async_support as ccxt
 import pytest
 
-from core.config import ConfigError, load_config
 from core.position_types import Leg
 from exchange.ccxt.venues import BybitLinear
 from exchange.gateway import OrderRequest, Rejected
@@ -29,17 +28,6 @@ def ex():
         "limits": {"amount": {"min": 0.001}, "cost": {"min": 5}}, "info": {}}])
     yield e
     asyncio.run(e.close())
-
-
-def test_native_trailing_on_bybit_is_refused_at_start():
-    with pytest.raises(ConfigError, match="trailing_mode"):
-        load_config(None, ["exchange.name=bybit"])
-    assert load_config(None, ["exchange.name=bybit", "protection.trailing_mode='emulated'"]).exchange.name == "bybit"
-
-
-def test_binance_has_no_sandbox_any_more():
-    with pytest.raises(ConfigError, match="demo"):
-        load_config(None, ["exchange.name=binanceusdm", "exchange.sandbox=true"])
 
 
 def test_a_trailing_percent_order_is_refused_by_the_adapter():
