@@ -70,6 +70,7 @@ class Venue:
                   demo: bool, sandbox: bool) -> None:
         ex.options["defaultType"] = "swap"
         ex.options["defaultSubType"] = "linear"
+        ex.has["fetchCurrencies"] = False  # a signed wallet call at load that trading never needs
         if demo:
             ex.enable_demo_trading(True)
         if sandbox:
@@ -265,7 +266,6 @@ class BybitLinear(Venue):
     def configure(self, ex, *, api_url, ws_url, demo, sandbox) -> None:
         ex.options["fetchMarkets"] = {"types": ["linear"]}
         ex.options["loadAllOptions"] = False
-        ex.options["fetchCurrencies"] = False
         super().configure(ex, api_url=api_url, ws_url=ws_url, demo=demo, sandbox=sandbox)
 
     def status(self, o: Order, filled: Decimal) -> str:
