@@ -162,6 +162,10 @@ def test_orders_the_adapter_cannot_express_are_refused_before_sending(gw, venue)
         gw.place_order(OrderRequest("wt-p1-s1-5", BTC, Leg.STOP, "sell", Decimal("0.003")), 2)
     with pytest.raises(Rejected, match="unknown or untradable symbol"):
         gw.place_order(OrderRequest("wt-p1-e1-5", "NOPE/USDT:USDT", Leg.ENTRY, "buy", Decimal(1)), 2)
+    with pytest.raises(Rejected, match="client order id"):
+        gw.place_order(entry(cid="wt-" + "x" * 40), 2)
+    with pytest.raises(Rejected, match="client order id"):
+        gw.place_order(entry(cid="wt p1/e1"), 2)
     with pytest.raises(Rejected, match="unsupported order parameter"):
         gw.venue.check_params({"clientOrderId": "x", "timeInForce": "GTX"})
     assert venue.calls("POST /fapi/v1/order") == [] and venue.calls("POST /fapi/v1/algoOrder") == []

@@ -103,3 +103,23 @@ def test_secrets_never_reach_a_log_line(start_service, venue):
     text = sink.getvalue()
     assert "-2019" in text  # the refusals were logged…
     assert SECRET not in text and KEY not in text  # …without the credentials
+
+
+def test_after_a_restart_positions_are_reconciled_with_the_venue_and_stay_watched(start_service, venue, tmp_path):
+    overrides = binance_overrides(venue.url, "risk.max_positions_per_wave=2")
+    first = start_service(*overrides)
+    _open_wave(first, "w1", ["BTC", "ETH"])
+    before = _positions(first)
+    first.shutdown()  # resting stops stay on the venue while we are down
+    assert len(venue.engine.open_orders()) == 4
+    second = start_service(*overrides)  # same database file, same venue
+    resting = {c for p in before.values() for c in (p.stop_cid, p.trailing_cid)}
+    # reconciliation reads the venue's open orders: the feed watches the stops it finds there
+    wait_for(lambda: set(second.gateway.feed.watched()) == resting, 10, "restored stops watched again")
+    after = wait_for(lambda: (a := _positions(second)) and all(p.epoch == 2 for p in a.values()) and a,
+                     10, "positions restored under a new epoch")
+    assert {s: (p.phase, p.stop_cid, p.trailing_cid) for s, p in after.items()} == \
+        {s: ("trailing", p.stop_cid, p.trailing_cid) for s, p in before.items()}  # adopted, not re-placed
+    assert len(venue.calls("POST /fapi/v1/algoOrder")) == 4
+    venue.set_price(SYM["ETH"], after[SYM["ETH"]].stop_price + Decimal("5"))  # ETH is short: stop above
+    wait_for(lambda: _positions(second)[SYM["ETH"]].phase == "closed", 10, "ETH stopped out after the restart")

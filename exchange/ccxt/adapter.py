@@ -58,7 +58,7 @@ class CcxtGateway:
         self.call_timeout_s = call_timeout_s
         try:
             self.ex = self.loop.call(self._make(make_exchange), call_timeout_s)
-            self._specs = self._call(self._load_markets, call_timeout_s, write=False)
+            self.specs = self._call(self._load_markets, call_timeout_s, write=False)
         except BaseException:
             self.loop.close(self._close_exchange() if hasattr(self, "ex") else None)
             raise
@@ -107,7 +107,7 @@ class CcxtGateway:
     # ---- gateway interface -------------------------------------------------------------
 
     def markets(self) -> dict[str, MarketSpec]:
-        return dict(self._specs)
+        return dict(self.specs)
 
     def price(self, symbol: str, timeout: float) -> Decimal:
         self._known(symbol)
@@ -177,7 +177,7 @@ class CcxtGateway:
     # ---- helpers -----------------------------------------------------------------------
 
     def _known(self, symbol: str) -> None:
-        if symbol not in self._specs:
+        if symbol not in self.specs:
             raise Rejected(f"{self.name}: unknown or untradable symbol {symbol}")
 
 

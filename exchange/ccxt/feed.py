@@ -104,7 +104,7 @@ class Feed:
         if not self.ws_prices_up:
             prices = await self._bounded(lambda: venue.last_prices(ex, None))
             for sym, price in prices.items():
-                if price is not None and sym in self.gw._specs:
+                if price is not None and sym in self.gw.specs:
                     self._tick(sym, price)
         watched = self.watched()
         if not watched:
@@ -161,14 +161,14 @@ class Feed:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def _ws_prices_once(self) -> None:
-        symbols = sorted(self.gw._specs) if self.gw.venue.ccxt_id != "binanceusdm" else None
+        symbols = sorted(self.gw.specs) if self.gw.venue.ccxt_id != "binanceusdm" else None
         tickers = await self.gw.ex.watch_tickers(symbols)
         if not self.ws_prices_up:
             self.ws_prices_up = True
             self.stats.ws_connects += 1
         for sym, t in tickers.items():
             price = dec(t.get("last"))
-            if price is not None and sym in self.gw._specs:
+            if price is not None and sym in self.gw.specs:
                 self._tick(sym, price)
 
     async def _ws_orders_once(self) -> None:

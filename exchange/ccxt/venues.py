@@ -8,6 +8,7 @@ from the venue's raw strings into Decimal, not from ccxt's floats.
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -18,6 +19,9 @@ from core.position_types import Leg, leg_of
 from exchange.gateway import OrderRequest, OrderState, Rejected, VenuePosition
 
 Order = dict[str, Any]
+
+# Safe on both venues (Binance allows 36 characters of this set; Bybit 36 as well).
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 # Binance accepts a trailing callback of 0.1–10 % in steps of 0.1 (ccxt does not check).
 BINANCE_CALLBACK = (Decimal("0.1"), Decimal("10"))
@@ -85,6 +89,8 @@ class Venue:
 
     def order_args(self, req: OrderRequest) -> tuple[str, dict[str, Any]]:
         """(ccxt order type, params) for one request, refused if the venue cannot take it."""
+        if not CLIENT_ID.match(req.cid):
+            raise Rejected(f"{self.ccxt_id}: client order id {req.cid!r} is not [A-Za-z0-9_-]{{1,36}}")
         params: dict[str, Any] = {"clientOrderId": req.cid}
         if req.reduce_only:
             params["reduceOnly"] = True
