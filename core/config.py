@@ -21,8 +21,16 @@ class _Section(BaseModel):
 class ExchangeCfg(_Section):
     name: Literal["paper", "binanceusdm", "bybit"] = "paper"
     api_url: str | None = None  # point the client at another base URL (contract tests)
-    demo: bool = False  # Binance demo trading / Bybit testnet
+    demo: bool = False  # Binance demo trading / Bybit demo trading
     rate_limit_ms: int = Field(default=50, ge=0)
+    # ---- real venues through ccxt (issue 4); keys come only from environment variables ----
+    sandbox: bool = False  # Bybit testnet (Binance has no futures testnet for signed calls any more)
+    ws_url: str | None = None  # websocket base; with api_url set and no ws_url, websockets stay off
+    feed: Literal["auto", "websocket", "poll"] = "auto"  # auto: websocket, REST polling while it is down
+    poll_interval_ms: int = Field(default=1000, ge=50)
+    # Rate budget: at most rate_window_s / rate_limit_ms request weight per window, in bursts
+    # (ccxt's rolling-window limiter); 0 = ccxt's leaky bucket, one request per rate_limit_ms.
+    rate_window_s: float = Field(default=10.0, ge=0)
 
 
 class PaperCfg(_Section):
@@ -146,6 +154,20 @@ class Config(_Section):
     log: LogCfg = LogCfg()
     faults: FaultsCfg = FaultsCfg()
     run_dir: str = "var"
+
+    @model_validator(mode="after")
+    def _venue_can_do_it(self) -> "Config":
+        """Refuse combinations a venue cannot honour, at start, instead of mid-wave."""
+        name = self.exchange.name
+        if name == "bybit" and self.protection.trailing_mode == "native":
+            raise ValueError("protection.trailing_mode: bybit has no native percent trailing stop "
+                             "(ccxt would send a market close); use trailing_mode = \"emulated\"")
+        if name == "binanceusdm" and self.exchange.sandbox:
+            raise ValueError("exchange.sandbox: Binance USD-M has no testnet for signed calls; "
+                             "use exchange.demo = true (demo trading)")
+        if self.exchange.demo and self.exchange.sandbox:
+            raise ValueError("exchange.demo and exchange.sandbox: choose one")
+        return self
 
 
 class ConfigError(ValueError):

@@ -16,4 +16,8 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
                              seed=p.seed, volatility=p.volatility, slippage_bps=p.slippage_bps)
         return PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                             tick_interval_s=p.tick_interval_ms / 1000, faults=faults, seed=p.seed)
+    if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt (issue 4)
+        from exchange.ccxt.build import build_ccxt_gateway
+
+        return build_ccxt_gateway(cfg)
     raise NotImplementedError(f"exchange {cfg.exchange.name!r} is not available in this build")

@@ -73,6 +73,7 @@ def _db(cfg: Config, action: str) -> int:
 
 def _run(cfg: Config, args) -> int:
     from persistence.schema import SchemaOutOfDate
+    from exchange.gateway import VenueError
     from service.app import Service
     from service.view import StatusReporter
 
@@ -82,6 +83,9 @@ def _run(cfg: Config, args) -> int:
     except SchemaOutOfDate as e:
         logger.error("{}", e)
         return 3
+    except (ConfigError, VenueError) as e:  # missing keys, venue unreachable at start
+        logger.error("cannot start: {}", e)
+        return 2
     interrupted = threading.Event()
 
     def on_sigint(signum, frame):

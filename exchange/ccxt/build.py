@@ -1,0 +1,48 @@
+"""Build a ccxt-backed gateway from configuration; keys come only from environment variables."""
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import ccxt.pro as ccxtpro
+
+from core.config import Config, ConfigError
+from exchange.ccxt.adapter import CcxtGateway
+from exchange.ccxt.venues import VENUES
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def credentials(env_names: tuple[str, str], api_url: str | None) -> tuple[str, str]:
+    """Keys from the environment. A local venue (loopback api_url) may run without them."""
+    key, secret = (os.environ.get(n, "").strip() for n in env_names)
+    if key and secret:
+        return key, secret
+    if api_url and urlsplit(api_url).hostname in _LOOPBACK:
+        return "local-key", "local-secret"
+    raise ConfigError(f"exchange keys missing: set {env_names[0]} and {env_names[1]} in the environment "
+                      f"(they are never read from config files)")
+
+
+def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
+    x = cfg.exchange
+    venue = VENUES[x.name]()
+    key, secret = credentials(venue.key_env, x.api_url)
+    timeout_s = cfg.deadlines.venue_call_s
+    websocket = x.feed != "poll" and (x.api_url is None or x.ws_url is not None)
+
+    def make():
+        ex = getattr(ccxtpro, venue.ccxt_id)({
+            "apiKey": key, "secret": secret,
+            "enableRateLimit": x.rate_limit_ms > 0, "rateLimit": max(x.rate_limit_ms, 1),
+            "rateLimiterAlgorithm": "rollingWindow" if x.rate_window_s > 0 else "leakyBucket",
+            "rollingWindowSize": x.rate_window_s * 1000,
+            "timeout": int(timeout_s * 1000),
+            # an order call that timed out may have been placed: never let ccxt re-send it
+            "options": {"maxRetriesOnFailure": 0},
+        })
+        venue.configure(ex, api_url=x.api_url, ws_url=x.ws_url, demo=x.demo, sandbox=x.sandbox)
+        return ex
+
+    return CcxtGateway(venue, make, call_timeout_s=timeout_s, poll_interval_s=x.poll_interval_ms / 1000,
+                       websocket=websocket)

@@ -1,0 +1,1 @@
+"""Local stand-ins for real venues, for contract tests and offline rehearsal."""

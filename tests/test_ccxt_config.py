@@ -1,0 +1,36 @@
+"""Venue configuration: refusals at start, and keys only from the environment."""
+from __future__ import annotations
+
+import pytest
+
+from core.config import ConfigError, load_config
+from exchange.ccxt.build import credentials
+
+
+def test_native_trailing_on_bybit_is_refused_at_start():
+    with pytest.raises(ConfigError, match="trailing_mode"):
+        load_config(None, ["exchange.name=bybit"])
+    assert load_config(None, ["exchange.name=bybit", "protection.trailing_mode='emulated'"]).exchange.name == "bybit"
+
+
+def test_binance_has_no_sandbox_any_more():
+    with pytest.raises(ConfigError, match="demo"):
+        load_config(None, ["exchange.name=binanceusdm", "exchange.sandbox=true"])
+
+
+def test_keys_come_from_the_environment_only(monkeypatch):
+    monkeypatch.delenv("BINANCE_API_KEY", raising=False)
+    monkeypatch.delenv("BINANCE_API_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="BINANCE_API_KEY and BINANCE_API_SECRET"):
+        credentials(("BINANCE_API_KEY", "BINANCE_API_SECRET"), None)
+    with pytest.raises(ConfigError):  # a remote api_url is a real venue: keys required
+        credentials(("BINANCE_API_KEY", "BINANCE_API_SECRET"), "https://demo-fapi.binance.com")
+    assert credentials(("BINANCE_API_KEY", "BINANCE_API_SECRET"), "http://127.0.0.1:9") == ("local-key", "local-secret")
+    monkeypatch.setenv("BINANCE_API_KEY", "k1")
+    monkeypatch.setenv("BINANCE_API_SECRET", "s1")
+    assert credentials(("BINANCE_API_KEY", "BINANCE_API_SECRET"), None) == ("k1", "s1")
+
+
+def test_there_is_no_config_key_for_secrets():
+    with pytest.raises(ConfigError, match="api_key"):
+        load_config(None, ["exchange.api_key='abc'"])
