@@ -58,9 +58,14 @@ def fence_scope(check: Callable[[], None]) -> Iterator[None]:
         _fence.check = None
 
 
+def current_fence() -> Callable[[], None] | None:
+    """The calling thread's fence, for gateways that send from another thread (an event loop)."""
+    return getattr(_fence, "check", None)
+
+
 def check_fence() -> None:
     """Raise Fenced if the calling thread's actor has been replaced (no-op outside a scope)."""
-    check = getattr(_fence, "check", None)
+    check = current_fence()
     if check is not None:
         check()
 

@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 
 from core.position_types import Leg
-from exchange.gateway import OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome
+from exchange.gateway import (
+    Fenced, OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome, fence_scope,
+)
 from exchange.paper.universe import paper_markets
 from tests.ccxt_helpers import KEY, SECRET, fake_venue, gateway
 from tests.helpers import SYM, wait_for
@@ -215,3 +217,15 @@ def test_with_the_socket_down_rest_polling_keeps_prices_and_fills_flowing(venue,
         assert (fill.cid, fill.status) == ("wt-p1-s1-2", "filled")
     finally:
         g.close()
+
+
+def test_a_fenced_write_never_leaves_the_process(gw, venue):
+    """A replaced actor's write is refused at the last moment, on the venue's loop thread."""
+    def stale() -> None:
+        raise Fenced("epoch 1 of p1 is stale")
+
+    with fence_scope(stale), pytest.raises(Fenced):
+        gw.place_order(entry(), timeout=2)
+    assert venue.engine.positions() == [] and venue.engine.open_orders() == []
+    with fence_scope(lambda: None):  # a current epoch goes through as usual
+        assert gw.place_order(entry(), timeout=2).status == "filled"

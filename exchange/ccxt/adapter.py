@@ -22,8 +22,8 @@ from exchange.ccxt.feed import Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
-    UnknownOutcome, VenuePosition,
+    Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
+    UnknownOutcome, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
@@ -74,19 +74,26 @@ class CcxtGateway:
     # ---- the call bridge ---------------------------------------------------------------
 
     def _call(self, fn: Callable[[], Awaitable[Any]], timeout: float, *, write: bool) -> Any:
+        fence = current_fence() if write else None
         try:
-            return self.loop.call(self._guarded(fn, timeout), timeout)
+            return self.loop.call(self._guarded(fn, timeout, fence), timeout)
+        except Fenced:
+            raise
         except Exception as e:
             raise classify(e, write=write) from e
 
-    async def _guarded(self, fn: Callable[[], Awaitable[Any]], timeout: float) -> Any:
-        """Honour a rate-limit cool-down before sending; start one when the venue says 429."""
+    async def _guarded(self, fn: Callable[[], Awaitable[Any]], timeout: float,
+                       fence: Callable[[], None] | None = None) -> Any:
+        """Honour a rate-limit cool-down before sending; start one when the venue says 429.
+        A write checks its actor's epoch after any wait, right before it leaves."""
         loop = self.loop.loop
         wait = self._cooldown_until - loop.time()
         if wait > 0:
             if wait >= timeout:
                 raise Retryable(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
             await asyncio.sleep(wait)
+        if fence is not None:
+            fence()
         self.calls += 1
         try:
             return await fn()
