@@ -141,7 +141,7 @@ class PositionActor(pykka.ThreadingActor):
             new, cmds = step(self.state, ev, self.spec) if ev is not None else (self.state, [])
             intents = [c.intent for c in cmds if isinstance(c, Place)]
             records = [c for c in cmds if isinstance(c, Record)]
-            if new != self.state or intents or records or fate:
+            if intents or records or fate or new.differs_materially(self.state):
                 self._persist(new, intents, [fate] if fate else [], records)
             self.state = new
             self.handle.note_protection(new)

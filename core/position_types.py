@@ -5,7 +5,7 @@ without threads, and so that the actor shell can persist a state without copying
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -119,6 +119,17 @@ class PositionState:
     @property
     def protective_cids(self) -> tuple[str, ...]:
         return tuple(c for c in (self.stop_cid, self.trailing_cid) if c)
+
+    def differs_materially(self, old: "PositionState") -> bool:
+        """Whether a transition must be persisted. The last price and the best price seen move
+        on every tick and come back from the market after a restart; writing them per tick
+        would put a database commit on the hot path of every position."""
+        if self is old:
+            return False
+        t = self.trailing
+        if t is not None and old.trailing is not None and t.best != old.trailing.best:
+            t = replace(t, best=old.trailing.best)
+        return replace(self, last_price=old.last_price, trailing=t) != old
 
     def cid(self, leg: Leg) -> str:
         """Client order id: [A-Za-z0-9_-], at most 36 chars, unique per position/leg/epoch/seq."""

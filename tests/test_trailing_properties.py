@@ -127,3 +127,14 @@ def test_native_mode_sends_nothing_on_ticks(mp, side, act, cb):
     for i, price in enumerate(prices):
         s, cmds = step(s, Tick(price, float(i)), spec)
         assert not [c for c in cmds if isinstance(c, Place)]
+
+
+def test_ticks_that_only_move_prices_are_not_persisted():
+    spec = MarketSpec("X/USDT:USDT", Decimal("0.01"), Decimal("0.001"), Decimal("0.001"), Decimal(0))
+    s = _opened(Side.LONG, "emulated", spec, Decimal(100), Decimal(1), Decimal("0.5"))
+    below, _ = step(s, Tick(Decimal("100.50"), 1.0), spec)  # below activation: price only
+    assert not below.differs_materially(s)
+    armed, _ = step(below, Tick(Decimal("101.20"), 2.0), spec)  # activation: level appears
+    assert armed.differs_materially(below)
+    higher, _ = step(armed, Tick(Decimal("101.21"), 3.0), spec)  # new best, same rounded level?
+    assert higher.differs_materially(armed) == (higher.trailing.level != armed.trailing.level)
