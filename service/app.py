@@ -127,7 +127,7 @@ class Service:
     def _make_source(self):
         s = self.cfg.signals
         if s.source == "demo":
-            return DemoSource(list(self.markets)[:32], self.submit, interval_s=s.demo_interval_s,
+            return DemoSource(list(self.markets), self.submit, interval_s=s.demo_interval_s,
                               size=s.demo_wave_size, seed=self.cfg.paper.seed)
         if s.source.startswith(("ws://", "wss://")):
             return WsSource(s.source, self.submit, self.reject, s)
@@ -237,6 +237,15 @@ class Service:
         self.health_notes.append(f"{key}: {msg}")
 
     # ---- reporting -----------------------------------------------------------------------
+
+    def fault_counts(self) -> dict[str, int]:
+        """How often each injected fault fired, by plan and kind (chaos reports, health)."""
+        out: Counter = Counter()
+        for name, plan in (("venue", self.venue_faults), ("db", self.db_faults), ("actor", self.actor_faults)):
+            for rule in plan.rules:
+                if rule.fired:
+                    out[f"{name}.{rule.kind}:{rule.op}"] += rule.fired
+        return dict(out)
 
     def positions_view(self) -> Counter:
         return Counter(h.phase for k, h in self.supervisor.children.items() if k != "coordinator")

@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", metavar="FILE", help="one wave message per line (see README, Signals)")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON line instead of a table")
     replay.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    chaos = sub.add_parser("chaos", help="paper waves under a fault mix; checks every invariant at the end")
+    _common(chaos)
+    chaos.add_argument("--waves", type=int, default=20, metavar="N", help="waves to run (default 20)")
+    chaos.add_argument("--mix", default="default", help="fault mix: default, calm, venue-down, hangs, crashy")
+    chaos.add_argument("--timeout", type=float, default=300, metavar="S", help="give up after S seconds")
+    chaos.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     return ap
 
 
@@ -46,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
         return replay(args)
+    if args.command == "chaos":  # likewise, with a fault mix on top
+        from service.chaos import chaos
+        return chaos(args)
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:

@@ -42,7 +42,7 @@ def settle(svc, timeout_s: float = 20.0) -> bool:
     while time.monotonic() < end and calm < 2:
         kids = [h for k, h in list(svc.supervisor.children.items()) if k != "coordinator"]
         try:
-            svc._coordinator.ask(CoordinatorStatus(), timeout=max(0.1, end - time.monotonic()))
+            coord = svc._coordinator.ask(CoordinatorStatus(), timeout=max(0.1, end - time.monotonic()))
             states = [h.ref.ask(GetState(), timeout=max(0.1, end - time.monotonic()))
                       for h in kids if not h.retired]
         except Exception:
@@ -50,7 +50,9 @@ def settle(svc, timeout_s: float = 20.0) -> bool:
             continue
         restarting = any(h.retired and not h.done for h in kids)
         quiet = all(s is None or s.phase.value in stable and s.pending is None for s in states)
-        calm = calm + 1 if quiet and not restarting and not svc._busy() else 0
+        # waves held in a paused coordinator's inbox are quiet: nothing will happen to them
+        waves_quiet = not any(coord["waves_in_progress"].values()) and (coord["paused"] or not coord["inbox"])
+        calm = calm + 1 if quiet and not restarting and waves_quiet else 0
         if calm < 2:
             time.sleep(0.01)
     return calm >= 2

@@ -27,14 +27,20 @@ COLUMNS = (*OUTCOMES, "duplicates")
 
 
 def replay_config(config: str | None, overrides: list[str], path: Path) -> tuple[Config, str | None]:
-    """The operator's config with the rehearsal's guarantees on top; returns the config and
-    the temporary directory holding its database, if one was made."""
+    return rehearsal_config(config, overrides, [f"signals.source=file:{path}"], "replay")
+
+
+def rehearsal_config(config: str | None, overrides: list[str], forced: list[str],
+                     kind: str) -> tuple[Config, str | None]:
+    """The operator's config with a rehearsal's guarantees on top (paper venue, a throwaway
+    database, not the live log); returns the config and the temporary directory holding its
+    database, if one was made. Shared by `replay` and `chaos`."""
     keys = {o.partition("=")[0].strip() for o in overrides}
-    forced = [f"signals.source=file:{path}", "exchange.name=paper"]
+    forced = [*forced, "exchange.name=paper"]
     tmp = None
     if "database.url" not in keys:
-        tmp = tempfile.mkdtemp(prefix="wave-trader-replay-")
-        forced.append(f"database.url=sqlite:///{tmp}/replay.db")
+        tmp = tempfile.mkdtemp(prefix=f"wave-trader-{kind}-")
+        forced.append(f"database.url=sqlite:///{tmp}/{kind}.db")
     if "log.file" not in keys:
         forced.append("log.file=''")  # keep the rehearsal out of the live log
     cfg = load_config(config, [*overrides, *forced])

@@ -75,10 +75,14 @@ class PaperGateway:
                                           name="paper-feed", daemon=True)
             self._feed.start()
 
-    def close(self) -> None:
+    def stop_feed(self) -> None:
+        """Freeze the market (no more ticks): for checks that compare two snapshots."""
         self._stop.set()
         if self._feed is not None:
             self._feed.join(timeout=2)
+
+    def close(self) -> None:
+        self.stop_feed()
 
     # ---- internals ---------------------------------------------------------------------
 
