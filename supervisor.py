@@ -23,7 +23,7 @@ from actors.messages import OpenPosition, PositionOutcome, RecoverPosition
 from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
 from core.position_types import Leg, Outcome, Params, Phase, PositionState, position_id_of
-from exchange.gateway import Fenced, OrderRequest, VenueError
+from exchange.gateway import Fenced, OrderRequest
 from persistence.positions import PositionStore
 
 
@@ -110,7 +110,7 @@ class Supervisor:
 
     def adopt(self, position_id: str, epoch: int) -> ChildHandle:
         """Restore a position from the database under a new epoch (cold start, restart)."""
-        new_epoch = self._bump(position_id, epoch)
+        self._bump(position_id, epoch)
         state = self.store.load(position_id, self.defaults)
         return self.start_position(state, recover=True)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -71,8 +71,6 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.open_symbols: dict[str, str] = {}  # symbol -> position id (open or opening)
         self.active: dict[str, WaveProgress] = {}
         self.by_signal: dict[str, str] = {}  # signal id -> wave id
-        self.opening = 0
-        self.queued: deque[tuple[str, SignalIn]] = deque()  # waiting for a concurrency slot
         self.inbox = WaveInbox(cfg.signals.inbox_size)
         self._admitting = False
 
@@ -104,7 +102,7 @@ class WaveCoordinator(pykka.ThreadingActor):
             case CoordinatorStatus():
                 return {"paused": self.paused, "open_symbols": dict(self.open_symbols),
                         "waves_in_progress": {w.id: len(w.pending) for w in self.active.values()},
-                        "opening": self.opening, "inbox": self.inbox.ids()}
+                        "opening": self._opening_total(), "inbox": self.inbox.ids()}
         return None
 
     def _db(self, fn, *args):

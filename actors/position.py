@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from decimal import Decimal
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 

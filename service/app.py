@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from actors.coordinator import WaveCoordinator, WaveSummary
 from actors.market_data import MarketData
-from actors.messages import OrderUpdate, PositionOutcome, SetPaused, SubmitWave
+from actors.messages import OrderUpdate, SetPaused, SubmitWave
 from actors.position import PositionContext
 from actors.scheduler import Scheduler
 from core.config import Config
