@@ -36,6 +36,7 @@ class MarketData:
         self._by_symbol: dict[str, tuple[TickSlot, ...]] = {}
         self._write = threading.Lock()  # subscription changes only; ticks never take it
         self.last_price: dict[str, Decimal] = {}
+        self._last_at: dict[str, float] = {}
         self.ticks_in = 0
         self.messages_out = 0
         self.last_tick_at = 0.0
@@ -59,12 +60,20 @@ class MarketData:
         self.ticks_in += 1
         self.last_tick_at = now
         self.last_price[symbol] = price
+        self._last_at[symbol] = now
         for slot in self._by_symbol.get(symbol, ()):
             slot.price, slot.ts = price, now
             if not slot.pending:
                 slot.pending = True
                 self.messages_out += 1
                 slot.ref.tell(TICK)
+
+    def fresh_price(self, symbol: str, max_age_s: float) -> Decimal | None:
+        """The feed's latest price if it is recent enough to size an order with."""
+        at = self._last_at.get(symbol)
+        if at is None or time.perf_counter() - at > max_age_s:
+            return None
+        return self.last_price.get(symbol)
 
     def subscribers(self) -> int:
         return sum(len(v) for v in self._by_symbol.values())

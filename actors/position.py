@@ -37,6 +37,9 @@ from exchange.gateway import (
 from persistence.positions import OrderFate, PositionStore
 
 
+PRICE_FRESH_S = 2.0  # a feed price this recent sizes an entry without a venue round trip
+
+
 @dataclass
 class PositionContext:
     """Everything a position needs from the service, shared read-only by all positions."""
@@ -112,7 +115,8 @@ class PositionActor(pykka.ThreadingActor):
                 self._drive(ev)
             case OpenPosition():
                 self._inject("open")
-                price = self._venue("price", self.ctx.gateway.price, self.state.symbol, write=False)
+                price = self.ctx.market_data.fresh_price(self.state.symbol, PRICE_FRESH_S) or self._venue(
+                    "price", self.ctx.gateway.price, self.state.symbol, write=False)
                 self._drive(Begin(price))
             case RecoverPosition():
                 self._inject("recover")
