@@ -111,6 +111,10 @@ class PositionActor(pykka.ThreadingActor):
             case OrderUpdate(order=o):
                 if o.status == "filled" and o.avg_price is not None:
                     self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty))
+                elif o.status in ("expired", "cancelled", "rejected") and o.cid in self.state.protective_cids:
+                    logger.warning("{}: {} is {} at the venue, not by us; reconciling",
+                                   self.state.symbol, o.cid, o.status)
+                    self._drive(self._reconcile())
             case Control(event=ev):
                 self._drive(ev)
             case OpenPosition():
@@ -161,7 +165,7 @@ class PositionActor(pykka.ThreadingActor):
             case Place(intent=i):
                 queue.append(self._place(i))
             case Cancel(cid=cid):
-                queue.append((None, self._cancel(cid)))
+                queue.append(self._cancel(cid))
             case Lookup(intent=i):
                 if (res := self._run_lookup(i)) is not None:
                     queue.append(res)
@@ -215,15 +219,18 @@ class PositionActor(pykka.ThreadingActor):
                 logger.warning("{}: fenced actor could not withdraw {}: {}", req.symbol, req.cid, e)
         raise Fenced(f"epoch {self.state.epoch} of {self.state.id} was replaced during {req.cid}")
 
-    def _cancel(self, cid: str) -> OrderFate:
+    def _cancel(self, cid: str) -> tuple[Event | None, OrderFate]:
+        """Cancel, and believe the venue's answer: an order found filled is a fill to act on."""
         try:
-            self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
-            return OrderFate(cid, "cancelled")
+            o = self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
         except OrderNotFound as e:
-            return OrderFate(cid, "not_found", reason=str(e))
+            return None, OrderFate(cid, "not_found", reason=str(e))
         except (Rejected, UnknownOutcome, Retryable) as e:
             logger.warning("{}: cancel {} failed ({}); reconciliation will retry", self.state.symbol, cid, e)
-            return OrderFate(cid, "open", reason=f"cancel failed: {e}")
+            return None, OrderFate(cid, "open", reason=f"cancel failed: {e}")
+        if o.status == "filled" and o.avg_price is not None:
+            return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty)
+        return None, OrderFate(cid, o.status if o.status != "open" else "cancelled")
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
         """Resolve an unknown outcome by client id; None when the venue could not answer yet."""

@@ -13,7 +13,7 @@ from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
     Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record,
-    Report, Outcome, RetryDue, RetryLater, SetParams, Tick,
+    Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of,
 )
 from core.types import MarketSpec
 
@@ -224,9 +224,9 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
 
 
 def _filled(s: PositionState, ev: Filled) -> Step:
-    if ev.cid not in s.protective_cids and not (s.pending and s.pending.cid == ev.cid):
-        return s, []
-    if s.phase.final:
+    """Any of our stop or trailing orders filling closes the position — including a stop we
+    had just replaced, which can fire between placing its successor and cancelling it."""
+    if s.phase.final or leg_of(ev.cid) not in (Leg.STOP, Leg.TRAILING):
         return s, []
     return _closed(s, ev.price, f"{'trailing stop' if ev.cid == s.trailing_cid else 'stop-loss'} triggered")
 

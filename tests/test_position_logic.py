@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, FailureKind, Leg, LookedUp, Lookup, Outcome, Params, Phase, Place, Placed,
-    PlaceFailed, PositionState, Reconciled, Report, Resting, RetryDue, RetryLater,
+    Begin, Cancel, FailureKind, Filled, Leg, LookedUp, Lookup, Outcome, Params, Phase, Place, Placed,
+    PlaceFailed, PositionState, Reconciled, Report, Resting, RetryDue, RetryLater, Tick,
 )
 from core.types import MarketSpec, Side
 
@@ -98,3 +98,15 @@ def test_recovery_before_any_order_begins_again():
     s2, cmds = step(s, Reconciled(Decimal(0), None, (), Decimal(10)), SPEC)
     assert s2.phase is Phase.ENTERING and [i.leg for i in places(cmds)] == [Leg.ENTRY]
     assert places(cmds)[0].cid.startswith("wt-p-e2-")
+
+
+def test_a_replaced_stop_that_fires_before_its_cancel_still_closes_the_position():
+    s = replace(opened(), params=replace(P, trailing_mode="emulated", replace_min_interval_s=0))
+    old = s.stop_cid
+    s, cmds = step(s, Tick(Decimal("10.50"), 1.0), SPEC)  # activates: a tighter stop is placed
+    (new,) = places(cmds)
+    s, cmds = step(s, Placed(new), SPEC)
+    assert s.stop_cid == new.cid and Cancel(old) in cmds
+    s, cmds = step(s, Filled(old, Decimal("9.79")), SPEC)  # the old one fired meanwhile
+    assert s.phase is Phase.CLOSED and s.exit_price == Decimal("9.79")
+    assert Cancel(new.cid) in cmds, "its successor is taken off too"
