@@ -155,6 +155,8 @@ def decode_request(line: bytes) -> tuple[str | None, str, _Args]:
         obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(MALFORMED, f"frame is not valid UTF-8 JSON: {e}") from None
+    except RecursionError:  # a frame of nothing but brackets
+        raise ProtocolError(MALFORMED, "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(MALFORMED, "a request must be a JSON object with v, cmd and args")
     rid = obj.get("id")

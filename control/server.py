@@ -186,30 +186,34 @@ class ControlServer:
         return Conn
 
     def answer(self, frame: bytes, uid: int | None = None) -> bytes:
-        """One frame in, one reply frame out; never raises."""
         self.requests += 1
-        if not frame.strip():
-            return p.encode_error(p.ProtocolError(p.MALFORMED, "empty frame"))
-        try:
-            rid, cmd, args = p.decode_request(frame)
-        except p.ProtocolError as e:
-            logger.info("control: refused a request: {} ({})", e.code, e.message)
-            return p.encode_error(e)
-        t0 = time.monotonic()
-        try:
-            data = self.handler(cmd, args)
-        except p.ProtocolError as e:
-            e.request_id, e.cmd = rid, cmd
-            return p.encode_error(e)
-        except Exception as e:
-            logger.exception("control: {} failed", cmd)
-            return p.encode_error(p.ProtocolError(p.INTERNAL, f"{cmd} failed: {type(e).__name__}: {e}",
-                                                  request_id=rid, cmd=cmd))
-        if cmd not in QUIET_COMMANDS:
-            logger.info("control: operator {} {} (uid {}) -> {} in {:.2f}s", cmd,
-                        args.model_dump_json(exclude_defaults=True), uid, getattr(data, "message", "ok"),
-                        time.monotonic() - t0)
-        return p.encode_reply(cmd, data, rid)
+        return respond(frame, self.handler, uid)
+
+
+def respond(frame: bytes, handler: Handler, uid: int | None = None) -> bytes:
+    """One frame in, one reply frame out; never raises."""
+    if not frame.strip():
+        return p.encode_error(p.ProtocolError(p.MALFORMED, "empty frame"))
+    try:
+        rid, cmd, args = p.decode_request(frame)
+    except p.ProtocolError as e:
+        logger.info("control: refused a request: {} ({})", e.code, e.message)
+        return p.encode_error(e)
+    t0 = time.monotonic()
+    try:
+        data = handler(cmd, args)
+    except p.ProtocolError as e:
+        e.request_id, e.cmd = rid, cmd
+        return p.encode_error(e)
+    except Exception as e:
+        logger.exception("control: {} failed", cmd)
+        return p.encode_error(p.ProtocolError(p.INTERNAL, f"{cmd} failed: {type(e).__name__}: {e}",
+                                              request_id=rid, cmd=cmd))
+    if cmd not in QUIET_COMMANDS:
+        logger.info("control: operator {} {} (uid {}) -> {} in {:.2f}s", cmd,
+                    args.model_dump_json(exclude_defaults=True), uid, getattr(data, "message", "ok"),
+                    time.monotonic() - t0)
+    return p.encode_reply(cmd, data, rid)
 
 
 def _peer_uid(conn: socket.socket) -> int | None:

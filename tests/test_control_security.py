@@ -11,12 +11,12 @@ import urllib.request
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from control import protocol as p
 from control.commands import masked_db_url
+from control.replies import ActionReply
 from control.plane import ControlPlane
-from control.server import ControlServer, ServiceAlreadyRunning, SocketLock
+from control.server import ControlServer, ServiceAlreadyRunning, SocketLock, respond
 from tests.control_support import FAST, control_service, open_positions  # noqa: F401
 from tests.helpers import SYM, make_config
 
@@ -122,13 +122,10 @@ def cfg_max(plane) -> int:
     return plane.cfg.control.max_frame_bytes
 
 
-class _Echo(BaseModel):
-    pass
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.binary(max_size=300),
+    st.integers(1, 60000).map(lambda n: b"[" * n),  # nesting deep enough to exhaust a recursive parser
     st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
                  lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                  max_leaves=12).map(lambda o: json.dumps(o).encode()),
@@ -143,10 +140,12 @@ class _Echo(BaseModel):
 def test_any_frame_gets_exactly_one_well_formed_reply(frame):
     """Whatever arrives, the server answers one JSON line: a typed result or a coded error."""
     seen = []
-    server = ControlServer.__new__(ControlServer)
-    server.requests = 0
-    server.handler = lambda cmd, args: (seen.append((cmd, args)), p.COMMANDS["events"][1](events=[], last_id=None))[1]
-    reply = server.answer(frame)
+
+    def handler(cmd, args):
+        seen.append((cmd, args))
+        return ActionReply(message="ok")
+
+    reply = respond(frame, handler)
     assert reply.endswith(b"\n") and reply.count(b"\n") == 1
     obj = json.loads(reply)
     assert obj["v"] == p.VERSION
