@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from importlib import metadata
 from decimal import Decimal
 
 import pykka
@@ -25,7 +26,10 @@ from control.protocol import PARAMS
 from control.settings import InvalidSetting, SettingsStore, params_with, validate
 from core.position_types import CloseRequested, SetParams
 
-VERSION = "0.1.0"
+try:
+    VERSION = metadata.version("wave-trader")
+except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+    VERSION = "unknown"
 
 
 def masked_db_url(url: str) -> str:

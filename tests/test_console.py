@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pexpect
-from sqlalchemy import select
 
 from core.position_types import Leg
 from persistence.models import SignalRow
