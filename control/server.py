@@ -169,11 +169,45 @@ class ControlServer:
                     if not line:
                         return
                     if len(line) > server.max_frame_bytes and not line.endswith(b"\n"):
+                        recovered = self._skip_rest_of_line()
                         self._send(p.encode_error(p.ProtocolError(
-                            p.TOO_LARGE, f"frame longer than {server.max_frame_bytes} bytes; connection closed")))
+                            p.TOO_LARGE, f"frame longer than {server.max_frame_bytes} bytes"
+                                         + ("; skipped" if recovered else "; connection closed"))))
+                        if recovered:
+                            continue
+                        self._linger()
                         return
                     if not self._send(server.answer(line.rstrip(b"\r\n"), uid)):
                         return
+
+            def _skip_rest_of_line(self) -> bool:
+                """Discard the rest of an oversized frame, up to a bound: frames are lines, so
+                the connection can go on; replying before the client finished sending would
+                reset the connection and lose the error."""
+                budget = 16 * server.max_frame_bytes
+                while budget > 0:
+                    try:
+                        chunk = self.rfile.readline(min(budget, 65536))
+                    except (TimeoutError, OSError):
+                        return False
+                    if not chunk:
+                        return False
+                    if chunk.endswith(b"\n"):
+                        return True
+                    budget -= len(chunk)
+                return False
+
+            def _linger(self) -> None:
+                """Closing with unread input resets the connection and the client loses our
+                error; so stop writing, then drain briefly (bounded) before closing."""
+                try:
+                    self.connection.shutdown(socket.SHUT_WR)
+                    self.connection.settimeout(1.0)
+                    budget = 8 * server.max_frame_bytes
+                    while budget > 0 and (chunk := self.connection.recv(65536)):
+                        budget -= len(chunk)
+                except OSError:
+                    pass
 
             def _send(self, data: bytes) -> bool:
                 try:

@@ -45,8 +45,8 @@ def test_metrics_show_coverage_restarts_and_call_latency(control_service):
     assert code == 200 and body["status"] == "healthy" and body["coverage"] == 1.0
 
     client.call("restart", target="ETH")
-    wait_for(lambda: svc.supervisor.stats.restarts == 1, what="restart counted")
-    m = scrape(plane)
+    m = wait_for(lambda: (m := scrape(plane)).get(("wavetrader_venue_call_seconds_count", (("op", "positions"),)))
+                 and m, what="the restarted actor's reconciliation calls")
     assert m[("wavetrader_supervisor_restarts_total", ())] == 1
     assert m[("wavetrader_venue_call_seconds_count", (("op", "positions"),))] >= 1  # the reconciliation
     with pytest.raises(urllib.error.HTTPError) as e:
