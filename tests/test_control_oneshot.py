@@ -19,6 +19,10 @@ def trader(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([TRADER, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def said(res: subprocess.CompletedProcess) -> str:
+    return f"rc={res.returncode}\nstdout: {res.stdout}\nstderr: {res.stderr}"
+
+
 def test_one_shot_commands_drive_a_running_service(tmp_path):
     settings = [f"run_dir={json.dumps(str(tmp_path))}", f"database.url='sqlite:///{tmp_path}/t.db'",
                 f"log.file='{tmp_path}/t.log'", "control.metrics_port=0", "paper.tick_interval_ms=0",
@@ -37,36 +41,38 @@ def test_one_shot_commands_drive_a_running_service(tmp_path):
         assert {r["phase"] for r in rows} == {"trailing"} and all(r["epoch"] == 1 for r in rows)
 
         res = trader("status", *args)  # found through the same --set run_dir as `run`
-        assert res.returncode == 0 and "taking waves" in res.stdout and "3/3 trailing" in res.stdout
+        assert res.returncode == 0 and "taking waves" in res.stdout and "3/3 trailing" in res.stdout, said(res)
         follow = pexpect.spawn(TRADER, ["events", "--follow", "--socket", str(sock)], cwd=str(ROOT),
                                encoding="utf-8", timeout=30)
         follow.expect("-- following")
 
         first, second = rows[0], rows[1]
         res = trader("set", "callback", "0.8", "--symbol", first["symbol"], "--socket", str(sock))
-        assert res.returncode == 0 and "callback 0.8%" in res.stdout
+        assert res.returncode == 0 and "callback 0.8%" in res.stdout, said(res)
         res = trader("close", first["id"], "--socket", str(sock))
-        assert res.returncode == 0 and "closed at" in res.stdout
+        assert res.returncode == 0 and "closed at" in res.stdout, said(res)
         follow.expect(rf"closing\s+{first['id']} reason=operator close")
         res = trader("close", first["symbol"], "--socket", str(sock))
-        assert res.returncode == 1 and "no open position" in res.stderr
+        assert res.returncode == 1 and "no open position" in res.stderr, said(res)
         res = trader("set", "callback", "99", "--socket", str(sock))
-        assert res.returncode == 1 and "less than or equal to 10" in res.stderr
+        assert res.returncode == 1 and "less than or equal to 10" in res.stderr, said(res)
         res = trader("close-all", "--socket", str(sock))
-        assert res.returncode == 2 and "--yes" in res.stderr
-        assert trader("pause", "--socket", str(sock)).returncode == 0
+        assert res.returncode == 2 and "--yes" in res.stderr, said(res)
+        res = trader("pause", "--socket", str(sock))
+        assert res.returncode == 0, said(res)
         follow.expect(r"paused\s+service paused=True")
         follow.kill(signal.SIGINT)
         follow.expect(pexpect.EOF)
 
         res = trader("close-all", "--yes", "--json", "--socket", str(sock))
-        assert res.returncode == 0
+        assert res.returncode == 0, said(res)
         closed = {t["symbol"]: t["phase"] for t in json.loads(res.stdout)["targets"]}
         assert closed == {second["symbol"]: "closed", rows[2]["symbol"]: "closed"}
-        assert trader("health", "--socket", str(sock)).returncode == 0
+        res = trader("health", "--socket", str(sock))
+        assert res.returncode == 0, said(res)
 
         again = trader("run", *args)
-        assert again.returncode == 4 and f"pid {run.pid}" in again.stderr
+        assert again.returncode == 4 and f"pid {run.pid}" in again.stderr, said(again)
         assert run.poll() is None  # the running service was not disturbed
     finally:
         run.send_signal(signal.SIGINT)
