@@ -158,3 +158,18 @@ def test_health_degrades_then_goes_critical_while_a_position_is_unprotected(cont
     assert any("coverage 0%" in r for r in much_later.reasons)  # open past the grace without trailing
     h = client.call("health")
     assert h.open == 1 and h.protected == 0 and h.unprotected[0].symbol == SYM["SOL"]
+
+
+def test_pause_holds_across_a_coordinator_restart(control_service):
+    svc, plane, client = control_service()
+    client.call("pause")
+    sup = svc.supervisor
+    old = sup.children["coordinator"]
+    sup.child_failed(old, "test: coordinator crashed")
+    wait_for(lambda: (h := sup.children.get("coordinator")) not in (None, old) and h.ref is not None,
+             what="a new coordinator, started")
+    open_positions(svc, "w-after", (SYM["BTC"], "long", 0.9))
+    with svc.db.tx("db_read") as tx:
+        sig = tx.get(SignalRow, "w-after-0")
+    assert sig.outcome == "skipped" and "paused" in sig.reason
+    assert client.call("status").paused is True
