@@ -142,6 +142,40 @@ class FaultsCfg(_Section):
     actor: list[FaultCfg] = []
 
 
+class ControlCfg(_Section):
+    """The operator's control plane: a Unix socket for the console and one-shot commands, and
+    an HTTP endpoint on the loopback interface for /healthz and Prometheus /metrics."""
+
+    socket: str | None = None  # default: <run_dir>/control.sock
+    max_frame_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
+    max_connections: int = Field(default=16, ge=1)
+    request_timeout_s: float = Field(default=5.0, gt=0)  # bounds every actor ask a command makes
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=-1, le=65535)  # 0: any free port; -1: no HTTP endpoint
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> "ControlCfg":
+        if self.metrics_host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("control.metrics_host must be a loopback address (127.0.0.1, ::1, localhost)")
+        return self
+
+
+class HealthCfg(_Section):
+    """Thresholds for healthy / degraded / critical (README: "Health and metrics")."""
+
+    sample_interval_s: float = Field(default=1.0, gt=0)
+    log_interval_s: float = Field(default=30.0, ge=0)  # periodic health line; 0 = off
+    grace_s: float = Field(default=10.0, ge=0)  # entry → trailing stop before it counts as uncovered
+    unprotected_degraded_s: float = Field(default=5.0, ge=0)
+    unprotected_critical_s: float = Field(default=30.0, ge=0)
+    coverage_degraded_below: float = Field(default=1.0, ge=0, le=1)
+    coverage_critical_below: float = Field(default=0.9, ge=0, le=1)
+    abandoned_critical: int = Field(default=20, ge=1)
+    venue_p99_degraded_s: float = Field(default=5.0, gt=0)
+    db_p99_degraded_s: float = Field(default=1.0, gt=0)
+    latency_window: int = Field(default=500, ge=10)  # calls kept for the p50/p99 in status
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -154,6 +188,8 @@ class Config(_Section):
     log: LogCfg = LogCfg()
     faults: FaultsCfg = FaultsCfg()
     run_dir: str = "var"
+    control: ControlCfg = ControlCfg()
+    health: HealthCfg = HealthCfg()
 
     @model_validator(mode="after")
     def _venue_can_do_it(self) -> "Config":

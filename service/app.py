@@ -91,6 +91,7 @@ class Service:
         self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                      on_escalate=self._on_escalate)
         self.health_notes: list[str] = []
+        self.paused = False  # operator pause; re-applied to a restarted coordinator
         self.source = None
         self._shut_down = False
 
@@ -120,6 +121,8 @@ class Service:
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
                                     self.scheduler, self.defaults, handle, self._on_wave_done)
         self._coordinator = ref
+        if self.paused:
+            ref.tell(SetPaused(True))
         held = {c.symbol: k for k, c in self.supervisor.children.items() if c.symbol}
         ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
         return ref
@@ -176,6 +179,7 @@ class Service:
         return IntakeResult("rejected", wid, reason)
 
     def pause(self, paused: bool) -> None:
+        self.paused = paused
         self._coordinator.tell(SetPaused(paused))
 
     def wait_for_waves(self, n: int | None, timeout_s: float | None = None) -> bool:

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--timeout", type=float, default=300, metavar="S", help="give up after S seconds")
     chaos.add_argument("--json", action="store_true", help="print the report as one JSON line")
     chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    from control.cli import add_subcommands  # control plane: status, positions, close, console, …
+    add_subcommands(sub, _common)
     return ap
 
 
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "db":
         return _db(cfg, args.action)
+    if getattr(args, "control_command", None):
+        from control.cli import main as control_main
+        return control_main(cfg, args)
     return _run(cfg, args)
 
 
@@ -88,14 +93,24 @@ def _run(cfg: Config, args) -> int:
     from service.view import StatusReporter
 
     setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    from control.plane import ControlPlane
+    from control.server import ServiceAlreadyRunning
+    try:  # claim the control socket before touching the database or the venue
+        plane = ControlPlane(cfg)
+    except (ServiceAlreadyRunning, ValueError) as e:
+        logger.error("{}", e)
+        return 4
     try:
         svc = Service(cfg)
     except SchemaOutOfDate as e:
         logger.error("{}", e)
+        plane.stop()
         return 3
     except (ConfigError, VenueError) as e:  # missing keys, venue unreachable at start
         logger.error("cannot start: {}", e)
+        plane.stop()
         return 2
+    plane.attach(svc)
     interrupted = threading.Event()
 
     def on_sigint(signum, frame):
@@ -112,10 +127,12 @@ def _run(cfg: Config, args) -> int:
                 cfg.database.url.split("@")[-1], cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
     svc.start()
+    plane.start()
     reporter.start()
     t0 = time.monotonic()
     svc.wait_for_waves(args.waves)
     reporter.stop()
+    plane.stop()
     stuck = svc.shutdown()
     summary = svc.summary() | {"seconds": round(time.monotonic() - t0, 3), "interrupted": interrupted.is_set(),
                                "abandoned_at_shutdown": len(stuck)}

@@ -1,0 +1,245 @@
+"""Each control command as a service operation.
+
+Operator requests to a position are delivered to that position's own actor as
+`Control(event)` — the actor steps its pure state machine and persists the step, exactly as
+for a price tick — so the control plane never writes a position itself and never races
+its owner. Every wait on an actor has a deadline; a request that is not confirmed in time
+is reported as requested, not as done.
+"""
+from __future__ import annotations
+
+import os
+import time
+from importlib import metadata
+from decimal import Decimal
+
+import pykka
+from pykka.messages import ProxySetAttr
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from actors.messages import Control
+from control import protocol as p
+from control import replies as r
+from control.queries import Queries, live_states
+from control.protocol import PARAMS
+from control.settings import InvalidSetting, SettingsStore, params_with, validate
+from core.position_types import CloseRequested, SetParams
+
+try:
+    VERSION = metadata.version("wave-trader")
+except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+    VERSION = "unknown"
+
+
+def masked_db_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"
+
+
+def defaults_of(params) -> dict[str, Decimal]:
+    return {name: getattr(params, field) for name, (field, _) in PARAMS.items()}
+
+
+class ControlHandler:
+    def __init__(self, svc, settings: SettingsStore, health, *, timeout_s: float,
+                 socket_path: str, metrics_url=lambda: None) -> None:
+        self.svc, self.settings, self.health = svc, settings, health
+        self.timeout_s, self.socket_path, self.metrics_url = timeout_s, socket_path, metrics_url
+        self.q = Queries(svc, timeout_s)
+        self.started = time.time()
+
+    def __call__(self, cmd: str, args) -> object:
+        match cmd:
+            case "status": return self.status()
+            case "positions": return self.q.positions()
+            case "position": return self.q.position(args)
+            case "waves": return self.q.waves(args)
+            case "wave": return self.q.wave(args)
+            case "health": return self.health.report()
+            case "pause": return self.pause(True)
+            case "resume": return self.pause(False)
+            case "close": return self.close(args)
+            case "close-all": return self.close_all(args)
+            case "set": return self.set(args)
+            case "restart": return self.restart(args)
+            case "supervisor": return self.supervisor()
+            case "events": return self.q.events(args)
+        raise p.ProtocolError(p.UNKNOWN_COMMAND, f"no handler for {cmd}")
+
+    # ---- status ------------------------------------------------------------------------
+
+    def status(self) -> r.StatusReply:
+        svc = self.svc
+        ping_ms, db_error = None, None
+        t0 = time.perf_counter()
+        try:
+            with svc.db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            ping_ms = round((time.perf_counter() - t0) * 1000, 3)
+        except Exception as e:
+            db_error = type(e).__name__
+        md = svc.market_data
+        tick_age = (time.perf_counter() - md.last_tick_at) if md.last_tick_at else None
+        in_progress = len(svc.stats.wave_ids) - len(svc.stats.waves)
+        return r.StatusReply(
+            version=VERSION, pid=os.getpid(), uptime_s=round(time.time() - self.started, 1),
+            paused=bool(getattr(svc, "paused", False)), venue=svc.cfg.exchange.name,
+            markets=len(svc.markets), last_tick_age_s=None if tick_age is None else round(tick_age, 3),
+            database=masked_db_url(svc.cfg.database.url), db_ping_ms=ping_ms, db_error=db_error,
+            children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
+            waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
+            defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
+            health=self.health.report())
+
+    def supervisor(self) -> r.SupervisorReply:
+        sup, now = self.svc.supervisor, time.monotonic()
+        kids = [r.ChildOut(key=k, symbol=h.symbol, epoch=h.epoch, phase=h.phase or ("running" if k == "coordinator" else ""),
+                           op=h.op_name, op_left_s=None if h.op_deadline is None else round(h.op_deadline - now, 3),
+                           unprotected_s=None if h.unprotected_since is None else round(now - h.unprotected_since, 3))
+                for k, h in sorted(list(sup.children.items()))]
+        return r.SupervisorReply(
+            children=kids, restarts=sup.stats.restarts, escalations=sup.stats.escalations,
+            fenced_writes=sup.stats.fenced_writes,
+            abandoned=[f"{k} epoch {e}" for k, e, t in list(sup.abandoned) if t.is_alive()],
+            escalated=dict(sup.escalated),
+            reprotect_max_s=round(max(sup.stats.reprotect_s), 3) if sup.stats.reprotect_s else None)
+
+    # ---- actions -----------------------------------------------------------------------
+
+    def pause(self, paused: bool) -> r.ActionReply:
+        self.settings.record_paused(paused, "operator")
+        self.svc.pause(paused)
+        msg = ("paused: no new waves are taken; open positions stay protected" if paused
+               else "resumed: taking new waves")
+        return r.ActionReply(message=msg, paused=paused)
+
+    def _live(self, target: str):
+        """The live actor handle of an open position, by id or symbol."""
+        handles = self.q.position_handles()
+        by_id = {h.key: h for h in handles}
+        if target in by_id:
+            return by_id[target]
+        sym = self.q.symbol(target)
+        for h in handles:
+            if sym is not None and h.symbol == sym:
+                return h
+        raise p.ProtocolError(p.NOT_FOUND, f"no open position for {target!r}"
+                              + ("" if sym or target in by_id else " (not a known symbol or position id)"))
+
+    def _tell(self, h, event) -> None:
+        if h.retired:
+            raise p.ProtocolError(p.UNAVAILABLE, f"{h.symbol} is being restarted by the supervisor; try again")
+        try:
+            h.ref.tell(Control(event))
+        except pykka.ActorDeadError:
+            raise p.ProtocolError(p.UNAVAILABLE, f"the actor of {h.symbol} has stopped; try again") from None
+
+    def _confirm(self, handles: list, what) -> list[r.TargetResult]:
+        """Ask each actor for its state (queued behind the request) and describe the result."""
+        states = live_states(handles, self.timeout_s)
+        out = []
+        for h in handles:
+            s = states.get(h.key)
+            if s is None:
+                row = self.q.find_row(h.key)
+                phase = row.phase if row else None
+                result = "requested; not confirmed yet" if not (row and row.phase in ("closed", "emergency_closed")) \
+                    else f"closed at {row.exit_price}"
+                out.append(r.TargetResult(id=h.key, symbol=h.symbol, result=result, phase=phase))
+            else:
+                out.append(r.TargetResult(id=h.key, symbol=h.symbol, result=what(s), phase=s.phase.value))
+        return out
+
+    @staticmethod
+    def _close_result(s) -> str:
+        if s.phase.final:
+            return f"closed at {s.exit_price}; resting stops cancelled"
+        return f"closing ({s.phase.value})"
+
+    def close(self, args: p.CloseArgs) -> r.ActionReply:
+        h = self._live(args.target)
+        self._tell(h, CloseRequested("operator close"))
+        targets = self._confirm([h], self._close_result)
+        return r.ActionReply(message=f"{h.symbol}: {targets[0].result}", targets=targets)
+
+    def close_all(self, args: p.CloseAllArgs) -> r.ActionReply:
+        handles = [h for h in self.q.position_handles() if not h.retired]
+        if not args.confirm:
+            raise p.ProtocolError(p.CONFLICT, f"close-all would close {len(handles)} positions; "
+                                              "send confirm=true (bin/trader close-all --yes)")
+        for h in handles:
+            self._tell(h, CloseRequested("operator close-all"))
+        targets = self._confirm(handles, self._close_result)
+        closed = sum(1 for t in targets if t.result.startswith("closed"))
+        hint = "" if getattr(self.svc, "paused", False) else "; still taking new waves (pause to stop)"
+        return r.ActionReply(message=f"close-all: {closed} of {len(handles)} closed{hint}", targets=targets)
+
+    def set(self, args: p.SetArgs) -> r.ActionReply:
+        field = PARAMS[args.param][0]
+        event = SetParams(**{field: args.value})
+        value = self._valid(args.param, args.value, self.svc.defaults)  # limits are per field
+        if args.symbol is not None:
+            h = self._live(args.symbol)
+            self._tell(h, event)
+            targets = self._confirm([h], self._params_result)
+            return r.ActionReply(message=f"{h.symbol}: {args.param} set to {value}%; now {targets[0].result}",
+                                 targets=targets)
+        svc = self.svc
+        new = params_with(svc.defaults, {args.param: value})
+        self.settings.record_defaults({args.param: value}, "operator")
+        svc.defaults = new
+        svc.supervisor.defaults = new
+        coordinator = svc.ctx.coordinator()
+        if coordinator is not None:
+            try:  # its next launch uses the new defaults; a busy coordinator gets it when free
+                coordinator.ask(ProxySetAttr(attr_path=("defaults",), value=new), timeout=self.timeout_s)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                pass
+        handles = [h for h in self.q.position_handles() if not h.retired]
+        for h in handles:
+            self._tell(h, event)
+        targets = self._confirm(handles, self._params_result)
+        return r.ActionReply(message=f"default {args.param} set to {value}% for new positions and "
+                                     f"{len(handles)} open", targets=targets, defaults=defaults_of(new))
+
+    @staticmethod
+    def _params_result(s) -> str:
+        p_ = s.params
+        return (f"stop-loss {p_.stop_loss_pct}% (stop {s.stop_price}), activation {p_.activation_pct}%, "
+                f"callback {p_.callback_pct}%")
+
+    @staticmethod
+    def _valid(param: str, value: Decimal, current) -> Decimal:
+        try:
+            return validate(param, value, current)
+        except InvalidSetting as e:
+            raise p.ProtocolError(p.BAD_ARGUMENTS, str(e)) from None
+
+    def restart(self, args: p.RestartArgs) -> r.ActionReply:
+        h = self._live(args.target)
+        if h.retired:
+            raise p.ProtocolError(p.CONFLICT, f"{h.symbol} is already being restarted")
+        sup, old = self.svc.supervisor, h.epoch
+        sup.child_failed(h, "operator restart")
+        end = time.monotonic() + self.timeout_s
+        new = None
+        while time.monotonic() < end:
+            cur = sup.children.get(h.key)
+            if cur is not None and cur is not h and cur.ref is not None:
+                new = cur
+                break
+            if h.key in sup.escalated:
+                break
+            time.sleep(0.02)
+        if h.key in sup.escalated:
+            result = f"escalated: {sup.escalated[h.key]}"
+        elif new is None:
+            result = "restart requested; the replacement is not up yet"
+        else:
+            result = f"restarted: epoch {old} -> {new.epoch}, reconciling with the venue"
+        return r.ActionReply(message=f"{h.symbol}: {result}",
+                             targets=[r.TargetResult(id=h.key, symbol=h.symbol, result=result,
+                                                     phase=new.phase if new else None)])

@@ -1,0 +1,92 @@
+"""The control plane attached to one Service: socket server, health, metrics, settings.
+
+Order of use (what `bin/trader run` does, and what tests do)::
+
+    plane = ControlPlane(cfg)      # claims the socket first: refuse before touching DB or venue
+    svc = Service(cfg)
+    plane.attach(svc)              # instrument calls, replay persisted settings and pause
+    svc.start()
+    plane.start()                  # socket, /metrics + /healthz, periodic health line
+    ...
+    plane.stop(); svc.shutdown()
+"""
+from __future__ import annotations
+
+from loguru import logger
+
+from control.client import socket_path
+from control.commands import ControlHandler
+from control.server import ControlServer, SocketLock
+from control.settings import SettingsStore, params_with
+from core.config import Config
+from service.health import HealthMonitor
+from service.metrics import InstrumentedGateway, Metrics, MetricsServer, ServiceCollector, instrument_db
+
+
+class ControlPlane:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.lock = SocketLock(socket_path(cfg))
+        self.svc = None
+        self.metrics = Metrics(cfg.health.latency_window)
+        self.health: HealthMonitor | None = None
+        self.server: ControlServer | None = None
+        self.http: MetricsServer | None = None
+        self.http_error: str | None = None
+
+    def attach(self, svc) -> None:
+        """Before `svc.start()`: the coordinator must start with the persisted defaults and pause."""
+        self.svc = svc
+        # actors and the supervisor reach the venue through ctx.gateway: time every call there
+        svc.ctx.gateway = InstrumentedGateway(svc.ctx.gateway, self.metrics)
+        instrument_db(svc.db.engine, self.metrics)
+        self.settings = SettingsStore(svc.db.engine)
+        changes, paused = self.settings.replay()
+        if changes:
+            svc.defaults = params_with(svc.defaults, changes)
+            svc.supervisor.defaults = svc.defaults
+            logger.info("control: operator defaults restored: {}", {k: str(v) for k, v in changes.items()})
+        if paused:
+            svc.paused = True
+            logger.warning("control: the service was paused by an operator; it stays paused (resume to trade)")
+        self.health = HealthMonitor(svc, self.cfg.health, self.metrics, self.cfg.supervisor.restart_window_s)
+        self.metrics.registry.register(ServiceCollector(svc, self.health))
+        handler = ControlHandler(svc, self.settings, self.health, timeout_s=self.cfg.control.request_timeout_s,
+                                 socket_path=str(self.lock.path), metrics_url=self.metrics_url)
+        c = self.cfg.control
+        self.server = ControlServer(self.lock, handler, max_frame_bytes=c.max_frame_bytes,
+                                    max_connections=c.max_connections)
+
+    def metrics_url(self) -> str | None:
+        return self.http.url if self.http else None
+
+    def start(self) -> None:
+        c = self.cfg.control
+        if c.metrics_port >= 0:
+            try:
+                self.http = MetricsServer(self.metrics.registry, self._healthz, c.metrics_host, c.metrics_port)
+                logger.info("metrics: {}/metrics and {}/healthz", self.http.url, self.http.url)
+            except OSError as e:  # trading must not stop because a port is taken
+                self.http_error = str(e)
+                logger.error("metrics: could not listen on {}:{} ({}); no /metrics endpoint — set "
+                             "control.metrics_port", c.metrics_host, c.metrics_port, e)
+        self.health.start()
+        self.server.start()
+
+    def _healthz(self) -> tuple[str, dict]:
+        h = self.health.report()
+        return h.status, {"status": h.status, "reasons": h.reasons, "open": h.open,
+                          "trailing": h.trailing, "coverage": h.coverage,
+                          "unprotected": len(h.unprotected), "paused": h.paused}
+
+    def stop(self) -> None:
+        """Idempotent: the socket goes first, so no command reaches a service shutting down."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+        self.lock.release()
+        if self.health is not None:
+            self.health.stop()
+        http, self.http = self.http, None
+        if http is not None:
+            http.stop()

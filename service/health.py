@@ -1,0 +1,173 @@
+"""Health: is every open position protected, and is the machinery that protects it working?
+
+Status and thresholds (all in `[health]`, README "Health and metrics"):
+
+critical — a position unprotected (no resting stop) longer than `unprotected_critical_s`;
+  trailing coverage below `coverage_critical_below`; the coordinator escalated, or an
+  escalated position whose emergency close failed; `abandoned_critical` or more abandoned
+  threads alive; the database failing every recent call.
+degraded — a position unprotected longer than `unprotected_degraded_s`; coverage below
+  `coverage_degraded_below`; any escalation; a restart within the supervisor's restart
+  window; any abandoned thread alive; venue or DB p99 latency above its threshold; half or
+  more of the recent venue calls failing on the network.
+healthy — none of the above. Pausing is deliberate and reported, but does not degrade.
+
+Coverage counts a position only once it is older than `grace_s` in a non-trailing phase, so
+the second or two between an entry fill and its trailing stop does not flap the status.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from loguru import logger
+from sqlalchemy import func, select
+
+from control.replies import HealthReply, UnprotectedOut
+from core.config import HealthCfg
+from persistence.models import SignalRow
+from service.metrics import Metrics
+
+HOLDING = ("open", "protected", "trailing")
+
+
+class HealthMonitor:
+    def __init__(self, svc, cfg: HealthCfg, metrics: Metrics, restart_window_s: float) -> None:
+        self.svc, self.cfg, self.metrics = svc, cfg, metrics
+        self.restart_window_s = restart_window_s
+        self._lock = threading.Lock()  # guards the trackers below; held for microseconds
+        self._not_trailing_since: dict[str, float] = {}
+        self._restart_times: deque[float] = deque()
+        self._restarts_seen = 0
+        self._last_status = "healthy"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def report(self, now: float | None = None) -> HealthReply:
+        now = time.monotonic() if now is None else now
+        sup = self.svc.supervisor
+        kids = [(k, h) for k, h in list(sup.children.items()) if k != "coordinator"]
+        holding = [(k, h) for k, h in kids if h.phase in HOLDING]
+        unprotected = [UnprotectedOut(id=k, symbol=h.symbol, seconds=round(now - since, 3))
+                       for k, h in holding if (since := h.unprotected_since) is not None]
+        with self._lock:
+            live = {k for k, _ in holding}
+            for k, h in holding:
+                if h.phase == "trailing":
+                    self._not_trailing_since.pop(k, None)
+                else:
+                    self._not_trailing_since.setdefault(k, now)
+            for k in set(self._not_trailing_since) - live:
+                del self._not_trailing_since[k]
+            overdue = sum(1 for t in self._not_trailing_since.values() if now - t > self.cfg.grace_s)
+            restarts = sup.stats.restarts
+            self._restart_times.extend([now] * max(0, restarts - self._restarts_seen))
+            self._restarts_seen = max(self._restarts_seen, restarts)
+            while self._restart_times and now - self._restart_times[0] > self.restart_window_s:
+                self._restart_times.popleft()
+            recent = len(self._restart_times)
+        trailing = sum(1 for _, h in holding if h.phase == "trailing")
+        counted = trailing + overdue
+        effective = trailing / counted if counted else 1.0
+        abandoned = sup.abandoned_alive()
+        crit, degr = self._rules(unprotected, effective, recent, abandoned)
+        m = self.metrics
+        db_n, db_err = m.db.error_ratio()
+        return HealthReply(
+            status="critical" if crit else "degraded" if degr else "healthy",
+            reasons=crit + degr, open=len(holding), protected=len(holding) - len(unprotected),
+            trailing=trailing, coverage=round(trailing / len(holding), 4) if holding else 1.0,
+            unprotected=sorted(unprotected, key=lambda u: -u.seconds), restarts=restarts,
+            recent_restarts=recent, escalations=sup.stats.escalations, abandoned_alive=abandoned,
+            venue_p50_ms=_ms(m.venue.quantile(0.5)), venue_p99_ms=_ms(m.venue.quantile(0.99)),
+            venue_calls=m.venue.calls, venue_errors=m.venue.errors,
+            db_p50_ms=_ms(m.db.quantile(0.5)), db_p99_ms=_ms(m.db.quantile(0.99)),
+            db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)))
+
+    def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
+               abandoned: int) -> tuple[list[str], list[str]]:
+        c, sup, m = self.cfg, self.svc.supervisor, self.metrics
+        crit: list[str] = []
+        degr: list[str] = []
+        worst = max((u.seconds for u in unprotected), default=0.0)
+        if worst > c.unprotected_critical_s:
+            crit.append(f"{sum(u.seconds > c.unprotected_critical_s for u in unprotected)} position(s) "
+                        f"unprotected for more than {c.unprotected_critical_s:g}s (longest {worst:.1f}s)")
+        elif worst > c.unprotected_degraded_s:
+            degr.append(f"{sum(u.seconds > c.unprotected_degraded_s for u in unprotected)} position(s) "
+                        f"unprotected for more than {c.unprotected_degraded_s:g}s (longest {worst:.1f}s)")
+        if coverage < c.coverage_critical_below:
+            crit.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_critical_below:.0%}")
+        elif coverage < c.coverage_degraded_below:
+            degr.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_degraded_below:.0%}")
+        notes = list(getattr(self.svc, "health_notes", []))
+        if "coordinator" in sup.escalated:
+            crit.append("the wave coordinator was escalated: no waves are being processed")
+        failed = [n.split(":", 1)[0] for n in notes if "close failed" in n]
+        if failed:
+            crit.append(f"escalated position(s) left open after a failed close: {', '.join(failed)}")
+        if sup.stats.escalations and not failed and "coordinator" not in sup.escalated:
+            degr.append(f"{sup.stats.escalations} escalation(s): positions closed by the supervisor")
+        if abandoned >= c.abandoned_critical:
+            crit.append(f"{abandoned} abandoned actor threads alive (limit {c.abandoned_critical})")
+        elif abandoned:
+            degr.append(f"{abandoned} abandoned actor thread(s) alive")
+        if recent:
+            degr.append(f"{recent} restart(s) in the last {self.restart_window_s:g}s")
+        db_n, db_err = m.db.error_ratio()
+        if db_n >= 3 and db_err == 1.0:
+            crit.append(f"database: the last {db_n} calls all failed")
+        elif db_err > 0:
+            degr.append(f"database: {db_err:.0%} of the last {db_n} calls failed")
+        v_n, v_err = m.venue.error_ratio()
+        if v_n >= 4 and v_err >= 0.5:
+            degr.append(f"venue: {v_err:.0%} of the last {v_n} calls failed on the network")
+        for name, win, limit in (("venue", m.venue, c.venue_p99_degraded_s), ("database", m.db, c.db_p99_degraded_s)):
+            p99 = win.quantile(0.99)
+            if p99 is not None and p99 > limit:
+                degr.append(f"{name} p99 latency {p99 * 1000:.0f} ms is above {limit * 1000:.0f} ms")
+        return crit, degr
+
+    def outcomes(self) -> dict[str, int]:
+        """Signals by outcome, all time. Straight on the engine: bounded by the DB timeouts,
+        and outside the fault hooks that rehearse hangs for the actors."""
+        with self.svc.db.engine.connect() as conn:
+            rows = conn.execute(select(SignalRow.outcome, func.count()).group_by(SignalRow.outcome)).all()
+        return {(k or "pending"): v for k, v in rows}
+
+    def line(self, h: HealthReply) -> str:
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f}ms"
+        return (f"{h.status} | coverage {h.trailing}/{h.open} trailing, {len(h.unprotected)} unprotected"
+                f" | restarts {h.restarts} ({h.recent_restarts} recent), escalations {h.escalations},"
+                f" abandoned {h.abandoned_alive} | venue p99 {ms(h.venue_p99_ms)}, db p99 {ms(h.db_p99_ms)}"
+                f"{' | PAUSED' if h.paused else ''}"
+                f"{' | ' + '; '.join(h.reasons) if h.reasons else ''}")
+
+    def _run(self) -> None:
+        last_log = time.monotonic()
+        while not self._stop.wait(self.cfg.sample_interval_s):
+            try:
+                h = self.report()
+                now = time.monotonic()
+                if h.status != self._last_status:
+                    level = {"healthy": "INFO", "degraded": "WARNING", "critical": "CRITICAL"}[h.status]
+                    logger.log(level, "health: {} -> {}", self._last_status, self.line(h))
+                    self._last_status = h.status
+                    last_log = now
+                elif self.cfg.log_interval_s and now - last_log >= self.cfg.log_interval_s:
+                    logger.info("health: {}", self.line(h))
+                    last_log = now
+            except Exception:
+                logger.exception("health sampling failed")
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
