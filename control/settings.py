@@ -34,9 +34,6 @@ def validate(param: str, value: Decimal, current: Params) -> Decimal:
     if param not in PARAMS:
         raise InvalidSetting(f"unknown parameter {param!r}; one of {', '.join(PARAMS)}")
     field, cfg_field = PARAMS[param]
-    if param == "activation" and value <= 0:
-        # the position logic reads a zero as "unchanged"; refusing beats a silent no-op
-        raise InvalidSetting("activation must be greater than 0 (percent above/below entry)")
     base = {"stop_loss_pct": current.stop_loss_pct, "trailing_activation_pct": current.activation_pct,
             "trailing_callback_pct": current.callback_pct}
     try:

@@ -233,14 +233,14 @@ def _filled(s: PositionState, ev: Filled) -> Step:
 
 def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
     p = s.params
-    p = replace(p, activation_pct=ev.activation_pct or p.activation_pct,
-                callback_pct=ev.callback_pct or p.callback_pct,
-                stop_loss_pct=ev.stop_loss_pct or p.stop_loss_pct)
+    p = replace(p, **{k: v for k, v in (("activation_pct", ev.activation_pct),
+                                        ("callback_pct", ev.callback_pct),
+                                        ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})
     s = replace(s, params=p)
     cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in
                                                  (("activation_pct", ev.activation_pct),
                                                   ("callback_pct", ev.callback_pct),
-                                                  ("stop_loss_pct", ev.stop_loss_pct)) if v})]
+                                                  ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})]
     if s.trailing is not None and s.entry_price is not None and not s.trailing.activated:
         s = replace(s, trailing=replace(
             s.trailing, callback_pct=p.callback_pct,

@@ -153,6 +153,12 @@ class PositionStore:
             return list(tx.execute(select(PositionRow.id, PositionRow.epoch)
                                    .where(PositionRow.phase.in_(OPEN_PHASES))).all())
 
+    def open_symbols(self) -> dict[str, str]:
+        """Symbol -> position id of every position not yet final: what the account holds."""
+        with self.db.tx("db_read") as tx:
+            return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
+                                   .where(PositionRow.active_symbol.is_not(None))).all())
+
     def unresolved_orders(self, position_id: str) -> list[OrderRow]:
         """Intents whose fate we never learned: they must be looked up before anything else."""
         with self.db.tx("db_read") as tx:

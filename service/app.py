@@ -99,8 +99,10 @@ class Service:
 
     def start(self, *, with_source: bool = True) -> None:
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
-        recovered = self.recover()
+        # The coordinator first (it learns what is held from the database), so that restored
+        # positions have someone to report to from their first message on.
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
+        recovered = self.recover()
         if recovered:
             logger.info("recovery: {} open positions restored and reconciling", recovered)
         if with_source:
@@ -123,8 +125,7 @@ class Service:
         self._coordinator = ref
         if self.paused:
             ref.tell(SetPaused(True))
-        held = {c.symbol: k for k, c in self.supervisor.children.items() if c.symbol}
-        ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
+        ref.proxy().resume(self.positions.open_symbols()).get(timeout=self.cfg.deadlines.operation_s * 4)
         return ref
 
     def _make_source(self):

@@ -67,7 +67,7 @@ def test_invalid_settings_are_refused_and_change_nothing(control_service):
     for param, value, words in [("callback", "0.05", "greater than or equal to 0.1"),
                                 ("callback", "10.5", "less than or equal to 10"),
                                 ("stop-loss", "0", "greater than 0"), ("stop-loss", "50", "less than 50"),
-                                ("activation", "0", "greater than 0")]:
+                                ("activation", "-1", "greater than or equal to 0")]:
         with pytest.raises(p.ProtocolError) as e:
             client.call("set", param=param, value=value)
         assert e.value.code == "bad_arguments" and words in e.value.message, (param, value, e.value.message)

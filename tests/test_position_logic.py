@@ -7,7 +7,7 @@ from decimal import Decimal
 from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, FailureKind, Filled, Leg, LookedUp, Lookup, Outcome, Params, Phase, Place, Placed,
-    PlaceFailed, PositionState, Reconciled, Report, Resting, RetryDue, RetryLater, Tick,
+    PlaceFailed, PositionState, Reconciled, Report, Resting, RetryDue, RetryLater, SetParams, Tick,
 )
 from core.types import MarketSpec, Side
 
@@ -110,3 +110,12 @@ def test_a_replaced_stop_that_fires_before_its_cancel_still_closes_the_position(
     s, cmds = step(s, Filled(old, Decimal("9.79")), SPEC)  # the old one fired meanwhile
     assert s.phase is Phase.CLOSED and s.exit_price == Decimal("9.79")
     assert Cancel(new.cid) in cmds, "its successor is taken off too"
+
+
+def test_setting_activation_to_zero_is_applied_not_ignored():
+    s = PositionState("p", "s", "w", SPEC.symbol, Side.LONG, P)
+    s, cmds = step(s, Begin(Decimal(10)), SPEC)
+    (e,) = places(cmds)
+    s, _ = step(s, Placed(e, Decimal(10), e.qty), SPEC)
+    s, _ = step(s, SetParams(activation_pct=Decimal(0)), SPEC)
+    assert s.params.activation_pct == 0 and s.trailing.activation == Decimal(10)
