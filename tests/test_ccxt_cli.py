@@ -21,7 +21,8 @@ def test_trader_run_against_the_local_binance_venue_protects_every_position(tmp_
                "--set", f"exchange.api_url={venue.url}", "--waves", "2", "--json",
                "--set", f"database.url=sqlite:///{tmp_path / 'cli.db'}", "--set", f"log.file='{log}'",
                "--set", "log.level='DEBUG'", "--set", "signals.demo_interval_s=0.5",
-               "--set", "exchange.poll_interval_ms=200"]
+               "--set", "exchange.poll_interval_ms=200", "--set", f"run_dir='{tmp_path}'",
+               "--set", "control.metrics_port=0"]
         run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
     finally:
         venue.stop()

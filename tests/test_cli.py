@@ -15,7 +15,7 @@ TRADER = str(ROOT / "bin/trader")
 
 
 def _args(tmp_path: Path, *more: str) -> list[str]:
-    return [f"--set=database.url=sqlite:///{tmp_path}/t.db", "--set=log.file=''", f"--set=run_dir={tmp_path}",
+    return [f"--set=database.url=sqlite:///{tmp_path}/t.db", "--set=log.file=''", f"--set=run_dir={tmp_path}", "--set=control.metrics_port=0",
             *more]
 
 

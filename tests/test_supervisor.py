@@ -152,6 +152,8 @@ def test_stuck_thread_does_not_block_exit(tmp_path):
     waves.write_text(wave("w", (SYM["BTC"], "long", .9), (SYM["ETH"], "long", .8)) + "\n")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'''run_dir = "{tmp_path}"
+[control]
+metrics_port = 0
 [database]
 url = "sqlite:///{tmp_path}/t.db"
 [signals]
