@@ -32,6 +32,9 @@ class PaperCfg(_Section):
     volatility: float = Field(default=0.0015, ge=0)
     slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
     extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
+    # The paper account (positions, balance, orders, prices) survives restarts like a real
+    # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
+    state_file: str | None = None
 
 
 class RiskCfg(_Section):
