@@ -96,6 +96,8 @@ class PositionRow(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     exit_price: Mapped[Decimal | None] = mapped_column(DecimalText)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "signal": opened for a signal; "adopted": found at the venue on recovery, unknown to us
+    origin: Mapped[str] = mapped_column(String(16), default="signal", server_default="signal")
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
     attention_reason: Mapped[str | None] = mapped_column(Text)
     opened_ts: Mapped[float] = mapped_column(Float)

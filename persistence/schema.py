@@ -38,6 +38,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(_alembic_cfg(engine, conn), revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.downgrade(_alembic_cfg(engine, conn), revision)
+
+
 def ensure_current(engine: Engine, *, auto_create: bool) -> str:
     """Create the schema on an empty database (if allowed); refuse any other mismatch."""
     current, head = current_revision(engine), head_revision()
