@@ -6,12 +6,13 @@ pool timeout. Anything that still stalls is the supervisor's to handle.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,6 +79,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.faults = faults if faults is not None else FaultPlan()
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer and every transaction here begins IMMEDIATE; queueing for it on
+        # an in-process lock (bounded by the call timeout) replaces the busy handler's sleep-
+        # and-retry, which starves some of a thousand concurrent actors past their timeout.
+        # It is held only for one short transaction, never across a venue call.
+        self._one_writer = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def tx(self, op: str = "db_write", symbol: str | None = None) -> Iterator[Session]:
@@ -86,14 +92,24 @@ class Database:
         if rule is not None:
             if rule.kind == "hang":
                 self.faults.hang()
-            elif rule.kind == "latency":
+            elif rule.kind == "latency" and self.is_sqlite:
                 time.sleep(rule.latency_ms / 1000)
             elif rule.kind == "crash":
                 raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
             elif rule.kind in ("unavailable", "timeout_lost", "timeout_accepted"):
                 raise DbTimeout(f"injected database timeout in {op} {symbol or ''}")
-        with self._sessions.begin() as session:
-            yield session
+        if self._one_writer is not None and not self._one_writer.acquire(timeout=self.call_timeout_s):
+            raise DbTimeout(f"database busy for {self.call_timeout_s:g}s ({op})")
+        try:
+            with self._sessions.begin() as session:
+                if rule is not None and rule.kind == "latency" and not self.is_sqlite:
+                    # A slow statement on the server itself, so the session's statement_timeout
+                    # applies to it exactly as it would to a genuinely slow query.
+                    session.execute(text("SELECT pg_sleep(:s)"), {"s": rule.latency_ms / 1000})
+                yield session
+        finally:
+            if self._one_writer is not None:
+                self._one_writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from core.position_types import (
     Leg, OrderIntent, Params, Phase, PositionState, Record,
@@ -22,6 +22,26 @@ from persistence.db import Database
 from persistence.models import EventRow, OrderRow, PositionRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
+
+_STEP_COLUMNS = (
+    "phase", "seq", "qty", "entry_price", "last_price", "stop_price", "stop_cid", "trailing_cid",
+    "pending_cid", "activation_price", "trailing_activated", "best_price", "trail_level",
+    "stop_loss_pct", "activation_pct", "callback_pct", "trailing_mode", "close_reason",
+    "exit_price", "reported", "active_symbol", "updated_ts",
+)
+_UPDATE_POSITION = (
+    update(PositionRow)
+    .where(PositionRow.id == bindparam("_id"), PositionRow.epoch == bindparam("_epoch"))
+    .values({c: bindparam(c) for c in _STEP_COLUMNS}
+            | {"closed_ts": func.coalesce(bindparam("closed_ts"), PositionRow.closed_ts)})
+)
+_UPDATE_ORDER = (
+    update(OrderRow).where(OrderRow.cid == bindparam("_cid"))
+    .values({c: bindparam(c) for c in ("status", "avg_price", "filled_qty", "reason", "updated_ts")})
+)
+_INSERT_ORDER = insert(OrderRow)
+_INSERT_EVENT = insert(EventRow)
+
 
 
 class SymbolBusy(RuntimeError):
@@ -95,29 +115,30 @@ class PositionStore:
 
     def commit_step(self, s: PositionState, *, intents: list[OrderIntent] = (),
                     fates: list[OrderFate] = (), records: list[Record] = ()) -> None:
-        """Persist one transition atomically, fenced by the state's epoch."""
+        """Persist one transition atomically, fenced by the state's epoch.
+
+        Every tick of every position comes through here, so the statements are built once
+        (compiled and cached by SQLAlchemy) and run on the Core connection, without the ORM."""
         now = time.time()
-        values = _row_values(s) | {"updated_ts": now}
-        if s.phase.final:
-            values["closed_ts"] = now
+        values = _row_values(s) | {"updated_ts": now, "closed_ts": now if s.phase.final else None,
+                                   "_id": s.id, "_epoch": s.epoch}
         with self.db.tx("db_write", s.symbol) as tx:
-            res = tx.execute(update(PositionRow)
-                             .where(PositionRow.id == s.id, PositionRow.epoch == s.epoch)
-                             .values(**values))
-            if res.rowcount != 1:
+            conn = tx.connection()
+            if conn.execute(_UPDATE_POSITION, values).rowcount != 1:
                 raise Fenced(f"position {s.id}: epoch {s.epoch} is no longer current")
-            for i in intents:
-                tx.add(OrderRow(cid=i.cid, position_id=s.id, epoch=s.epoch, symbol=s.symbol,
-                                leg=i.leg.value, side=i.side, qty=i.qty, stop_price=i.stop_price,
-                                activation=i.activation, callback_pct=i.callback_pct,
-                                attempt=i.attempt, status="intent", created_ts=now, updated_ts=now))
+            if intents:
+                conn.execute(_INSERT_ORDER, [dict(
+                    cid=i.cid, position_id=s.id, epoch=s.epoch, symbol=s.symbol, leg=i.leg.value,
+                    side=i.side, qty=i.qty, stop_price=i.stop_price, activation=i.activation,
+                    callback_pct=i.callback_pct, attempt=i.attempt, status="intent",
+                    avg_price=None, filled_qty=None, reason=None, created_ts=now, updated_ts=now)
+                    for i in intents])
             for f in fates:
-                tx.execute(update(OrderRow).where(OrderRow.cid == f.cid).values(
-                    status=f.status, avg_price=f.avg_price, filled_qty=f.filled_qty,
-                    reason=f.reason, updated_ts=now))
-            for r in records:
-                tx.add(EventRow(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
-                                epoch=s.epoch, data=r.data))
+                conn.execute(_UPDATE_ORDER, dict(_cid=f.cid, status=f.status, avg_price=f.avg_price,
+                                                 filled_qty=f.filled_qty, reason=f.reason, updated_ts=now))
+            if records:
+                conn.execute(_INSERT_EVENT, [dict(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
+                                                  epoch=s.epoch, data=r.data) for r in records])
 
     def bump_epoch(self, position_id: str, expected: int) -> int:
         """Raise the epoch (fencing every older actor); Fenced if someone else already did."""
