@@ -115,6 +115,14 @@ class FaultsCfg(_Section):
     actor: list[FaultCfg] = []
 
 
+class RecoveryCfg(_Section):
+    """What a start does with state left by a previous run (see service/recovery.py POLICY)."""
+
+    unknown_venue_position: Literal["adopt", "close", "report"] = "adopt"
+    reconcile_timeout_s: float = Field(default=60.0, gt=0)  # start-up waits this long at most
+    progress_every_s: float = Field(default=1.0, gt=0)
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -126,6 +134,7 @@ class Config(_Section):
     signals: SignalsCfg = SignalsCfg()
     log: LogCfg = LogCfg()
     faults: FaultsCfg = FaultsCfg()
+    recovery: RecoveryCfg = RecoveryCfg()
     run_dir: str = "var"
 
 

@@ -299,9 +299,12 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
             s = replace(s, phase=Phase.FAILED)
             s, cmds = _report(s, Outcome.FAILED, "entry not placed before restart")
             return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
+        why = "closed at venue while down"
+        if ev.exit_cid is not None and ev.exit_cid in (s.stop_cid, s.trailing_cid):
+            why = f"{'trailing stop' if ev.exit_cid == s.trailing_cid else 'stop-loss'} filled while down"
         s = replace(s, stop_cid=None, trailing_cid=None,
                     entry_price=s.entry_price or ev.entry_fill)
-        s, cmds = _closed(s, ev.price, s.close_reason or "closed at venue while down")
+        s, cmds = _closed(s, ev.exit_fill or ev.price, s.close_reason or why)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
     if s.phase in (Phase.NEW, Phase.ENTERING):
         s = replace(s, phase=Phase.ENTERING)

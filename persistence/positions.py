@@ -19,7 +19,7 @@ from core.trailing import Trailing
 from core.types import Side
 from exchange.gateway import Fenced
 from persistence.db import Database
-from persistence.models import EventRow, OrderRow, PositionRow
+from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
 
@@ -41,7 +41,6 @@ _UPDATE_ORDER = (
 )
 _INSERT_ORDER = insert(OrderRow)
 _INSERT_EVENT = insert(EventRow)
-
 
 
 class SymbolBusy(RuntimeError):
@@ -95,17 +94,23 @@ class PositionStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, s: PositionState) -> None:
-        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10)."""
+    def create(self, s: PositionState, *, origin: str = "signal") -> None:
+        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10).
+
+        The signal points at its position in the same transaction, so a restart finds every
+        launched position through its signal and never launches a second one for it."""
         now = time.time()
         row = PositionRow(id=s.id, signal_id=s.signal_id, wave_id=s.wave_id, symbol=s.symbol,
                           side=s.side.value, epoch=s.epoch, notional=s.params.notional,
-                          opened_ts=now, updated_ts=now, **_row_values(s))
+                          opened_ts=now, updated_ts=now, origin=origin, **_row_values(s))
         try:
             with self.db.tx("db_write", s.symbol) as tx:
                 if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
                     raise SymbolBusy(s.symbol)
                 tx.add(row)
+                tx.execute(update(SignalRow).where(SignalRow.id == s.signal_id,
+                                                   SignalRow.position_id.is_(None))
+                           .values(position_id=s.id))
         except SymbolBusy:
             raise
         except Exception as e:  # the unique constraint is the last word when two race
@@ -158,6 +163,27 @@ class PositionStore:
             tx.add(EventRow(ts=time.time(), kind="needs_attention", position_id=position_id,
                             data={"reason": reason}))
 
+    def take_over_open(self, defaults: Params) -> list[PositionState]:
+        """Cold start: raise the epoch of every open position in one transaction (fencing any
+        writer of a previous run) and return their states under the new epochs."""
+        with self.db.tx("epoch_bump") as tx:
+            tx.execute(update(PositionRow).where(PositionRow.phase.in_(OPEN_PHASES))
+                       .values(epoch=PositionRow.epoch + 1, updated_ts=time.time()))
+            rows = tx.scalars(select(PositionRow).where(PositionRow.phase.in_(OPEN_PHASES))
+                              .order_by(PositionRow.opened_ts)).all()
+            return [state_from_row(r, defaults) for r in rows]
+
+    def open_symbols(self) -> dict[str, str]:
+        """Symbol → id of every position holding its symbol (open, or opening)."""
+        with self.db.tx("db_read") as tx:
+            return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
+                                   .where(PositionRow.active_symbol.is_not(None))).all())
+
+    def record(self, kind: str, data: dict, *, position_id: str | None = None) -> None:
+        """Append one entry to the event log that belongs to no position step (recovery)."""
+        with self.db.tx("db_write") as tx:
+            tx.add(EventRow(ts=time.time(), kind=kind, position_id=position_id, data=data))
+
     def load(self, position_id: str, defaults: Params) -> PositionState:
         with self.db.tx("db_read") as tx:
             row = tx.get(PositionRow, position_id)
@@ -176,6 +202,15 @@ class PositionStore:
             return list(tx.scalars(select(OrderRow).where(
                 OrderRow.position_id == position_id,
                 OrderRow.status.in_(["intent", "unknown"]))).all())
+
+    def unresolved_by_position(self) -> dict[str, list[tuple[str, str]]]:
+        """(cid, leg) of every intent of unknown fate, by position: one query at a cold start."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self.db.tx("db_read") as tx:
+            for pid, cid, leg in tx.execute(select(OrderRow.position_id, OrderRow.cid, OrderRow.leg)
+                                            .where(OrderRow.status.in_(["intent", "unknown"]))):
+                out.setdefault(pid, []).append((cid, leg))
+        return out
 
     def order_intent(self, row: OrderRow) -> OrderIntent:
         return OrderIntent(cid=row.cid, leg=Leg(row.leg), side=row.side, qty=row.qty,

@@ -1,8 +1,9 @@
 """Wires the service together and runs its lifecycle: start, recover, trade, shut down.
 
-Start-up order matters: the schema is checked before anything runs, positions left open by a
-previous run are restored and reconciled (under new epochs) before the coordinator resumes
-unfinished waves, and only then does a signal source start.
+Start-up order matters: the schema is checked before anything runs; the coordinator actor
+starts first (restored positions report their outcomes to it), then positions left open by a
+previous run are restored and reconciled under new epochs (service/recovery.py), and only then
+does the coordinator resume unfinished waves and a signal source start.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
+from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.wave import WaveRejected, parse_wave
 from supervisor import Supervisor
@@ -90,36 +92,39 @@ class Service:
         self.health_notes: list[str] = []
         self.source = None
         self._shut_down = False
+        self.recovery = RecoveryReport()
+        self._recovered = False  # the coordinator resumes waves only after recovery
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
-        recovered = self.recover()
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
-        if recovered:
-            logger.info("recovery: {} open positions restored and reconciling", recovered)
+        self.recover()
+        self._recovered = True
+        self._resume_waves(self._coordinator)
         if with_source:
             self.source = self._make_source()
             self.source.start()
 
     def recover(self) -> int:
-        """Restore every position the database says is open, each under a raised epoch."""
-        rows = self.positions.open_ids()
-        t0 = time.monotonic()
-        for n, (pid, epoch) in enumerate(rows, 1):
-            self.supervisor.adopt(pid, epoch)
-            if n % 200 == 0:
-                logger.info("recovery: {}/{} positions restored ({:.1f}s)", n, len(rows), time.monotonic() - t0)
-        return len(rows)
+        """Restore every position the database says is open, each under a raised epoch, and
+        reconcile the account with the venue (service/recovery.py)."""
+        self.recovery = Recovery(self).run()
+        return self.recovery.restored
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
                                     self.scheduler, self.defaults, handle, self._on_wave_done)
         self._coordinator = ref
-        held = {c.symbol: k for k, c in self.supervisor.children.items() if c.symbol}
-        ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
+        if self._recovered:  # a restarted coordinator picks up where its predecessor was
+            self._resume_waves(ref)
         return ref
+
+    def _resume_waves(self, ref) -> None:
+        held = self.positions.open_symbols()
+        ids = ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
+        self.stats.wave_ids.update(ids or [])  # a run waits for the waves it finishes, too
 
     def _make_source(self):
         s = self.cfg.signals
@@ -142,6 +147,9 @@ class Service:
             return False
         if self.stopping.is_set():
             logger.warning("wave {} arrived during shutdown; not taken", wave.id)
+            return False
+        if self.waves.known(wave.id):  # a replayed file after a restart: resumed, not re-run
+            logger.info("wave {} was already received; ignored ({})", wave.id, source)
             return False
         self.stats.wave_ids.add(wave.id)
         self._coordinator.tell(SubmitWave(wave))
@@ -239,4 +247,5 @@ class Service:
             "restarts": self.supervisor.stats.restarts,
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
+            "recovery": self.recovery.as_dict(),
         }
