@@ -225,12 +225,13 @@ class PaperEngine:
 
     def _fill(self, order: PaperOrder, price: Decimal, reduce_only: bool) -> Decimal | None:
         spec = self.markets[order.symbol]
-        pos = self.account.positions.setdefault(order.symbol, PaperPosition())
+        pos = self.account.positions.get(order.symbol) or PaperPosition()
         signed = order.qty if order.side == "buy" else -order.qty
         if reduce_only:
             if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
                 return None
             signed = min(signed, -pos.qty) if signed > 0 else max(signed, -pos.qty)
+        self.account.positions[order.symbol] = pos  # a refused reduce-only leaves no trace
         slip = self._slip if signed > 0 else -self._slip
         fill = spec.floor_price(price * (1 + slip)) if signed > 0 else spec.ceil_price(price * (1 + slip))
         new_qty = pos.qty + signed
