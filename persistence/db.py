@@ -42,7 +42,9 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
             pool_pre_ping=True,
             connect_args={
                 "connect_timeout": max(1, int(call_timeout_s)),
-                "options": f"-c statement_timeout={ms} -c lock_timeout={ms} "
+                # A wait for a row lock gives up first (half the budget), so the error names
+                # the real cause; any statement at all is cancelled at the full budget.
+                "options": f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)} "
                            f"-c idle_in_transaction_session_timeout={ms * 4}",
             },
         )
