@@ -331,7 +331,13 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
         s = replace(s, phase=Phase.OPEN)
         s, more = _protect(s, level)
         return s, cmds + [Record("stop_missing", {"replacing_at": str(level)})] + more
-    if s.phase is not Phase.TRAILING or (s.params.trailing_mode == "native" and s.trailing_cid is None):
+    native = s.params.trailing_mode == "native"
+    if native and s.trailing_cid is not None:
+        if s.phase is Phase.TRAILING:
+            return s, cmds
+        s, more = _trailing_established(s)  # it rests at the venue; only the answer was lost
+        return s, cmds + more
+    if s.phase is not Phase.TRAILING or native:
         s = replace(s, phase=Phase.PROTECTED)
         s, more = _begin_trailing(s)
         return s, cmds + more
