@@ -66,8 +66,12 @@ class StoredAccount:
 class PaperStore:
     """One connection, used by one writer at a time (the engine serializes calls to `write`)."""
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 5.0, readonly: bool = False) -> None:
         self.path = Path(path)
+        if readonly:  # an observer (tests, tools) while the venue runs in another process
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout_s,
+                                         isolation_level=None, check_same_thread=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
                                      check_same_thread=False)
