@@ -218,8 +218,10 @@ class PositionActor(pykka.ThreadingActor):
 
     def _cancel(self, cid: str) -> OrderFate:
         try:
-            self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
-            return OrderFate(cid, "cancelled")
+            o = self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
+            # too late to cancel: it filled or expired first (the fill arrives as an update)
+            return OrderFate(cid, o.status if o.status in ("filled", "expired") else "cancelled",
+                             o.avg_price, o.filled_qty or None)
         except OrderNotFound as e:
             return OrderFate(cid, "not_found", reason=str(e))
         except (Rejected, UnknownOutcome, Retryable) as e:

@@ -13,7 +13,7 @@ from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
     Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record,
-    Report, Outcome, RetryDue, RetryLater, SetParams, Tick,
+    Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 
@@ -223,7 +223,10 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
 
 
 def _filled(s: PositionState, ev: Filled) -> Step:
-    if ev.cid not in s.protective_cids and not (s.pending and s.pending.cid == ev.cid):
+    # Any stop of ours counts, not only the recorded one: a replaced stop can fill before its
+    # cancel lands, and one left by an older epoch can rest until reconciliation cancels it.
+    stale_stop = position_id_of(ev.cid) == s.id and leg_of(ev.cid) in (Leg.STOP, Leg.TRAILING)
+    if ev.cid not in s.protective_cids and not (s.pending and s.pending.cid == ev.cid) and not stale_stop:
         return s, []
     if s.phase.final:
         return s, []

@@ -116,3 +116,19 @@ def test_closed_while_down_records_the_fill_that_closed_it():
     assert (new.phase, new.exit_price, new.close_reason) == (Phase.CLOSED, Decimal("102.03"),
                                                             "stop-loss filled while down")
     assert [c.cid for c in cmds if isinstance(c, Cancel)] == ["wt-p1-t1-3"]
+
+
+def test_a_fill_of_an_older_stop_of_ours_closes_the_position():
+    """A replaced stop (or one an older epoch left) can fill before its cancel lands: the venue
+    position is gone, so ours is closed and what still rests is taken off."""
+    from core.position_types import Filled
+    s = PositionState(
+        id="p1", signal_id="s1", wave_id="w1", symbol=SPEC.symbol, side=Side.LONG,
+        params=Params(Decimal(2), Decimal(1), Decimal("0.5"), trailing_mode="emulated"),
+        phase=Phase.TRAILING, epoch=3, seq=12, qty=Decimal(1), entry_price=ENTRY,
+        stop_price=Decimal("99.5"), stop_cid="wt-p1-s3-12", reported=True)
+    new, cmds = step(s, Filled("wt-p1-s2-7", Decimal("98.9")), SPEC)
+    assert (new.phase, new.exit_price) == (Phase.CLOSED, Decimal("98.9"))
+    assert [c.cid for c in cmds if isinstance(c, Cancel)] == ["wt-p1-s3-12"]
+    assert step(s, Filled("wt-p2-s2-7", Decimal("98.9")), SPEC)[0] is s  # another position's: not ours
+    assert step(s, Filled("wt-p1-e3-1", Decimal("98.9")), SPEC)[0] is s  # an entry fill closes nothing
