@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 import pytest
@@ -60,7 +61,8 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@/{name}?host={self.socket_dir}"
 
 
-def start_cluster() -> tuple[PgCluster, callable]:
+def start_cluster() -> tuple[PgCluster, Callable[[], None]]:
+    """Start a cluster; returns it and the function that stops and removes it."""
     bindir = _bindir()
     if bindir is None:
         pytest.fail(_HINT, pytrace=False)

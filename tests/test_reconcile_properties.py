@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from core import trailing as tr
 from core.position_logic import step
 from core.position_types import (
-    Cancel, Leg, Params, Phase, Place, PositionState, Reconciled, Report, Resting,
+    Cancel, Filled, Leg, Params, Phase, Place, PositionState, Reconciled, Report, Resting,
 )
 from core.types import MarketSpec, Side
 
@@ -121,7 +121,6 @@ def test_closed_while_down_records_the_fill_that_closed_it():
 def test_a_fill_of_an_older_stop_of_ours_closes_the_position():
     """A replaced stop (or one an older epoch left) can fill before its cancel lands: the venue
     position is gone, so ours is closed and what still rests is taken off."""
-    from core.position_types import Filled
     s = PositionState(
         id="p1", signal_id="s1", wave_id="w1", symbol=SPEC.symbol, side=Side.LONG,
         params=Params(Decimal(2), Decimal(1), Decimal("0.5"), trailing_mode="emulated"),

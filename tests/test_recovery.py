@@ -3,15 +3,17 @@ venue (which kept living while we were down) before acting, and nothing the venu
 dropped. The venue is the real paper engine reopened on its own state file."""
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
+from actors.messages import Control, RecoverPosition
+from actors.position import PositionActor
 from core import trailing as tr
-from core.position_types import Leg, Outcome, Phase, PositionState
 from core.position_logic import step
-from core.position_types import Begin
+from core.position_types import Begin, CloseRequested, Leg, OrderIntent, Outcome, Phase, PositionState
 from core.types import Side
 from exchange.gateway import OrderRequest
 from exchange.paper.engine import PaperEngine
@@ -23,6 +25,7 @@ from persistence.positions import PositionStore
 from persistence.waves import WaveStore
 from service.app import position_params
 from signals.wave import parse_wave
+from supervisor import ChildHandle
 from tests.helpers import SYM, make_config, wait_for, wave
 from tests.recovery_checks import wait_agreed
 
@@ -201,8 +204,7 @@ def test_intents_of_unknown_fate_are_resolved_by_client_id(start_service, db_url
 
 
 def _intent(store: PositionStore, s: PositionState, leg: Leg, stop: Decimal) -> str:
-    from dataclasses import replace
-    from core.position_types import OrderIntent
+    """A write-ahead intent for one more order of `s`, as a step of the killed run wrote it."""
     s = replace(s, seq=s.seq + 1)
     intent = OrderIntent(s.cid(leg), leg, s.side.exit_order_side, s.qty, stop_price=stop)
     store.commit_step(s, intents=[intent])
@@ -212,11 +214,6 @@ def _intent(store: PositionStore, s: PositionState, leg: Leg, stop: Decimal) -> 
 def test_a_restored_position_acts_only_after_reconciling(start_service, db_url):
     """A close request and a tick that reach a restored actor before its RecoverPosition wait:
     the event log shows reconciliation first, then the close."""
-    from actors.messages import Control, RecoverPosition
-    from actors.position import PositionActor
-    from core.position_types import CloseRequested
-    from supervisor import ChildHandle
-
     svc = opened(start_service, db_url, (BTC, "long", 0.9))
     pid = rows_by_symbol(svc.db)[BTC].id
     svc.shutdown()
