@@ -31,8 +31,10 @@ class DecimalText(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
+        # One canonical form on both backends: PostgreSQL's NUMERIC(38, 18) pads with zeros
+        # ("0.123456700000000000"), which is equal but would reach logs and venues as such.
         value = Decimal(value)
-        return value.normalize() if value == value.to_integral_value() else value
+        return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 class Base(DeclarativeBase):
