@@ -270,12 +270,11 @@ class PositionActor(pykka.ThreadingActor):
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
         resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
                         if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
-        if venue_qty == 0 and s.phase.holds_position:
-            for cid in set(s.protective_cids) - set(fills) - {r.cid for r in resting}:
-                fate, o = self._fate(cid)  # it filled (or was cancelled) while we were down
-                if o is not None and o.status == "filled":
-                    fills[cid] = o
-                self._persist(s, [], [fate], [])
+        for cid in set(s.protective_cids) - set(fills) - {r.cid for r in resting}:
+            fate, o = self._fate(cid)  # no longer resting: it filled or was cancelled while down
+            if o is not None and o.status == "filled":
+                fills[cid] = o
+            self._persist(s, [], [fate], [])
         entry = next((o for o in fills.values() if o.leg is Leg.ENTRY), None)
         exit_ = next((o for o in fills.values() if o.leg is not Leg.ENTRY), None)
         return Reconciled(Decimal(venue_qty), venue_entry, resting, price,

@@ -118,6 +118,8 @@ def test_what_changed_while_down_is_reconciled_and_nothing_is_dropped(start_serv
     with svc2.db.tx("db_read") as tx:  # signal outcomes are final: closing later changes none
         assert {s.outcome for s in tx.scalars(select(SignalRow))} == {"protected"}
         kinds = set(tx.scalars(select(EventRow.kind)))
+        status = dict(tx.execute(select(OrderRow.cid, OrderRow.status)).all())
+    assert (status[before[BTC].stop_cid], status[before[ETH].stop_cid]) == ("cancelled", "filled")
     assert {"reconciled", "stop_missing", "venue_position_unknown", "stray_order_cancelled",
             "foreign_orders", "recovery"} <= kinds
 
