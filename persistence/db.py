@@ -24,7 +24,9 @@ class DbTimeout(TimeoutError):
 
 
 def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
-                pool_timeout_s: float = 5.0) -> Engine:
+                pool_timeout_s: float = 5.0, statement_timeout_s: float | None = None) -> Engine:
+    """`statement_timeout_s` overrides how long one PostgreSQL statement may run (migrations);
+    lock waits still give up after half of `call_timeout_s`."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -37,6 +39,7 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
         return engine
     if u.get_backend_name() == "postgresql":
         ms = int(call_timeout_s * 1000)
+        stmt_ms = int((statement_timeout_s or call_timeout_s) * 1000)
         return create_engine(
             u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
             pool_pre_ping=True,
@@ -44,7 +47,7 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
                 "connect_timeout": max(1, int(call_timeout_s)),
                 # A wait for a row lock gives up first (half the budget), so the error names
                 # the real cause; any statement at all is cancelled at the full budget.
-                "options": f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)} "
+                "options": f"-c statement_timeout={stmt_ms} -c lock_timeout={max(1, ms // 2)} "
                            f"-c idle_in_transaction_session_timeout={ms * 4}",
             },
         )

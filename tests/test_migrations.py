@@ -16,7 +16,8 @@ from sqlalchemy import inspect, text
 from persistence.db import make_engine
 from persistence.models import Base
 from persistence.schema import (
-    SchemaOutOfDate, current_revision, downgrade, ensure_current, head_revision, upgrade,
+    SchemaOutOfDate, current_revision, downgrade, ensure_current, head_revision, migration_engine,
+    upgrade,
 )
 from service.cli import main
 
@@ -95,3 +96,13 @@ def test_bin_trader_run_exits_3_on_a_stale_postgresql_schema(pg_cluster, tmp_pat
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 3, proc.stderr
     assert "bin/trader db upgrade" in proc.stderr and "0001" in proc.stderr
+
+
+def test_migrations_may_run_long_but_never_queue_on_a_lock(pg_cluster):
+    """A migration statement may take minutes; a lock held by the running trader is not waited
+    for longer than any trader call (half of deadlines.db_call_s)."""
+    engine = migration_engine(pg_cluster.create_database(), call_timeout_s=2.0)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "10min"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "1s"
+    engine.dispose()
