@@ -111,11 +111,12 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     # ---- waves ---------------------------------------------------------------------------
 
-    def resume(self, open_symbols: dict[str, str]) -> None:
-        """After a restart: know what is held, and finish every wave left incomplete."""
+    def resume(self, open_symbols: dict[str, str]) -> list[str]:
+        """After a restart: know what is held, and finish every wave left incomplete.
+        Returns the ids of the waves it is finishing."""
         self.open_symbols = dict(open_symbols)
         pending = self.waves.pending_signals()
-        by_wave: dict[str, list] = {}
+        by_wave: dict[str, list] = {w.id: [] for w in self.waves.open_waves()}  # incl. all decided
         for row in pending:
             by_wave.setdefault(row.wave_id, []).append(row)
         statuses = self.waves.statuses(list(by_wave))
@@ -126,6 +127,8 @@ class WaveCoordinator(pykka.ThreadingActor):
                 self._queue(QueuedWave(wave_id, received, sigs))
                 continue
             wp = self._progress(wave_id, self.cfg.deadlines.wave_s)
+            done = self.waves.outcomes(wave_id)  # what it opened before the restart still counts
+            wp.opened = done.get(Outcome.PROTECTED.value, 0) + done.get(Outcome.EMERGENCY_CLOSED.value, 0)
             for row in rows:
                 if row.position_id and self._settled(row.id, row.position_id):
                     continue
@@ -139,6 +142,7 @@ class WaveCoordinator(pykka.ThreadingActor):
             self._fill(wp)
             self._check_done(wp)
         self._admit_next()
+        return list(by_wave)
 
     def _settled(self, signal_id: str, position_id: str) -> bool:
         """A position that reported before the crash, but whose outcome was never stored."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from core.position_types import Event, OrderIntent, Outcome
-from exchange.gateway import OrderState
+from exchange.gateway import OrderState, VenuePosition
 from signals.wave import Wave
 
 
@@ -30,6 +30,17 @@ class OpenPosition:
 @dataclass(frozen=True, slots=True)
 class RecoverPosition:
     """First message of a restored or restarted position: reconcile before acting."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueView:
+    """What a cold-start recovery read once for every position, handed to each restored
+    position instead of its own reads (a real venue rate-limits a thousand separate ones)."""
+
+    positions: tuple[VenuePosition, ...]  # the venue's positions on this symbol
+    orders: tuple[OrderState, ...]  # open orders on this symbol
+    unresolved: tuple[tuple[str, str], ...]  # (cid, leg) of this position's intents of unknown fate
+    price: Decimal | None = None  # the latest streamed price, if the feed already had one
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from loguru import logger
 from actors.market_data import MarketData, TickSlot
 from actors.messages import (
     TICK, Control, GetState, LookupAgain, OpenPosition, OrderUpdate, PositionClosed,
-    PositionOutcome, RecoverPosition, Retry,
+    PositionOutcome, RecoverPosition, Retry, VenueView,
 )
 from actors.scheduler import Scheduler
 from core.config import DeadlinesCfg
@@ -32,7 +32,8 @@ from core.position_types import (
 )
 from core.types import MarketSpec
 from exchange.gateway import (
-    Fenced, Gateway, OrderNotFound, OrderRequest, Rejected, Retryable, UnknownOutcome, fence_scope,
+    Fenced, Gateway, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, UnknownOutcome,
+    fence_scope,
 )
 from persistence.positions import OrderFate, PositionStore
 
@@ -55,6 +56,8 @@ class PositionContext:
     faults: FaultPlan
     on_final: Callable[[str, int], None]  # supervisor: this child is done
     on_decision: Callable[[float], None] = lambda _s: None  # tick-to-decision latency sink
+    on_recovered: Callable[[PositionState], None] = lambda _s: None  # reconciled after a restart
+    recovery_view: Callable[[PositionState], VenueView | None] = lambda _s: None  # cold start
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -69,6 +72,10 @@ class PositionActor(pykka.ThreadingActor):
         self.spec = ctx.markets[state.symbol]
         self.slot: TickSlot | None = None
         self.fenced = False
+        # Nothing acts before the first OpenPosition/RecoverPosition: a restored position must
+        # be reconciled with the venue before a tick or an order update can move it.
+        self.ready = False
+        self.early: list[Any] = []
 
     # ---- mailbox ----------------------------------------------------------------------
 
@@ -86,8 +93,21 @@ class PositionActor(pykka.ThreadingActor):
     def on_receive(self, msg: Any) -> Any:
         if self.fenced:
             return None
+        if not self.ready and not isinstance(msg, (OpenPosition, RecoverPosition, GetState)):
+            if msg is TICK:
+                self.slot.take()  # reconciliation reads a fresh price itself
+            else:
+                self.early.append(msg)  # order updates, controls: handled once reconciled
+            return None
         try:
             self._dispatch(msg)
+            if isinstance(msg, (OpenPosition, RecoverPosition)):
+                self.ready = True
+                if isinstance(msg, RecoverPosition):
+                    self.ctx.on_recovered(self.state)
+                early, self.early = self.early, []
+                for m in early:
+                    self._dispatch(m)
         except Fenced as e:
             logger.warning("{}: fenced ({}); this actor stops, its replacement owns the position",
                            self.state.symbol, e)
@@ -249,28 +269,49 @@ class PositionActor(pykka.ThreadingActor):
                 OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty))
 
     def _reconcile(self) -> Reconciled:
-        """Resolve every intent of unknown fate, then read what the venue holds for us."""
-        s, gw, store = self.state, self.ctx.gateway, self.ctx.store
-        entry_fill = None
-        for row in store.unresolved_orders(s.id):
-            try:
-                o = self._venue("lookup", gw.fetch_order, s.symbol, row.cid, write=False)
-                fate = OrderFate(row.cid, o.status, o.avg_price, o.filled_qty)
-                if row.leg == Leg.ENTRY.value and o.status == "filled":
-                    entry_fill = o.avg_price
-            except OrderNotFound:
-                fate = OrderFate(row.cid, "not_found")
+        """Resolve every intent of unknown fate, then read what the venue holds for us; if it
+        holds nothing, learn which of our orders closed the position, and at what price."""
+        s, gw = self.state, self.ctx.gateway
+        with self.handle.op("recovery view", self.ctx.deadlines.operation_s):
+            seen = self.ctx.recovery_view(s)  # at a cold start: read once for all positions
+        if seen is None:
+            unresolved = [(r.cid, r.leg) for r in self.ctx.store.unresolved_orders(s.id)]
+            positions = self._venue("positions", gw.positions, write=False)
+            orders = self._venue("open orders", gw.open_orders, s.symbol, write=False)
+        else:
+            unresolved, positions, orders = seen.unresolved, seen.positions, seen.orders
+        fills: dict[str, OrderState] = {}
+        for cid, _leg in unresolved:
+            fate, o = self._fate(cid)
+            if o is not None and o.status == "filled":
+                fills[o.cid] = o
             self._persist(s, [], [fate], [])
-        price = self._venue("price", gw.price, s.symbol, write=False)
+        price = seen.price if seen is not None and seen.price else None
+        price = price or self._venue("price", gw.price, s.symbol, write=False)
         venue_qty, venue_entry = 0, None
-        for p in self._venue("positions", gw.positions, write=False):
-            if p.symbol == s.symbol:
+        for p in positions:
+            if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0):  # the other side is not ours
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
-        resting = tuple(
-            Resting(o.cid, leg_of(o.cid), o.stop_price)
-            for o in self._venue("open orders", gw.open_orders, s.symbol, write=False)
-            if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
-        return Reconciled(Decimal(venue_qty), venue_entry, resting, price, entry_fill)
+        resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
+                        if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
+        for cid in set(s.protective_cids) - set(fills) - {r.cid for r in resting}:
+            fate, o = self._fate(cid)  # no longer resting: it filled or was cancelled while down
+            if o is not None and o.status == "filled":
+                fills[cid] = o
+            self._persist(s, [], [fate], [])
+        entry = next((o for o in fills.values() if o.leg is Leg.ENTRY), None)
+        exit_ = next((o for o in fills.values() if o.leg is not Leg.ENTRY), None)
+        return Reconciled(Decimal(venue_qty), venue_entry, resting, price,
+                          entry.avg_price if entry else None,
+                          exit_.avg_price if exit_ else None, exit_.cid if exit_ else None)
+
+    def _fate(self, cid: str) -> tuple[OrderFate, OrderState | None]:
+        """What the venue knows of one of our orders, by client id."""
+        try:
+            o = self._venue("lookup", self.ctx.gateway.fetch_order, self.state.symbol, cid, write=False)
+        except OrderNotFound:
+            return OrderFate(cid, "not_found"), None
+        return OrderFate(cid, o.status, o.avg_price, o.filled_qty), o
 
     def _inject(self, op: str) -> None:
         rule = self.ctx.faults.pick(op, self.state.symbol)

@@ -192,7 +192,7 @@ class ControlHandler:
         self.settings.record_defaults({args.param: value}, "operator")
         svc.defaults = new
         svc.supervisor.defaults = new
-        coordinator = svc.ctx.coordinator()
+        coordinator = svc._coordinator
         if coordinator is not None:
             try:  # its next launch uses the new defaults; a busy coordinator gets it when free
                 coordinator.ask(ProxySetAttr(attr_path=("defaults",), value=new), timeout=self.timeout_s)

@@ -41,6 +41,9 @@ class PaperCfg(_Section):
     volatility: float = Field(default=0.0015, ge=0)
     slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
     extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
+    # The paper account (positions, balance, orders, prices) survives restarts like a real
+    # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
+    state_file: str | None = None
 
 
 class RiskCfg(_Section):
@@ -176,6 +179,14 @@ class HealthCfg(_Section):
     latency_window: int = Field(default=500, ge=10)  # calls kept for the p50/p99 in status
 
 
+class RecoveryCfg(_Section):
+    """What a start does with state left by a previous run (see service/recovery.py POLICY)."""
+
+    unknown_venue_position: Literal["adopt", "close", "report"] = "adopt"
+    reconcile_timeout_s: float = Field(default=60.0, gt=0)  # start-up waits this long at most
+    progress_every_s: float = Field(default=1.0, gt=0)
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -187,6 +198,7 @@ class Config(_Section):
     signals: SignalsCfg = SignalsCfg()
     log: LogCfg = LogCfg()
     faults: FaultsCfg = FaultsCfg()
+    recovery: RecoveryCfg = RecoveryCfg()
     run_dir: str = "var"
     control: ControlCfg = ControlCfg()
     health: HealthCfg = HealthCfg()

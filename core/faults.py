@@ -10,7 +10,8 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("latency", "unavailable", "timeout_accepted", "timeout_lost", "invalid", "hang", "crash")
+KINDS = ("latency", "unavailable", "timeout_accepted", "timeout_lost", "invalid", "hang", "crash",
+         "slow_reply")  # slow_reply: the venue acts at once, its answer takes latency_ms
 
 
 class InjectedCrash(RuntimeError):

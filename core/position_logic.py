@@ -13,7 +13,7 @@ from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
     Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record,
-    Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of,
+    Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 
@@ -224,9 +224,13 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
 
 
 def _filled(s: PositionState, ev: Filled) -> Step:
-    """Any of our stop or trailing orders filling closes the position — including a stop we
-    had just replaced, which can fire between placing its successor and cancelling it."""
-    if s.phase.final or leg_of(ev.cid) not in (Leg.STOP, Leg.TRAILING):
+    """Any stop of ours filling closes the position, not only the recorded one: a replaced
+    stop can fill before its cancel lands, and one left by an older epoch can rest until
+    reconciliation cancels it."""
+    stale_stop = position_id_of(ev.cid) == s.id and leg_of(ev.cid) in (Leg.STOP, Leg.TRAILING)
+    if ev.cid not in s.protective_cids and not (s.pending and s.pending.cid == ev.cid) and not stale_stop:
+        return s, []
+    if s.phase.final:
         return s, []
     return _closed(s, ev.price, f"{'trailing stop' if ev.cid == s.trailing_cid else 'stop-loss'} triggered")
 
@@ -296,17 +300,22 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
     rec = Record("reconciled", {"venue_qty": str(ev.venue_qty),
                                 "resting": sorted(o.cid for o in ev.resting)})
     if ev.venue_qty == 0:
-        if s.phase in (Phase.NEW, Phase.ENTERING) and ev.entry_fill is None:
-            # Write-ahead: every entry intent was resolved as not placed, so nothing of ours
-            # reached the venue and it is safe to begin again.
-            s = replace(s, phase=Phase.NEW)
-            if s.close_reason:
-                return _close(s, s.close_reason)
+        if s.phase is Phase.NEW:
+            # No entry intent was ever committed, so (write-ahead) none was ever sent: begin.
             s, cmds = _begin(s, Begin(ev.price), spec)
             return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
+        if s.phase is Phase.ENTERING and ev.entry_fill is None:
+            # An entry was sent but the venue does not know it. A request of the old run may
+            # still be in flight, and a new one would carry a new client id: never re-send.
+            s = replace(s, phase=Phase.FAILED)
+            s, cmds = _report(s, Outcome.FAILED, "entry not placed before restart")
+            return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
+        why = "closed at venue while down"
+        if ev.exit_cid is not None and ev.exit_cid in (s.stop_cid, s.trailing_cid):
+            why = f"{'trailing stop' if ev.exit_cid == s.trailing_cid else 'stop-loss'} filled while down"
         s = replace(s, stop_cid=None, trailing_cid=None,
                     entry_price=s.entry_price or ev.entry_fill)
-        s, cmds = _closed(s, ev.price, s.close_reason or "closed at venue while down")
+        s, cmds = _closed(s, ev.exit_fill or ev.price, s.close_reason or why)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
     if s.phase in (Phase.NEW, Phase.ENTERING):
         s = replace(s, phase=Phase.ENTERING)
@@ -333,7 +342,13 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
         s = replace(s, phase=Phase.OPEN)
         s, more = _protect(s, level)
         return s, cmds + [Record("stop_missing", {"replacing_at": str(level)})] + more
-    if s.phase is not Phase.TRAILING or (s.params.trailing_mode == "native" and s.trailing_cid is None):
+    native = s.params.trailing_mode == "native"
+    if native and s.trailing_cid is not None:
+        if s.phase is Phase.TRAILING:
+            return s, cmds
+        s, more = _trailing_established(s)  # it rests at the venue; only the answer was lost
+        return s, cmds + more
+    if s.phase is not Phase.TRAILING or native:
         s = replace(s, phase=Phase.PROTECTED)
         s, more = _begin_trailing(s)
         return s, cmds + more

@@ -231,6 +231,8 @@ class Reconciled:
     resting: tuple[Resting, ...]
     price: Decimal
     entry_fill: Decimal | None = None  # resolved fill price of our entry intent, if it filled
+    exit_fill: Decimal | None = None  # when the venue holds nothing: the fill that closed it
+    exit_cid: str | None = None  # … and which of our orders that was
 
 
 Event = (

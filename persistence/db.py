@@ -6,12 +6,13 @@ pool timeout. Anything that still stalls is the supervisor's to handle.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +24,9 @@ class DbTimeout(TimeoutError):
 
 
 def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
-                pool_timeout_s: float = 5.0) -> Engine:
+                pool_timeout_s: float = 5.0, statement_timeout_s: float | None = None) -> Engine:
+    """`statement_timeout_s` overrides how long one PostgreSQL statement may run (migrations);
+    lock waits still give up after half of `call_timeout_s`."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -36,12 +39,15 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
         return engine
     if u.get_backend_name() == "postgresql":
         ms = int(call_timeout_s * 1000)
+        stmt_ms = int((statement_timeout_s or call_timeout_s) * 1000)
         return create_engine(
             u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
             pool_pre_ping=True,
             connect_args={
                 "connect_timeout": max(1, int(call_timeout_s)),
-                "options": f"-c statement_timeout={ms} -c lock_timeout={ms} "
+                # A wait for a row lock gives up first (half the budget), so the error names
+                # the real cause; any statement at all is cancelled at the full budget.
+                "options": f"-c statement_timeout={stmt_ms} -c lock_timeout={max(1, ms // 2)} "
                            f"-c idle_in_transaction_session_timeout={ms * 4}",
             },
         )
@@ -78,6 +84,11 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.faults = faults if faults is not None else FaultPlan()
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer and every transaction here begins IMMEDIATE; queueing for it on
+        # an in-process lock (bounded by the call timeout) replaces the busy handler's sleep-
+        # and-retry, which starves some of a thousand concurrent actors past their timeout.
+        # It is held only for one short transaction, never across a venue call.
+        self._one_writer = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def tx(self, op: str = "db_write", symbol: str | None = None) -> Iterator[Session]:
@@ -86,14 +97,24 @@ class Database:
         if rule is not None:
             if rule.kind == "hang":
                 self.faults.hang()
-            elif rule.kind == "latency":
+            elif rule.kind == "latency" and self.is_sqlite:
                 time.sleep(rule.latency_ms / 1000)
             elif rule.kind == "crash":
                 raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
             elif rule.kind in ("unavailable", "timeout_lost", "timeout_accepted"):
                 raise DbTimeout(f"injected database timeout in {op} {symbol or ''}")
-        with self._sessions.begin() as session:
-            yield session
+        if self._one_writer is not None and not self._one_writer.acquire(timeout=self.call_timeout_s):
+            raise DbTimeout(f"database busy for {self.call_timeout_s:g}s ({op})")
+        try:
+            with self._sessions.begin() as session:
+                if rule is not None and rule.kind == "latency" and not self.is_sqlite:
+                    # A slow statement on the server itself, so the session's statement_timeout
+                    # applies to it exactly as it would to a genuinely slow query.
+                    session.execute(text("SELECT pg_sleep(:s)"), {"s": rule.latency_ms / 1000})
+                yield session
+        finally:
+            if self._one_writer is not None:
+                self._one_writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,7 +31,10 @@ class DecimalText(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return Decimal(value)
+        # One canonical form on both backends: PostgreSQL's NUMERIC(38, 18) pads with zeros
+        # ("0.123456700000000000"), which is equal but would reach logs and venues as such.
+        value = Decimal(value)
+        return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 class Base(DeclarativeBase):
@@ -95,6 +98,8 @@ class PositionRow(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     exit_price: Mapped[Decimal | None] = mapped_column(DecimalText)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "signal": opened for a signal; "adopted": found at the venue on recovery, unknown to us
+    origin: Mapped[str] = mapped_column(String(16), default="signal", server_default="signal")
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
     attention_reason: Mapped[str | None] = mapped_column(Text)
     opened_ts: Mapped[float] = mapped_column(Float)

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from core.position_types import (
     Leg, OrderIntent, Params, Phase, PositionState, Record,
@@ -22,6 +22,25 @@ from persistence.db import Database
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
+
+_STEP_COLUMNS = (
+    "phase", "seq", "qty", "entry_price", "last_price", "stop_price", "stop_cid", "trailing_cid",
+    "pending_cid", "activation_price", "trailing_activated", "best_price", "trail_level",
+    "stop_loss_pct", "activation_pct", "callback_pct", "trailing_mode", "close_reason",
+    "exit_price", "reported", "active_symbol", "updated_ts",
+)
+_UPDATE_POSITION = (
+    update(PositionRow)
+    .where(PositionRow.id == bindparam("_id"), PositionRow.epoch == bindparam("_epoch"))
+    .values({c: bindparam(c) for c in _STEP_COLUMNS}
+            | {"closed_ts": func.coalesce(bindparam("closed_ts"), PositionRow.closed_ts)})
+)
+_UPDATE_ORDER = (
+    update(OrderRow).where(OrderRow.cid == bindparam("_cid"))
+    .values({c: bindparam(c) for c in ("status", "avg_price", "filled_qty", "reason", "updated_ts")})
+)
+_INSERT_ORDER = insert(OrderRow)
+_INSERT_EVENT = insert(EventRow)
 
 
 class SymbolBusy(RuntimeError):
@@ -75,12 +94,15 @@ class PositionStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, s: PositionState) -> None:
-        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10)."""
+    def create(self, s: PositionState, *, origin: str = "signal") -> None:
+        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10).
+
+        The signal points at its position in the same transaction, so a restart finds every
+        launched position through its signal and never launches a second one for it."""
         now = time.time()
         row = PositionRow(id=s.id, signal_id=s.signal_id, wave_id=s.wave_id, symbol=s.symbol,
                           side=s.side.value, epoch=s.epoch, notional=s.params.notional,
-                          opened_ts=now, updated_ts=now, **_row_values(s))
+                          opened_ts=now, updated_ts=now, origin=origin, **_row_values(s))
         try:
             with self.db.tx("position_create", s.symbol) as tx:
                 if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
@@ -89,7 +111,9 @@ class PositionStore:
                 # in the same transaction: a restarted coordinator must find the signal's own
                 # position, or it would launch the signal again and mislabel it "skipped"
                 tx.flush()
-                tx.execute(update(SignalRow).where(SignalRow.id == s.signal_id).values(position_id=s.id))
+                tx.execute(update(SignalRow).where(SignalRow.id == s.signal_id,
+                                                   SignalRow.position_id.is_(None))
+                           .values(position_id=s.id))
         except SymbolBusy:
             raise
         except Exception as e:  # the unique constraint is the last word when two race
@@ -99,29 +123,30 @@ class PositionStore:
 
     def commit_step(self, s: PositionState, *, intents: list[OrderIntent] = (),
                     fates: list[OrderFate] = (), records: list[Record] = ()) -> None:
-        """Persist one transition atomically, fenced by the state's epoch."""
+        """Persist one transition atomically, fenced by the state's epoch.
+
+        Every tick of every position comes through here, so the statements are built once
+        (compiled and cached by SQLAlchemy) and run on the Core connection, without the ORM."""
         now = time.time()
-        values = _row_values(s) | {"updated_ts": now}
-        if s.phase.final:
-            values["closed_ts"] = now
+        values = _row_values(s) | {"updated_ts": now, "closed_ts": now if s.phase.final else None,
+                                   "_id": s.id, "_epoch": s.epoch}
         with self.db.tx("db_write", s.symbol) as tx:
-            res = tx.execute(update(PositionRow)
-                             .where(PositionRow.id == s.id, PositionRow.epoch == s.epoch)
-                             .values(**values))
-            if res.rowcount != 1:
+            conn = tx.connection()
+            if conn.execute(_UPDATE_POSITION, values).rowcount != 1:
                 raise Fenced(f"position {s.id}: epoch {s.epoch} is no longer current")
-            for i in intents:
-                tx.add(OrderRow(cid=i.cid, position_id=s.id, epoch=s.epoch, symbol=s.symbol,
-                                leg=i.leg.value, side=i.side, qty=i.qty, stop_price=i.stop_price,
-                                activation=i.activation, callback_pct=i.callback_pct,
-                                attempt=i.attempt, status="intent", created_ts=now, updated_ts=now))
+            if intents:
+                conn.execute(_INSERT_ORDER, [dict(
+                    cid=i.cid, position_id=s.id, epoch=s.epoch, symbol=s.symbol, leg=i.leg.value,
+                    side=i.side, qty=i.qty, stop_price=i.stop_price, activation=i.activation,
+                    callback_pct=i.callback_pct, attempt=i.attempt, status="intent",
+                    avg_price=None, filled_qty=None, reason=None, created_ts=now, updated_ts=now)
+                    for i in intents])
             for f in fates:
-                tx.execute(update(OrderRow).where(OrderRow.cid == f.cid).values(
-                    status=f.status, avg_price=f.avg_price, filled_qty=f.filled_qty,
-                    reason=f.reason, updated_ts=now))
-            for r in records:
-                tx.add(EventRow(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
-                                epoch=s.epoch, data=r.data))
+                conn.execute(_UPDATE_ORDER, dict(_cid=f.cid, status=f.status, avg_price=f.avg_price,
+                                                 filled_qty=f.filled_qty, reason=f.reason, updated_ts=now))
+            if records:
+                conn.execute(_INSERT_EVENT, [dict(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
+                                                  epoch=s.epoch, data=r.data) for r in records])
 
     def bump_epoch(self, position_id: str, expected: int) -> int:
         """Raise the epoch (fencing every older actor); Fenced if someone else already did."""
@@ -141,6 +166,27 @@ class PositionStore:
             tx.add(EventRow(ts=time.time(), kind="needs_attention", position_id=position_id,
                             data={"reason": reason}))
 
+    def take_over_open(self, defaults: Params) -> list[PositionState]:
+        """Cold start: raise the epoch of every open position in one transaction (fencing any
+        writer of a previous run) and return their states under the new epochs."""
+        with self.db.tx("epoch_bump") as tx:
+            tx.execute(update(PositionRow).where(PositionRow.phase.in_(OPEN_PHASES))
+                       .values(epoch=PositionRow.epoch + 1, updated_ts=time.time()))
+            rows = tx.scalars(select(PositionRow).where(PositionRow.phase.in_(OPEN_PHASES))
+                              .order_by(PositionRow.opened_ts)).all()
+            return [state_from_row(r, defaults) for r in rows]
+
+    def open_symbols(self) -> dict[str, str]:
+        """Symbol → id of every position holding its symbol (open, or opening)."""
+        with self.db.tx("db_read") as tx:
+            return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
+                                   .where(PositionRow.active_symbol.is_not(None))).all())
+
+    def record(self, kind: str, data: dict, *, position_id: str | None = None) -> None:
+        """Append one entry to the event log that belongs to no position step (recovery)."""
+        with self.db.tx("db_write") as tx:
+            tx.add(EventRow(ts=time.time(), kind=kind, position_id=position_id, data=data))
+
     def load(self, position_id: str, defaults: Params) -> PositionState:
         with self.db.tx("db_read") as tx:
             row = tx.get(PositionRow, position_id)
@@ -148,23 +194,21 @@ class PositionStore:
                 raise KeyError(position_id)
             return state_from_row(row, defaults)
 
-    def open_ids(self) -> list[tuple[str, int]]:
-        with self.db.tx("db_read") as tx:
-            return list(tx.execute(select(PositionRow.id, PositionRow.epoch)
-                                   .where(PositionRow.phase.in_(OPEN_PHASES))).all())
-
-    def open_symbols(self) -> dict[str, str]:
-        """Symbol -> position id of every position not yet final: what the account holds."""
-        with self.db.tx("db_read") as tx:
-            return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
-                                   .where(PositionRow.active_symbol.is_not(None))).all())
-
     def unresolved_orders(self, position_id: str) -> list[OrderRow]:
         """Intents whose fate we never learned: they must be looked up before anything else."""
         with self.db.tx("db_read") as tx:
             return list(tx.scalars(select(OrderRow).where(
                 OrderRow.position_id == position_id,
                 OrderRow.status.in_(["intent", "unknown"]))).all())
+
+    def unresolved_by_position(self) -> dict[str, list[tuple[str, str]]]:
+        """(cid, leg) of every intent of unknown fate, by position: one query at a cold start."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        with self.db.tx("db_read") as tx:
+            for pid, cid, leg in tx.execute(select(OrderRow.position_id, OrderRow.cid, OrderRow.leg)
+                                            .where(OrderRow.status.in_(["intent", "unknown"]))):
+                out.setdefault(pid, []).append((cid, leg))
+        return out
 
     def order_intent(self, row: OrderRow) -> OrderIntent:
         return OrderIntent(cid=row.cid, leg=Leg(row.leg), side=row.side, qty=row.qty,

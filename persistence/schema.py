@@ -24,6 +24,19 @@ def _alembic_cfg(engine: Engine, connection=None) -> AlembicConfig:
     return cfg
 
 
+MIGRATION_STATEMENT_TIMEOUT_S = 600.0
+
+
+def migration_engine(url: str, call_timeout_s: float) -> Engine:
+    """For `bin/trader db`: a schema change may rewrite a large table, so one statement may
+    run for minutes; but waiting for a lock a running trader holds gives up as fast as any
+    call (a queued ACCESS EXCLUSIVE request would otherwise stall every position's writes)."""
+    from persistence.db import make_engine
+
+    return make_engine(url, call_timeout_s=call_timeout_s, pool_size=1,
+                       statement_timeout_s=MIGRATION_STATEMENT_TIMEOUT_S)
+
+
 def head_revision() -> str:
     return ScriptDirectory.from_config(_alembic_cfg(None)).get_current_head()
 
@@ -36,6 +49,11 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         command.upgrade(_alembic_cfg(engine, conn), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        command.downgrade(_alembic_cfg(engine, conn), revision)
 
 
 def ensure_current(engine: Engine, *, auto_create: bool) -> str:

@@ -50,6 +50,11 @@ class WaveStore:
                                   "rejected": sum(1 for s in wave.signals if s.reason)}))
         return sorted(known)
 
+    def known(self, wave_id: str) -> bool:
+        """Whether a wave with this id was already received (a replay after a restart)."""
+        with self.db.tx("db_read") as tx:
+            return tx.get(WaveRow, wave_id) is not None
+
     def insert_rejected(self, wave_id: str | None, reason: str, source: str) -> str:
         """A message that is not a usable wave at all: recorded, never silently dropped."""
         now = time.time()

@@ -1,8 +1,9 @@
 """Wires the service together and runs its lifecycle: start, recover, trade, shut down.
 
-Start-up order matters: the schema is checked before anything runs, positions left open by a
-previous run are restored and reconciled (under new epochs) before the coordinator resumes
-unfinished waves, and only then does a signal source start.
+Start-up order matters: the schema is checked before anything runs; the coordinator actor
+starts first (restored positions report their outcomes to it), then positions left open by a
+previous run are restored and reconciled under new epochs (service/recovery.py), and only then
+does the coordinator resume unfinished waves and a signal source start.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from actors.coordinator import WaveCoordinator, WaveSummary
+from actors.coordinator_port import CoordinatorPort
 from actors.market_data import MarketData
 from actors.messages import OrderUpdate, SetPaused, SubmitWave
 from actors.position import PositionContext
@@ -31,6 +33,7 @@ from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
+from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
@@ -83,10 +86,11 @@ class Service:
         self.wave_done = threading.Event()
         self.stopping = threading.Event()
         self._coordinator = None
+        self.coordinator_port = CoordinatorPort()
         self.ctx = PositionContext(
             gateway=self.gateway, store=self.positions, markets=self.markets,
             scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
-            coordinator=lambda: self._coordinator, epochs={}, faults=self.actor_faults,
+            coordinator=lambda: self.coordinator_port, epochs={}, faults=self.actor_faults,
             on_final=lambda *_: None, on_decision=self._on_decision)
         self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                      on_escalate=self._on_escalate)
@@ -94,39 +98,44 @@ class Service:
         self.paused = False  # operator pause; re-applied to a restarted coordinator
         self.source = None
         self._shut_down = False
+        self.recovery = RecoveryReport()
+        self._recovered = False  # the coordinator resumes waves only after recovery
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
-        # The coordinator first (it learns what is held from the database), so that restored
-        # positions have someone to report to from their first message on.
+        # The coordinator first, so that restored positions have someone to report to from
+        # their first message on; it resumes unfinished waves once recovery is done.
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
-        recovered = self.recover()
-        if recovered:
-            logger.info("recovery: {} open positions restored and reconciling", recovered)
+        self.recover()
+        self._recovered = True
+        self._resume_waves(self._coordinator)
         if with_source:
             self.source = self._make_source()
             self.source.start()
 
     def recover(self) -> int:
-        """Restore every position the database says is open, each under a raised epoch."""
-        rows = self.positions.open_ids()
-        t0 = time.monotonic()
-        for n, (pid, epoch) in enumerate(rows, 1):
-            self.supervisor.adopt(pid, epoch)
-            if n % 200 == 0:
-                logger.info("recovery: {}/{} positions restored ({:.1f}s)", n, len(rows), time.monotonic() - t0)
-        return len(rows)
+        """Restore every position the database says is open, each under a raised epoch, and
+        reconcile the account with the venue (service/recovery.py)."""
+        self.recovery = Recovery(self).run()
+        return self.recovery.restored
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
                                     self.scheduler, self.defaults, handle, self._on_wave_done)
-        self._coordinator = ref
         if self.paused:
             ref.tell(SetPaused(True))
-        ref.proxy().resume(self.positions.open_symbols()).get(timeout=self.cfg.deadlines.operation_s * 4)
+        if self._recovered:  # a restarted coordinator picks up where its predecessor was
+            self._resume_waves(ref)
+        self._coordinator = ref  # published only once resumed: callers see a ready one
+        self.coordinator_port.publish(ref)
         return ref
+
+    def _resume_waves(self, ref) -> None:
+        held = self.positions.open_symbols()
+        ids = ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
+        self.stats.wave_ids.update(ids or [])  # a run waits for the waves it finishes, too
 
     def _make_source(self):
         s = self.cfg.signals
@@ -281,6 +290,7 @@ class Service:
             "restarts": self.supervisor.stats.restarts,
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
+            "recovery": self.recovery.as_dict(),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
 
     def signals_health(self) -> dict | None:

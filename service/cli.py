@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _db(cfg: Config, action: str) -> int:
-    from persistence.db import make_engine
-    from persistence.schema import current_revision, head_revision, upgrade
+    from persistence.schema import current_revision, head_revision, migration_engine, upgrade
 
-    engine = make_engine(cfg.database.url, call_timeout_s=cfg.deadlines.db_call_s)
+    engine = migration_engine(cfg.database.url, cfg.deadlines.db_call_s)
     if action == "upgrade":
         before = current_revision(engine)
         upgrade(engine)

@@ -32,8 +32,8 @@ def replay_config(config: str | None, overrides: list[str], path: Path) -> tuple
 
 def rehearsal_config(config: str | None, overrides: list[str], forced: list[str],
                      kind: str) -> tuple[Config, str | None]:
-    """The operator's config with a rehearsal's guarantees on top (paper venue, a throwaway
-    database, not the live log); returns the config and the temporary directory holding its
+    """The operator's config with a rehearsal's guarantees on top (a fresh in-memory paper
+    venue, a throwaway database, not the live log); returns the config and the temporary directory holding its
     database, if one was made. Shared by `replay` and `chaos`."""
     keys = {o.partition("=")[0].strip() for o in overrides}
     forced = [*forced, "exchange.name=paper"]
@@ -43,6 +43,8 @@ def rehearsal_config(config: str | None, overrides: list[str], forced: list[str]
         forced.append(f"database.url=sqlite:///{tmp}/{kind}.db")
     if "log.file" not in keys:
         forced.append("log.file=''")  # keep the rehearsal out of the live log
+    if "paper.state_file" not in keys:
+        forced.append("paper.state_file=''")  # a fresh paper account, never the live one
     cfg = load_config(config, [*overrides, *forced])
     cfg.log.file = cfg.log.file or None
     return cfg, tmp

@@ -9,6 +9,7 @@ from loguru import logger
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import make_config  # noqa: E402
+from tests.pg import db_url, pg_cluster  # noqa: E402,F401  (PostgreSQL test cluster)
 
 
 @pytest.fixture(autouse=True)

@@ -100,6 +100,14 @@ def test_recovery_before_any_order_begins_again():
     assert places(cmds)[0].cid.startswith("wt-p-e2-")
 
 
+def test_recovery_of_an_entry_sent_but_unknown_to_the_venue_never_resends_it():
+    s = PositionState("p", "s", "w", SPEC.symbol, Side.LONG, P)
+    s, _ = step(s, Begin(Decimal(10)), SPEC)
+    s2, cmds = step(replace(s, epoch=2), Reconciled(Decimal(0), None, (), Decimal(10)), SPEC)
+    assert s2.phase is Phase.FAILED and not places(cmds)
+    assert [c.reason for c in cmds if isinstance(c, Report)] == ["entry not placed before restart"]
+
+
 def test_a_replaced_stop_that_fires_before_its_cancel_still_closes_the_position():
     s = replace(opened(), params=replace(P, trailing_mode="emulated", replace_min_interval_s=0))
     old = s.stop_cid

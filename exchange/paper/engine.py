@@ -4,6 +4,10 @@ It behaves like a USD-M futures venue where it matters to protection: reduce-onl
 trigger when crossed, a native trailing-stop type, client ids unique among open orders, and
 refusals with the venue's own error codes. Its lock guards only in-memory state for
 microseconds; latency is simulated by the gateway in the caller's thread, outside it.
+
+With a `PaperStore` the account outlives the process, as a real venue's does: every mutation
+is journaled under the lock and written through (group commit, outside the lock) before the
+call that made it returns, so a caller never sees an answer the venue would forget.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Callable
 from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
+from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
 
 CALLBACK_RANGE = (Decimal("0.1"), Decimal("10"))
 
@@ -68,7 +73,8 @@ def venue_error(code: int, msg: str) -> Rejected:
 
 class PaperEngine:
     def __init__(self, markets: dict[str, MarketSpec], prices: dict[str, Decimal], *,
-                 seed: int = 42, volatility: float = 0.0008, slippage_bps: Decimal = Decimal(2)):
+                 seed: int = 42, volatility: float = 0.0008, slippage_bps: Decimal = Decimal(2),
+                 store: PaperStore | None = None):
         self.markets = markets
         self.account = PaperAccount(prices=dict(prices))
         self._rng = random.Random(seed)
@@ -77,6 +83,15 @@ class PaperEngine:
         self._lock = threading.Lock()
         self._resting: dict[str, dict[str, PaperOrder]] = {}  # open stops by symbol
         self._listeners: list[Callable[[OrderState], None]] = []
+        # write-through journal (only with a store): dirty keys → entries → one transaction
+        self.store = store
+        self._store_lock = threading.Lock()  # one writer; never held together with I/O of others
+        self._dirty: dict[tuple[str, object], None] = {}
+        self._trades: list[Entry] = []
+        self._journal: list[Entry] = []
+        self._appended = self._written = self._trade_seq = 0
+        if store is not None:
+            self._restore(store)
 
     # ---- market ------------------------------------------------------------------------
 
@@ -91,7 +106,10 @@ class PaperEngine:
         """Move one symbol's price and trigger whatever it crosses."""
         with self._lock:
             self.account.prices[symbol] = price
+            self._touch("price", symbol)
             updates = self._trigger(symbol, price)
+            mark = self._seal()
+        self._persist(mark)
         self._notify(updates)
 
     def step(self, dt: float = 1.0) -> dict[str, Decimal]:
@@ -104,9 +122,13 @@ class PaperEngine:
                 new = spec.nearest_price(old * Decimal(repr(move)))  # unbiased: no drift from rounding
                 if new <= 0:
                     new = spec.tick_size
-                self.account.prices[sym] = new
+                if new != old:
+                    self.account.prices[sym] = new
+                    self._touch("price", sym)
                 updates += self._trigger(sym, new)
             prices = dict(self.account.prices)
+            mark = self._seal()
+        self._persist(mark)
         self._notify(updates)
         return prices
 
@@ -114,7 +136,11 @@ class PaperEngine:
 
     def place(self, req: OrderRequest) -> OrderState:
         with self._lock:
-            state, updates = self._place(req)
+            try:
+                state, updates = self._place(req)
+            finally:
+                mark = self._seal()
+        self._persist(mark)
         self._notify(updates)
         return state
 
@@ -125,7 +151,9 @@ class PaperEngine:
                 raise OrderNotFound(f"-2011 Unknown order sent ({cid})")
             if order.status == "open":
                 self._finish(order, "cancelled")
-            return order.view()
+            view, mark = order.view(), self._seal()
+        self._persist(mark)
+        return view
 
     def fetch(self, cid: str) -> OrderState:
         with self._lock:
@@ -135,9 +163,11 @@ class PaperEngine:
             return order.view()
 
     def open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        """Entries and exits fill at once, so what is open is exactly what rests."""
         with self._lock:
-            return [o.view() for o in self.account.orders.values()
-                    if o.status == "open" and (symbol is None or o.symbol == symbol)]
+            if symbol is not None:
+                return [o.view() for o in self._resting.get(symbol, {}).values()]
+            return [o.view() for orders in self._resting.values() for o in orders.values()]
 
     def positions(self) -> list[VenuePosition]:
         with self._lock:
@@ -184,6 +214,7 @@ class PaperEngine:
             if req.activation is None:
                 order.activated, order.best = True, price
         self.account.orders[req.cid] = order
+        self._touch("order", order)
         self._resting.setdefault(req.symbol, {})[req.cid] = order
         return order.view(), self._trigger(req.symbol, price)
 
@@ -194,12 +225,13 @@ class PaperEngine:
 
     def _fill(self, order: PaperOrder, price: Decimal, reduce_only: bool) -> Decimal | None:
         spec = self.markets[order.symbol]
-        pos = self.account.positions.setdefault(order.symbol, PaperPosition())
+        pos = self.account.positions.get(order.symbol) or PaperPosition()
         signed = order.qty if order.side == "buy" else -order.qty
         if reduce_only:
             if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
                 return None
             signed = min(signed, -pos.qty) if signed > 0 else max(signed, -pos.qty)
+        self.account.positions[order.symbol] = pos  # a refused reduce-only leaves no trace
         slip = self._slip if signed > 0 else -self._slip
         fill = spec.floor_price(price * (1 + slip)) if signed > 0 else spec.ceil_price(price * (1 + slip))
         new_qty = pos.qty + signed
@@ -212,11 +244,17 @@ class PaperEngine:
             pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
         order.filled_qty, order.avg_price = abs(signed), fill
+        self._touch("position", order.symbol)
+        self._touch("meta", "realized_pnl")
+        if self.store is not None:
+            self._trade_seq += 1
+            self._trades.append(("trade", self._trade_seq, (order.cid, order.symbol, order.side, abs(signed), fill)))
         self._finish(order, "filled")
         return fill
 
     def _finish(self, order: PaperOrder, status: str) -> None:
         order.status = status
+        self._touch("order", order)
         self._resting.get(order.symbol, {}).pop(order.cid, None)
 
     def _trigger(self, symbol: str, price: Decimal) -> list[OrderState]:
@@ -225,7 +263,10 @@ class PaperEngine:
             if order.leg is Leg.STOP:
                 hit = self._crossed(order.side, order.stop_price, price)
             elif order.leg is Leg.TRAILING:
+                before = (order.activated, order.best)
                 hit = self._trail(order, price)
+                if (order.activated, order.best) != before:
+                    self._touch("order", order)
             else:
                 continue
             if hit:
@@ -250,6 +291,84 @@ class PaperEngine:
         for u in updates:
             for fn in self._listeners:
                 fn(u)
+
+    # ---- durability (with a store) --------------------------------------------------------
+
+    def _touch(self, kind: str, key) -> None:
+        """Mark a record changed (orders by client id, the rest by name); lock held."""
+        if self.store is not None:
+            self._dirty[(kind, key.cid if kind == "order" else key)] = None
+
+    def _seal(self) -> int:
+        """Turn what changed into journal entries (values copied now); lock held.
+        Returns the journal position the caller must see written before it answers."""
+        if self.store is None:
+            return 0
+        acc, n0 = self.account, len(self._journal)
+        for kind, key in self._dirty:
+            if kind == "order":
+                if (o := acc.orders.get(key)) is not None:
+                    self._journal.append(("order", key, tuple(getattr(o, f) for f in ORDER_FIELDS)))
+            elif kind == "position":
+                pos = acc.positions[key]
+                self._journal.append(("position", key, (pos.qty, pos.entry)))
+            elif kind == "price":
+                self._journal.append(("price", key, acc.prices[key]))
+            else:
+                self._journal.append(("meta", key, getattr(acc, key)))
+        self._journal += self._trades
+        self._appended += len(self._journal) - n0
+        self._dirty.clear()
+        self._trades = []
+        return self._appended
+
+    def _persist(self, mark: int) -> None:
+        """Group commit: whoever takes the store lock writes everything journaled so far, in
+        order, in one transaction; later callers whose entries are already written return."""
+        if self.store is None:
+            return
+        with self._store_lock:
+            if self._written >= mark:
+                return
+            with self._lock:
+                batch, self._journal = self._journal, []
+            try:
+                self.store.write(self._written, batch)
+            except BaseException:
+                with self._lock:
+                    self._journal = batch + self._journal
+                raise
+            self._written += len(batch)
+
+    def _restore(self, store: PaperStore) -> None:
+        """Resume the account the store remembers (prices, positions, orders, P&L)."""
+        saved = store.load()
+        unknown = sorted({s for s, (q, _e) in saved.positions.items() if q != 0 and s not in self.markets}
+                         | {o["symbol"] for o in saved.orders if o["status"] == "open"
+                            and o["symbol"] not in self.markets})
+        if unknown:
+            raise RuntimeError(
+                f"paper venue state {store.path} holds positions or open orders on symbols this "
+                f"universe lacks ({', '.join(unknown[:5])}{'…' if len(unknown) > 5 else ''}); start "
+                f"with the same paper.extra_symbols, or move the file away for a fresh account")
+        acc = self.account
+        acc.prices.update({s: p for s, p in saved.prices.items() if s in self.markets})
+        acc.positions = {s: PaperPosition(q, e) for s, (q, e) in saved.positions.items()}
+        for o in saved.orders:
+            order = PaperOrder(**(o | {"leg": Leg(o["leg"])}))
+            acc.orders[order.cid] = order
+            if order.status == "open" and order.leg in (Leg.STOP, Leg.TRAILING):
+                self._resting.setdefault(order.symbol, {})[order.cid] = order
+        acc.realized_pnl = Decimal(saved.meta.get("realized_pnl", acc.realized_pnl))
+        acc.balance = Decimal(saved.meta.get("balance", acc.balance))
+        self._trade_seq = saved.trades
+        if "balance" not in saved.meta:
+            store.write(0, [("meta", "balance", acc.balance)])
+
+    def close(self) -> None:
+        if self.store is not None:
+            with self._store_lock:
+                self.store.close()
 
     def snapshot(self) -> dict:
         with self._lock:

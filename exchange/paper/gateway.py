@@ -83,6 +83,7 @@ class PaperGateway:
 
     def close(self) -> None:
         self.stop_feed()
+        self.engine.close()
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -114,6 +115,8 @@ class PaperGateway:
             raise Rejected(f"-1111 invalid order (injected) on {op}")
         if write:
             check_fence()  # the request leaves now: a replaced actor's write stops here
+        if kind == "slow_reply" and latency < timeout:
+            return self._slow_reply(op, symbol, latency, rule.latency_ms / 1000, timeout, write, action)
         if latency > timeout or kind in ("timeout_accepted", "timeout_lost"):
             self._wait(min(latency, timeout))
             if write and kind != "timeout_lost":
@@ -122,6 +125,18 @@ class PaperGateway:
                 f"RequestTimeout after {timeout:.1f}s on {op} {symbol or ''}".strip())
         self._wait(latency)
         return action() if action else None
+
+    def _slow_reply(self, op, symbol, latency, reply_s, timeout, write, action):
+        """The request arrives and the venue acts; the answer is slow, maybe past the timeout
+        (the case a crash or a timeout must resolve by looking the order up by client id)."""
+        self._wait(latency)
+        result = action() if action else None
+        if latency + reply_s > timeout:
+            self._wait(timeout - latency)
+            raise (UnknownOutcome if write else Retryable)(
+                f"RequestTimeout after {timeout:.1f}s on {op} {symbol or ''} (reply lost)".strip())
+        self._wait(reply_s)
+        return result
 
     @staticmethod
     def _wait(seconds: float) -> None:
