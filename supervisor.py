@@ -53,7 +53,7 @@ class ChildHandle:
 
     def note_protection(self, s: PositionState) -> None:
         self.phase = s.phase.value
-        exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING) and s.stop_cid is None
+        exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING) and s.stop_cid is None
         if not exposed:
             self.unprotected_since = None
         elif self.unprotected_since is None:
@@ -215,8 +215,21 @@ class Supervisor:
         except Exception as e:
             logger.critical("supervisor: could not close escalated {}: {!r}; operator needed", h.key, e)
             closed = False
+            self._settle_signal(h.key, f"{msg}; close failed ({e}); flagged for the operator")
         if self._on_escalate:
             self._on_escalate(h.key, msg if closed else msg + "; close failed, position left open")
+
+    def _settle_signal(self, position_id: str, reason: str) -> None:
+        """Whatever became of the position, its signal gets its one outcome: a wave must not
+        wait forever on a position that neither protection nor closing could resolve."""
+        try:
+            s = self.store.load(position_id, self.defaults)
+        except Exception as e:
+            logger.critical("supervisor: cannot read {} to settle its signal: {!r}", position_id, e)
+            return
+        if not s.reported:
+            outcome = Outcome.UNPROTECTED if s.entry_price is not None or s.phase.holds_position else Outcome.FAILED
+            self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, outcome, reason))
 
     def _emergency_close(self, position_id: str) -> bool:
         """Close at market and take our resting orders off, straight through the gateway."""

@@ -34,6 +34,9 @@ from persistence.waves import WaveStore
 from signals.wave import SignalIn, Wave
 
 
+OPENED = {o.value for o in Outcome if o.opened}
+
+
 @dataclass
 class WaveProgress:
     id: str
@@ -128,7 +131,7 @@ class WaveCoordinator(pykka.ThreadingActor):
                 continue
             wp = self._progress(wave_id, self.cfg.deadlines.wave_s)
             done = self.waves.outcomes(wave_id)  # what it opened before the restart still counts
-            wp.opened = done.get(Outcome.PROTECTED.value, 0) + done.get(Outcome.EMERGENCY_CLOSED.value, 0)
+            wp.opened = sum(n for k, n in done.items() if k in OPENED)
             for row in rows:
                 if row.position_id and self._settled(row.id, row.position_id):
                     continue
@@ -288,7 +291,7 @@ class WaveCoordinator(pykka.ThreadingActor):
                 logger.info("late outcome for {}: {}", o.signal_id, o.outcome.value)
             return
         wp.pending.discard(o.signal_id)
-        if o.outcome is Outcome.PROTECTED or o.outcome is Outcome.EMERGENCY_CLOSED:
+        if o.outcome.opened:
             wp.opened += 1
         if o.outcome is Outcome.FAILED and self.open_symbols.get(o.symbol) == o.position_id:
             del self.open_symbols[o.symbol]

@@ -204,7 +204,12 @@ def _refused(s: PositionState, intent: OrderIntent, reason: str) -> Step:
         case Leg.EXIT:
             if "reduce" in reason.lower():  # nothing left to reduce: a stop got there first
                 return _closed(s, s.last_price, s.close_reason or "closed")
-            return s, [rec]
+            if intent.attempt < s.params.max_attempts:  # a close must not give up quietly
+                delay = s.params.retry_backoff_s * (2 ** (intent.attempt - 1))
+                return replace(s, pending=intent), [rec, RetryLater(intent, delay)]
+            # Out of attempts: the position stays CLOSING; without a resting stop it counts as
+            # unprotected, so the supervisor restarts it past protect_s and escalates after that.
+            return s, [rec, Record("exit_refused", {"reason": reason})]
     return s, [rec]
 
 

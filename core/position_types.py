@@ -47,6 +47,12 @@ class Outcome(StrEnum):
     PROTECTED = "protected"  # opened, stop-loss resting and trailing stop established
     FAILED = "failed"  # never opened (entry refused, size too small, …)
     EMERGENCY_CLOSED = "emergency_closed"  # opened, could not be protected, closed at market
+    UNPROTECTED = "unprotected"  # opened, neither protected nor closed: flagged for the operator
+
+    @property
+    def opened(self) -> bool:
+        """The signal took a position (and a slot of its wave), whatever became of it."""
+        return self in (Outcome.PROTECTED, Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
     SKIPPED = "skipped"  # valid but not traded (symbol open, wave full, limits, paused)
     REJECTED = "rejected"  # invalid signal
 

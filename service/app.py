@@ -273,7 +273,7 @@ class Service:
                                    .where(PositionRow.phase.in_([p.value for p in Phase if not p.final]))
                                    .group_by(PositionRow.phase)).all()
         outcomes = {(k or "pending"): v for k, v in rows}
-        opened = outcomes.get(Outcome.PROTECTED.value, 0) + outcomes.get(Outcome.EMERGENCY_CLOSED.value, 0)
+        opened = sum(n for k, n in outcomes.items() if k in {o.value for o in Outcome if o.opened})
         protected = outcomes.get(Outcome.PROTECTED.value, 0)
         open_now = dict(open_rows)
         return {

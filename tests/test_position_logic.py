@@ -127,3 +127,24 @@ def test_setting_activation_to_zero_is_applied_not_ignored():
     s, _ = step(s, Placed(e, Decimal(10), e.qty), SPEC)
     s, _ = step(s, SetParams(activation_pct=Decimal(0)), SPEC)
     assert s.params.activation_pct == 0 and s.trailing.activation == Decimal(10)
+
+
+def test_a_refused_exit_is_retried_not_abandoned():
+    s = PositionState("p", "s", "w", SPEC.symbol, Side.LONG, P)
+    s, cmds = step(s, Begin(Decimal(10)), SPEC)
+    (e,) = places(cmds)
+    s, cmds = step(s, Placed(e, Decimal(10), e.qty), SPEC)
+    (stop,) = places(cmds)
+    s, cmds = step(s, PlaceFailed(stop, FailureKind.REJECTED, "-1111 invalid"), SPEC)
+    (exit_,) = places(cmds)
+    assert s.phase is Phase.CLOSING and exit_.leg is Leg.EXIT
+    for attempt in range(1, P.max_attempts):
+        s, cmds = step(s, PlaceFailed(exit_, FailureKind.REJECTED, "-1111 invalid"), SPEC)
+        (retry,) = [c for c in cmds if isinstance(c, RetryLater)]
+        s, cmds = step(s, RetryDue(retry.intent), SPEC)
+        (exit_,) = places(cmds)
+        assert exit_.attempt == attempt + 1
+    s, cmds = step(s, PlaceFailed(exit_, FailureKind.REJECTED, "-1111 invalid"), SPEC)
+    assert s.phase is Phase.CLOSING and not places(cmds) and s.stop_cid is None  # the supervisor's now
+    s, cmds = step(s, Reconciled(s.qty, Decimal(10), (), Decimal(10)), SPEC)  # after its restart
+    assert s.phase is Phase.CLOSING and [i.leg for i in places(cmds)] == [Leg.EXIT]

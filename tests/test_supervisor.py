@@ -179,3 +179,20 @@ times = 1
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["outcomes"] == {"protected": 2} and summary["restarts"] == 1
     assert summary["abandoned_threads"] == 1
+
+
+def test_a_position_that_can_be_neither_protected_nor_closed_is_escalated_and_settled(start_service):
+    """Stop refused, exit refused every time: retried, restarted past protect_s, escalated; the
+    direct close fails too — the signal still gets its one outcome and the wave completes."""
+    svc = start_service(*FAST, "deadlines.protect_s=0.5", "supervisor.max_restarts=1")
+    for leg in ("stop", "exit"):
+        svc.venue_faults.add(FaultRule("invalid", op="place_order", leg=leg, symbols=[SYM["BTC"]]))
+    svc.submit(wave("w", (SYM["BTC"], "long", .9), (SYM["ETH"], "long", .8)), "t")
+    wait_for(lambda: svc.stats.waves, timeout=30, what="the wave to complete")
+    outcome, reason = _outcomes(svc, "w")[SYM["BTC"]]
+    assert outcome == "unprotected" and "flagged for the operator" in reason
+    p = _position(svc, SYM["BTC"])
+    assert p.needs_attention and p.active_symbol == SYM["BTC"], "still held: no new position on it"
+    assert svc.supervisor.stats.escalations == 1
+    assert svc.stats.waves[0].outcomes == {"protected": 1, "unprotected": 1}
+    assert svc.summary()["ts_coverage"] == 0.5
