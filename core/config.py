@@ -30,7 +30,9 @@ class ExchangeCfg(_Section):
     poll_interval_ms: int = Field(default=1000, ge=50)
     # Rate budget: at most rate_window_s / rate_limit_ms request weight per window, in bursts
     # (ccxt's rolling-window limiter); 0 = ccxt's leaky bucket, one request per rate_limit_ms.
-    rate_window_s: float = Field(default=10.0, ge=0)
+    # 60 s because venues account weight per minute (Binance USD-M: 2,400/min; 50 ms per unit
+    # spends half of it): start-up's account-wide reads (40 weight each) must not starve a wave.
+    rate_window_s: float = Field(default=60.0, ge=0)
 
 
 class PaperCfg(_Section):
