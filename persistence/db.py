@@ -6,6 +6,7 @@ pool timeout. Anything that still stalls is the supervisor's to handle.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,12 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.faults = faults if faults is not None else FaultPlan()
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time, and every transaction here takes the write lock up
+        # front (BEGIN IMMEDIATE). Threads wait for it on this lock, handed over the moment it
+        # is free, instead of in SQLite's busy handler, which polls with sleeps of up to 100 ms
+        # and leaves the database idle meanwhile (benchmarks: a wave of 200 took 4.6 critical
+        # paths instead of ~1).
+        self._writer = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
     def tx(self, op: str = "db_write", symbol: str | None = None) -> Iterator[Session]:
@@ -92,8 +99,20 @@ class Database:
                 raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
             elif rule.kind in ("unavailable", "timeout_lost", "timeout_accepted"):
                 raise DbTimeout(f"injected database timeout in {op} {symbol or ''}")
-        with self._sessions.begin() as session:
+        with self._one_writer(op, symbol), self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def _one_writer(self, op: str, symbol: str | None) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        if not self._writer.acquire(timeout=self.call_timeout_s):
+            raise DbTimeout(f"database busy for {self.call_timeout_s:g}s in {op} {symbol or ''}".strip())
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
