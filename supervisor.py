@@ -93,11 +93,15 @@ class Supervisor:
     # ---- starting children -------------------------------------------------------------
 
     def start_position(self, state: PositionState, recover: bool = False) -> ChildHandle:
+        handle = self._spawn(state)
+        handle.ref.tell(RecoverPosition() if recover else OpenPosition())
+        return handle
+
+    def _spawn(self, state: PositionState) -> ChildHandle:
         handle = ChildHandle(self, state.id, state.epoch, state.symbol)
         self.epochs[state.id] = state.epoch
         self.children[state.id] = handle
         handle.ref = PositionActor.start(state, self.ctx, handle)
-        handle.ref.tell(RecoverPosition() if recover else OpenPosition())
         return handle
 
     def start_singleton(self, key: str, start: Callable[[ChildHandle], object]) -> ChildHandle:
@@ -113,6 +117,21 @@ class Supervisor:
         new_epoch = self._bump(position_id, epoch)
         state = self.store.load(position_id, self.defaults)
         return self.start_position(state, recover=True)
+
+    def adopt_all(self, rows: list[tuple[str, int]], batch: int = 500) -> None:
+        """`adopt` for many positions at a cold start: a transaction per batch raises every
+        epoch and loads every row (instead of two per position); a position whose epoch moved
+        meanwhile is adopted on its own."""
+        states = [s for k in range(0, len(rows), batch)
+                  for s in self.store.take_over(rows[k:k + batch], self.defaults)]
+        # Every thread first, then every first message: a thread start waits for a turn on
+        # the GIL, and actors already reconciling would make each start wait longer.
+        for handle in [self._spawn(state) for state in states]:
+            handle.ref.tell(RecoverPosition())
+        taken = {s.id for s in states}
+        for pid, epoch in rows:
+            if pid not in taken:
+                self.adopt(pid, epoch)
 
     def _bump(self, position_id: str, epoch: int) -> int:
         for _ in range(3):

@@ -152,6 +152,23 @@ class PositionStore:
                 raise Fenced(f"position {position_id}: epoch moved past {expected}")
         return expected + 1
 
+    def take_over(self, rows: list[tuple[str, int]], defaults: Params) -> list[PositionState]:
+        """`bump_epoch` and `load` for many positions in one transaction (a cold start: one
+        transaction per position each cost ~5 ms, 13 s for 1,000). Returns the positions taken
+        over under their raised epoch; one whose epoch had already moved is left out."""
+        if not rows:
+            return []
+        t = PositionRow.__table__
+        bump = (update(t).where(t.c.id == bindparam("_id"), t.c.epoch == bindparam("_epoch"))
+                .values(epoch=bindparam("_new"), updated_ts=time.time()))
+        with self.db.tx("epoch_bump") as tx:
+            conn = tx.connection()
+            # row by row, for each row's own count: ours is the bump that matched its epoch
+            ours = [pid for pid, e in rows
+                    if conn.execute(bump, {"_id": pid, "_epoch": e, "_new": e + 1}).rowcount == 1]
+            got = tx.scalars(select(PositionRow).where(PositionRow.id.in_(ours))).all() if ours else []
+            return [state_from_row(r, defaults) for r in got]
+
     def flag(self, position_id: str, reason: str) -> None:
         """Mark a position as needing an operator; not fenced: the supervisor owns this flag."""
         with self.db.tx("db_write") as tx:

@@ -110,10 +110,9 @@ class Service:
         """Restore every position the database says is open, each under a raised epoch."""
         rows = self.positions.open_ids()
         t0 = time.monotonic()
-        for n, (pid, epoch) in enumerate(rows, 1):
-            self.supervisor.adopt(pid, epoch)
-            if n % 200 == 0:
-                logger.info("recovery: {}/{} positions restored ({:.1f}s)", n, len(rows), time.monotonic() - t0)
+        self.supervisor.adopt_all(rows)
+        if rows:
+            logger.info("recovery: {} positions restored in {:.1f}s", len(rows), time.monotonic() - t0)
         return len(rows)
 
     def _start_coordinator(self, handle):
