@@ -119,19 +119,26 @@ class Supervisor:
         return self.start_position(state, recover=True)
 
     def adopt_all(self, rows: list[tuple[str, int]], batch: int = 500) -> None:
-        """`adopt` for many positions at a cold start: a transaction per batch raises every
-        epoch and loads every row (instead of two per position); a position whose epoch moved
-        meanwhile is adopted on its own."""
-        states = [s for k in range(0, len(rows), batch)
-                  for s in self.store.take_over(rows[k:k + batch], self.defaults)]
-        # Every thread first, then every first message: a thread start waits for a turn on
-        # the GIL, and actors already reconciling would make each start wait longer.
-        for handle in [self._spawn(state) for state in states]:
-            handle.ref.tell(RecoverPosition())
-        taken = {s.id for s in states}
-        for pid, epoch in rows:
-            if pid not in taken:
-                self.adopt(pid, epoch)
+        """`adopt` for many positions at a cold start, a batch at a time: one transaction
+        raises a batch's epochs and loads its rows (instead of two per position), and the next
+        batch starts once this one has acted, so thousands of positions never queue their
+        transactions at once behind SQLite's one writer (5,000 at once starved the
+        coordinator's first read past its timeout). A position whose epoch moved meanwhile
+        is adopted on its own."""
+        for k in range(0, len(rows), batch):
+            chunk = rows[k:k + batch]
+            states = self.store.take_over(chunk, self.defaults)
+            # Every thread first, then every first message: a thread start waits for a turn
+            # on the GIL, and actors already reconciling would make each start wait longer.
+            handles = [self._spawn(state) for state in states]
+            for handle in handles:
+                handle.ref.tell(RecoverPosition())
+            taken = {s.id for s in states}
+            handles += [self.adopt(pid, epoch) for pid, epoch in chunk if pid not in taken]
+            end = time.monotonic() + self.deadlines.operation_s
+            # polled (a batch takes about a second); a crashed or stuck child is the watchdog's
+            while time.monotonic() < end and any(not h.phase and not h.retired for h in handles):
+                time.sleep(0.005)
 
     def _bump(self, position_id: str, epoch: int) -> int:
         for _ in range(3):
