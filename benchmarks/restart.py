@@ -92,7 +92,7 @@ def main() -> None:
     ap = scenario_args(__doc__.splitlines()[0])
     ap.add_argument("--latency-ms", type=float, default=50)
     ap.add_argument("--operation-s", type=float, default=3.0)
-    ap.add_argument("--hung", type=int, default=3)
+    ap.add_argument("--hung", type=int, default=3, choices=range(1, 101), metavar="1..100")
     ap.add_argument("--bystanders", type=int, default=7)
     args = ap.parse_args()
     quiet()

@@ -1,6 +1,6 @@
 """Wave concurrency (scenario 1): wave time ÷ one position's critical path.
 
-    .venv/bin/python -m benchmarks.waves --latency-ms 300 --sizes 1,7,50,200 --serial 7,50
+    .venv/bin/python -m benchmarks.waves --latency-ms 300 --sizes 1,7,50,200 --serial 7,50 --repeat 3
 
 Every venue call of the paper venue takes `--latency-ms` (slept in the calling actor's own
 thread, as a network round trip would be). A position's critical path is price → entry →
