@@ -22,7 +22,7 @@ from benchmarks.common import Figure, ProcessMeter, bench_config, emit, quiet, s
 from core.config import Config
 from exchange.paper.engine import PaperEngine
 from exchange.paper.gateway import PaperGateway
-from service.app import Service
+from service.app import Service, collect_then_freeze
 from service.invariants import check_invariants, settle
 from tests.helpers import wave
 
@@ -134,6 +134,10 @@ def measure(n: int, db: str, tick_rates: list[int], tick_s: float, idle_s: float
                            note=f"{n / opened:.0f} positions/s"))
         if not settle(svc, timeout_s=60):
             raise RuntimeError("the fleet did not settle")
+        t = time.perf_counter()
+        collect_then_freeze()  # what the service does when a wave settles
+        figs.append(Figure(scen, "garbage collection when a wave settles (process paused)",
+                           1000 * (time.perf_counter() - t), "ms"))
         figs += [Figure(scen, "RSS with positions held", meter.rss_mb(), "MB",
                         *((600, "lower") if n >= 5000 else (None, None))),
                  Figure(scen, "threads", meter.threads(), ""),
