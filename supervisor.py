@@ -93,11 +93,15 @@ class Supervisor:
     # ---- starting children -------------------------------------------------------------
 
     def start_position(self, state: PositionState, recover: bool = False) -> ChildHandle:
+        handle = self._spawn(state)
+        handle.ref.tell(RecoverPosition() if recover else OpenPosition())
+        return handle
+
+    def _spawn(self, state: PositionState) -> ChildHandle:
         handle = ChildHandle(self, state.id, state.epoch, state.symbol)
         self.epochs[state.id] = state.epoch
         self.children[state.id] = handle
         handle.ref = PositionActor.start(state, self.ctx, handle)
-        handle.ref.tell(RecoverPosition() if recover else OpenPosition())
         return handle
 
     def start_singleton(self, key: str, start: Callable[[ChildHandle], object]) -> ChildHandle:

@@ -241,16 +241,23 @@ class WaveCoordinator(pykka.ThreadingActor):
         """Launch reserves, best first, while the wave, the account and the concurrency
         limit have room; give the rest up only once no launch can ever free a slot."""
         risk = self.cfg.risk
-        while wp.reserves and wp.opened + self._opening(wp) < wp.target:
-            if len(self.open_symbols) >= risk.max_open_positions:
-                break
-            if risk.max_concurrent_opens and self._opening_total() >= risk.max_concurrent_opens:
-                return  # an outcome will call _fill again
-            sig = wp.reserves.popleft()
-            if sig.symbol in self.open_symbols:
-                self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
-                continue
-            self._launch(wp, sig)
+        created: list[PositionState] = []
+        try:
+            while wp.reserves and wp.opened + self._opening(wp) < wp.target:
+                if len(self.open_symbols) >= risk.max_open_positions:
+                    break
+                if risk.max_concurrent_opens and self._opening_total() >= risk.max_concurrent_opens:
+                    return  # an outcome will call _fill again
+                sig = wp.reserves.popleft()
+                if sig.symbol in self.open_symbols:
+                    self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
+                    continue
+                self._launch(wp, sig, created)
+        finally:
+            # Every row first, then every actor: started one by one, the actors' own commits
+            # queued against each later insert (a wave of 200 took 2.6 s just to launch).
+            for state in created:
+                self.supervisor.start_position(state)
         if wp.opened >= wp.target:
             reason = f"wave full ({wp.target} positions)"
         elif self._opening(wp) == 0 and len(self.open_symbols) >= risk.max_open_positions:
@@ -267,7 +274,8 @@ class WaveCoordinator(pykka.ThreadingActor):
     def _opening_total(self) -> int:
         return sum(self._opening(w) for w in self.active.values())
 
-    def _launch(self, wp: WaveProgress, sig: SignalIn) -> None:
+    def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> None:
+        """Create the position's row; the caller starts its actor."""
         pid = uuid.uuid4().hex[:12]
         state = PositionState(id=pid, signal_id=sig.id, wave_id=wp.id, symbol=sig.symbol,
                               side=sig.side, params=self.defaults)
@@ -278,7 +286,7 @@ class WaveCoordinator(pykka.ThreadingActor):
             return
         wp.launched[pid] = sig.id
         self.open_symbols[sig.symbol] = pid
-        self.supervisor.start_position(state)
+        created.append(state)
 
     # ---- outcomes -------------------------------------------------------------------------
 

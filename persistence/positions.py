@@ -22,7 +22,6 @@ from persistence.db import Database
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
-
 _STEP_COLUMNS = (
     "phase", "seq", "qty", "entry_price", "last_price", "stop_price", "stop_cid", "trailing_cid",
     "pending_cid", "activation_price", "trailing_activated", "best_price", "trail_level",

@@ -82,6 +82,9 @@ class PaperEngine:
         self._slip = slippage_bps / Decimal(10000)
         self._lock = threading.Lock()
         self._resting: dict[str, dict[str, PaperOrder]] = {}  # open stops by symbol
+        # Every restored position reads all positions once: built per call, 5,000 of them
+        # cost O(N²) at a cold start. Positions change only on a fill, which drops this.
+        self._positions_view: list[VenuePosition] | None = None
         self._listeners: list[Callable[[OrderState], None]] = []
         # write-through journal (only with a store): dirty keys → entries → one transaction
         self.store = store
@@ -171,8 +174,10 @@ class PaperEngine:
 
     def positions(self) -> list[VenuePosition]:
         with self._lock:
-            return [VenuePosition(s, p.qty, p.entry) for s, p in self.account.positions.items()
-                    if p.qty != 0]
+            if self._positions_view is None:
+                self._positions_view = [VenuePosition(s, p.qty, p.entry)
+                                        for s, p in self.account.positions.items() if p.qty != 0]
+            return list(self._positions_view)
 
     # ---- internals (lock held) ---------------------------------------------------------
 
@@ -243,6 +248,7 @@ class PaperEngine:
         else:
             pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
+        self._positions_view = None
         order.filled_qty, order.avg_price = abs(signed), fill
         self._touch("position", order.symbol)
         self._touch("meta", "realized_pnl")
