@@ -47,15 +47,13 @@ def test_ctrl_c_stops_cleanly_and_leaves_stops_resting(tmp_path):
         for line in proc.stderr:  # wait for the first wave to complete, as an operator would
             if "complete in" in line or time.monotonic() > end:
                 break
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        stopped_in = time.monotonic() - t0
+        # the shutdown deadline (5 s) with slack for a loaded CI machine: past it, TimeoutExpired
+        out, err = proc.communicate(timeout=5 + 10)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert stopped_in < 5 + 10, f"shutdown took {stopped_in:.1f}s"  # the deadline, with slack for CI
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["interrupted"] and summary["waves_completed"] >= 1
     db = create_engine(f"sqlite:///{tmp_path}/t.db")
