@@ -36,9 +36,10 @@ def test_one_shot_commands_drive_a_running_service(tmp_path):
         def positions():
             res = trader("positions", "--json", "--socket", str(sock))
             return json.loads(res.stdout)["positions"] if res.returncode == 0 else []
-        rows = wait_for(lambda: len(got := positions()) == 3 and got, timeout=60,
-                        what="3 demo positions")
-        assert {r["phase"] for r in rows} == {"trailing"} and all(r["epoch"] == 1 for r in rows)
+        # A position is listed from its first write-ahead row ("new"); wait until all three trail.
+        rows = wait_for(lambda: len(got := positions()) == 3 and {r["phase"] for r in got} == {"trailing"} and got,
+                        timeout=60, what="3 demo positions trailing")
+        assert all(r["epoch"] == 1 for r in rows)
 
         res = trader("status", *args)  # found through the same --set run_dir as `run`
         assert res.returncode == 0 and "taking waves" in res.stdout and "3/3 trailing" in res.stdout, said(res)
