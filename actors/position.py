@@ -22,6 +22,7 @@ from actors.messages import (
     PositionOutcome, RecoverPosition, Retry, VenueView,
 )
 from actors.scheduler import Scheduler
+from actors.together import together
 from core.config import DeadlinesCfg
 from core.faults import FaultPlan, InjectedCrash
 from core.position_logic import step
@@ -270,45 +271,62 @@ class PositionActor(pykka.ThreadingActor):
 
     def _reconcile(self) -> Reconciled:
         """Resolve every intent of unknown fate, then read what the venue holds for us; if it
-        holds nothing, learn which of our orders closed the position, and at what price."""
-        s, gw = self.state, self.ctx.gateway
+        holds nothing, learn which of our orders closed the position, and at what price.
+        The reads are independent, so they go out together: one round trip, not four."""
+        s, gw, t = self.state, self.ctx.gateway, self.ctx.deadlines.venue_call_s
         with self.handle.op("recovery view", self.ctx.deadlines.operation_s):
             seen = self.ctx.recovery_view(s)  # at a cold start: read once for all positions
+        reads: dict[str, Callable[[], Any]] = {}
         if seen is None:
-            unresolved = [(r.cid, r.leg) for r in self.ctx.store.unresolved_orders(s.id)]
-            positions = self._venue("positions", gw.positions, write=False)
-            orders = self._venue("open orders", gw.open_orders, s.symbol, write=False)
+            unresolved = [r.cid for r in self.ctx.store.unresolved_orders(s.id)]
+            reads["positions"] = lambda: gw.positions(timeout=t)
+            reads["open orders"] = lambda: gw.open_orders(s.symbol, timeout=t)
         else:
-            unresolved, positions, orders = seen.unresolved, seen.positions, seen.orders
+            unresolved = [cid for cid, _leg in seen.unresolved]
+        if not (seen is not None and seen.price):
+            reads["price"] = lambda: gw.price(s.symbol, timeout=t)
+        got = self._read_together(reads, unresolved)
+        positions = got["positions"] if seen is None else seen.positions
+        orders = got["open orders"] if seen is None else seen.orders
+        price = got["price"] if "price" in got else seen.price
         fills: dict[str, OrderState] = {}
-        for cid, _leg in unresolved:
-            fate, o = self._fate(cid)
-            if o is not None and o.status == "filled":
-                fills[o.cid] = o
-            self._persist(s, [], [fate], [])
-        price = seen.price if seen is not None and seen.price else None
-        price = price or self._venue("price", gw.price, s.symbol, write=False)
+        self._note_fates(unresolved, got, fills)
         venue_qty, venue_entry = 0, None
         for p in positions:
             if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0):  # the other side is not ours
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
         resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
                         if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
-        for cid in set(s.protective_cids) - set(fills) - {r.cid for r in resting}:
-            fate, o = self._fate(cid)  # no longer resting: it filled or was cancelled while down
-            if o is not None and o.status == "filled":
-                fills[cid] = o
-            self._persist(s, [], [fate], [])
+        gone = sorted(set(s.protective_cids) - set(fills) - {r.cid for r in resting})
+        if gone:  # no longer resting: filled or cancelled while we were down
+            self._note_fates(gone, self._read_together({}, gone), fills)
         entry = next((o for o in fills.values() if o.leg is Leg.ENTRY), None)
         exit_ = next((o for o in fills.values() if o.leg is not Leg.ENTRY), None)
         return Reconciled(Decimal(venue_qty), venue_entry, resting, price,
                           entry.avg_price if entry else None,
                           exit_.avg_price if exit_ else None, exit_.cid if exit_ else None)
 
+    def _read_together(self, reads: dict[str, Callable[[], Any]], cids: list[str]) -> dict[str, Any]:
+        """`reads` plus a lookup of each client id, all at once under one operation deadline."""
+        calls = dict(reads) | {f"lookup {cid}": (lambda cid=cid: self._fate(cid)) for cid in cids}
+        if not calls:
+            return {}
+        with self.handle.op(f"reconcile: {', '.join(calls)}", self.ctx.deadlines.operation_s):
+            return together(calls)
+
+    def _note_fates(self, cids: list[str], got: dict[str, Any], fills: dict[str, OrderState]) -> None:
+        """Persist each looked-up order's fate (in order); collect the fills among them."""
+        for cid in cids:
+            fate, o = got[f"lookup {cid}"]
+            if o is not None and o.status == "filled":
+                fills[o.cid] = o
+            self._persist(self.state, [], [fate], [])
+
     def _fate(self, cid: str) -> tuple[OrderFate, OrderState | None]:
-        """What the venue knows of one of our orders, by client id."""
+        """What the venue knows of one of our orders, by client id (safe in a helper thread:
+        it touches neither the actor's state nor its supervisor handle)."""
         try:
-            o = self._venue("lookup", self.ctx.gateway.fetch_order, self.state.symbol, cid, write=False)
+            o = self.ctx.gateway.fetch_order(self.state.symbol, cid, timeout=self.ctx.deadlines.venue_call_s)
         except OrderNotFound:
             return OrderFate(cid, "not_found"), None
         return OrderFate(cid, o.status, o.avg_price, o.filled_qty), o
