@@ -4,12 +4,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from loguru import logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import make_config  # noqa: E402
 from tests.pg import db_url, pg_cluster  # noqa: E402,F401  (PostgreSQL test cluster)
+
+# A per-example deadline measures the machine, not the code: a shared CI core that stalls one
+# example for 200 ms would fail a property that holds. Correctness is what the properties check.
+settings.register_profile("wave-trader", deadline=None)
+settings.load_profile("wave-trader")
 
 
 @pytest.fixture(autouse=True)
