@@ -5,7 +5,10 @@ import pytest
 
 from tests.helpers import make_config, wait_for, wave
 
-FAST = ("control.metrics_port=0", "control.request_timeout_s=2", "health.sample_interval_s=0.05")
+# The database p99 threshold is raised: with a few dozen statements the p99 is the slowest one,
+# and one slow fsync on a shared CI disk must not turn a "healthy" assertion into "degraded".
+FAST = ("control.metrics_port=0", "control.request_timeout_s=5", "health.sample_interval_s=0.05",
+        "health.db_p99_degraded_s=30")
 
 
 def start_controlled(cfg):
@@ -66,7 +69,8 @@ def open_positions(svc, wave_id: str, *signals) -> None:
 
 def venue_orders(svc, symbol: str) -> dict:
     """Every order the paper venue knows for a symbol, by client id."""
-    return {cid: o for cid, o in svc.gateway.engine.account.orders.items() if o.symbol == symbol}
+    orders = list(svc.gateway.engine.account.orders.items())  # one copy: actors add orders meanwhile
+    return {cid: o for cid, o in orders if o.symbol == symbol}
 
 
 def venue_qty(svc, symbol: str):

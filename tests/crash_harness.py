@@ -151,7 +151,13 @@ class Trader:
                            store=PaperStore(self.venue_file))
 
     def wait_protected(self, timeout: float) -> float:
-        """Seconds until every open position is past entry with its stop resting at the venue."""
+        """Seconds from the trader's start (its first log line: the interpreter is up, imports
+        done) until every open position is past entry with its stop resting at the venue.
+        The interpreter's start-up is not the service's to answer for: on a loaded machine it
+        alone can take seconds, so it gets its own generous wait."""
+        log = self.tmp / f"trader-{self.runs}.log"
+        wait_for(lambda: log.exists() and "wave-trader starting" in log.read_text(), timeout=60,
+                 what="the trader to start")
         t0 = time.monotonic()
 
         def protected() -> bool:

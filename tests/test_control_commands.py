@@ -80,7 +80,7 @@ def test_invalid_settings_are_refused_and_change_nothing(control_service):
 
 
 def test_a_stuck_actor_cannot_hang_the_console(control_service):
-    svc, plane, client = control_service("deadlines.operation_s=60", "control.request_timeout_s=0.5")
+    svc, plane, client = control_service("deadlines.operation_s=60", "control.request_timeout_s=2")
     open_positions(svc, "w1", (SYM["BTC"], "long", 0.9), (SYM["ETH"], "long", 0.8))
     svc.actor_faults.add(FaultRule("hang", op="tick", symbols=[SYM["BTC"]]))
     svc.market_data.on_tick(SYM["BTC"], Decimal("65100"))  # BTC's actor now hangs on this tick

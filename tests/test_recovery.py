@@ -183,7 +183,7 @@ def test_intents_of_unknown_fate_are_resolved_by_client_id(start_service, db_url
     # SOL's re-protection hangs at the venue: recovery stops waiting for it, and the wave must
     # resume with SOL's signal still waiting on its position, never launched a second time
     hang = f'faults.venue=[{{kind="hang", op="place_order", leg="stop", symbols=["{SOL}"], times=1}}]'
-    svc2 = start_service("risk.max_positions_per_wave=2", "recovery.reconcile_timeout_s=0.3", hang,
+    svc2 = start_service("risk.max_positions_per_wave=2", "recovery.reconcile_timeout_s=2", hang,
                          db_url=db_url)
     assert svc2.recovery.still_reconciling == [f"p{SOL[:3].lower()}000000"]
     assert not svc2.stats.waves

@@ -14,8 +14,10 @@ from tests.helpers import SYM, wait_for, wave
 from tests.test_wave_flow import BarrierGateway
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ("deadlines.venue_call_s=1", "deadlines.db_call_s=1", "deadlines.operation_s=2",
-        "deadlines.protect_s=5")
+# Short enough that a hang is restarted within seconds, long enough that a shared CI core
+# never pushes an innocent call past its deadline (the counts of restarts below are exact).
+FAST = ("deadlines.venue_call_s=2", "deadlines.db_call_s=2", "deadlines.operation_s=4",
+        "deadlines.protect_s=10")
 
 
 def _position(svc, symbol):
@@ -163,9 +165,9 @@ tick_interval_ms = 0
 [log]
 file = ""
 [deadlines]
-venue_call_s = 1
-db_call_s = 1
-operation_s = 2
+venue_call_s = 2
+db_call_s = 2
+operation_s = 4
 shutdown_s = 3
 [[faults.db]]
 kind = "hang"
