@@ -46,6 +46,18 @@ class PaperCfg(_Section):
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
     state_file: str | None = None
+    # Where prices come from: "random" (the seeded walk above), "file:DATA" (recorded candles,
+    # played by a rehearsal: `bin/trader replay --prices`), "live:binanceusdm" / "live:bybit"
+    # (a real venue's public price stream, no keys).
+    prices: str = "random"
+
+    @model_validator(mode="after")
+    def _known_prices(self) -> "PaperCfg":
+        if self.prices != "random" and not self.prices.startswith(("file:", "live:")):
+            raise ValueError('prices must be "random", "file:DATA" or "live:binanceusdm|bybit"')
+        if self.prices.startswith("live:") and self.prices[5:] not in ("binanceusdm", "bybit"):
+            raise ValueError(f"prices: no public price stream for {self.prices[5:]!r} (binanceusdm, bybit)")
+        return self
 
 
 class RiskCfg(_Section):
@@ -189,6 +201,12 @@ class RecoveryCfg(_Section):
     progress_every_s: float = Field(default=1.0, gt=0)
 
 
+class BacktestCfg(_Section):
+    """Settings only a backtest uses; latency and slippage are the paper venue's own."""
+
+    fee_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)  # per fill, of its notional
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -204,6 +222,7 @@ class Config(_Section):
     run_dir: str = "var"
     control: ControlCfg = ControlCfg()
     health: HealthCfg = HealthCfg()
+    backtest: BacktestCfg = BacktestCfg()
 
     @model_validator(mode="after")
     def _venue_can_do_it(self) -> "Config":

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--timeout", type=float, default=300, metavar="S", help="give up after S seconds")
     chaos.add_argument("--json", action="store_true", help="print the report as one JSON line")
     chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    from backtest.cli import add_parser as add_backtest
+    add_backtest(sub, _common)
     from control.cli import add_subcommands  # control plane: status, positions, close, console, …
     add_subcommands(sub, _common)
     return ap
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
         return replay(args)
+    if args.command == "backtest":  # no database, no venue: a simulated clock
+        from backtest.cli import backtest
+        return backtest(args)
     if args.command == "chaos":  # likewise, with a fault mix on top
         from service.chaos import chaos
         return chaos(args)

@@ -135,6 +135,20 @@ class PaperEngine:
         self._notify(updates)
         return prices
 
+    def trigger_levels(self, symbol: str) -> list[Decimal]:
+        """Where this symbol's resting orders would trigger now: stops at their price, armed
+        trailing stops at best ∓ callback. A replayed price path stops at each level it
+        passes, so an order between two recorded prices fills at its own level."""
+        with self._lock:
+            out = []
+            for o in self._resting.get(symbol, {}).values():
+                if o.leg is Leg.STOP:
+                    out.append(o.stop_price)
+                elif o.leg is Leg.TRAILING and o.activated:
+                    cb = o.callback_pct / 100
+                    out.append(o.best * (1 - cb) if o.side == "sell" else o.best * (1 + cb))
+            return out
+
     # ---- orders ------------------------------------------------------------------------
 
     def place(self, req: OrderRequest) -> OrderState:

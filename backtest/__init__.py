@@ -1,0 +1,1 @@
+"""Backtests: recorded waves against recorded market data, through the live state machine and paper engine."""
