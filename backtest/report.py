@@ -38,7 +38,7 @@ def totals(r: Result) -> dict:
     if cur_b is not None:
         held += cur_b - cur_a
     span = max(r.end - r.start, 1e-9)
-    durations = [t.duration_s for t in closed]
+    durations = [t.duration_s for t in closed if t.duration_s is not None]
     by_status: dict[str, int] = {}
     for t in r.trades:
         by_status[t.status] = by_status.get(t.status, 0) + 1

@@ -6,11 +6,10 @@ the live one. A wave without `ts` cannot be placed on a recorded timeline and is
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
+from signals.sources import recorded_time
 from signals.wave import Wave, WaveRejected, parse_wave
 
 
@@ -25,18 +24,6 @@ class Line:
     ts: float | None = None
 
 
-def wave_time(raw: str) -> float | None:
-    """The `ts` of a wave message, if it has a usable one (unix seconds)."""
-    try:
-        obj = json.loads(raw, parse_float=Decimal)
-    except ValueError:
-        return None
-    ts = obj.get("ts") if isinstance(obj, dict) else None
-    if isinstance(ts, bool) or not isinstance(ts, (int, float, Decimal)):
-        return None
-    return float(ts)
-
-
 def read_waves(path: str | Path, markets, *, max_wave_size: int = 50) -> list[Line]:
     """Every message of a JSON-lines wave file, in time order (file order among equals)."""
     p = Path(path)
@@ -46,7 +33,7 @@ def read_waves(path: str | Path, markets, *, max_wave_size: int = 50) -> list[Li
             raw = raw.strip()
             if not raw or raw.startswith("#"):
                 continue
-            ts = wave_time(raw)
+            ts = recorded_time(raw)
             if ts is None:
                 out.append(Line(n, raw, reason="a recorded wave needs its ts (unix seconds)"))
                 continue

@@ -109,6 +109,9 @@ class DatabaseCfg(_Section):
 
 class SignalsCfg(_Section):
     source: str = "demo"  # "demo" | path to a JSON-lines file | ws://… or wss://… (signal server)
+    # A file's waves: "now" re-stamps each to its arrival (trade a recorded day today);
+    # "recorded" keeps each wave's own ts and judges it at that time (`bin/trader replay`).
+    file_clock: Literal["now", "recorded"] = "now"
     demo_interval_s: float = Field(default=5.0, gt=0)
     demo_wave_size: int = Field(default=7, ge=1)
     max_wave_size: int = Field(default=50, ge=1)

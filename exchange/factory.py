@@ -9,17 +9,27 @@ from exchange.gateway import Gateway
 from exchange.paper.engine import PaperEngine
 from exchange.paper.gateway import PaperGateway
 from exchange.paper.store import PaperStore
+from exchange.paper.candles import load as load_candles
+from exchange.paper.prices import PriceSource, RandomWalk, first_prices, recorded_markets
 from exchange.paper.universe import paper_markets, start_prices
 
 
 def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
     if cfg.exchange.name == "paper":
         p = cfg.paper
-        engine = PaperEngine(paper_markets(p.extra_symbols), start_prices(p.extra_symbols),
-                             seed=p.seed, volatility=p.volatility, slippage_bps=p.slippage_bps,
-                             store=paper_store(cfg))
-        return PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
-                            tick_interval_s=p.tick_interval_ms / 1000, faults=faults, seed=p.seed)
+        markets, prices = paper_markets(p.extra_symbols), start_prices(p.extra_symbols)
+        recorded = None
+        if p.prices.startswith("file:"):  # a recorded path, played by the rehearsal itself
+            recorded = load_candles(p.prices.removeprefix("file:"))
+            markets = recorded_markets(recorded, markets, cfg.risk.position_notional_usdt)
+            prices = first_prices(recorded)
+        engine = PaperEngine(markets, prices, seed=p.seed, volatility=p.volatility,
+                             slippage_bps=p.slippage_bps, store=paper_store(cfg))
+        gateway = PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
+                               tick_interval_s=0 if recorded else p.tick_interval_ms / 1000,
+                               faults=faults, seed=p.seed, prices=price_source(cfg))
+        gateway.recorded = recorded
+        return gateway
     if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt (issue 4)
         from exchange.ccxt.build import build_ccxt_gateway
 
@@ -34,3 +44,8 @@ def paper_store(cfg: Config) -> PaperStore | None:
         return None
     return PaperStore(Path(cfg.run_dir) / "paper-venue.db" if path is None else Path(path),
                       timeout_s=cfg.deadlines.db_call_s)
+
+
+def price_source(cfg: Config) -> PriceSource:
+    """What moves the paper venue's prices on its feed thread (`paper.prices`)."""
+    return RandomWalk()

@@ -46,7 +46,7 @@ class WaveStore:
                     outcome=Outcome.REJECTED.value if s.reason else None, reason=s.reason,
                     decided_ts=now if s.reason else None))
             tx.add(EventRow(ts=now, kind="wave_received", wave_id=wave.id,
-                            data={"signals": len(wave.signals), "duplicates": sorted(known),
+                            data={"signals": len(wave.signals), "duplicates": sorted(known), "ts": wave.ts,
                                   "rejected": sum(1 for s in wave.signals if s.reason)}))
         return sorted(known)
 

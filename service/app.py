@@ -7,6 +7,7 @@ does the coordinator resume unfinished waves and a signal source start.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
@@ -158,16 +159,20 @@ class Service:
         if s.source.startswith(("ws://", "wss://")):
             return WsSource(s.source, self.submit, self.reject, s)
         path = s.source.removeprefix("file:")
-        return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s)
+        return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s,
+                          restamp=s.file_clock == "now")
 
-    def submit(self, raw: str | bytes, source: str) -> IntakeResult:
+    def submit(self, raw: str | bytes, source: str, now: float | None = None) -> IntakeResult:
         """Parse a raw wave message and hand it to the coordinator; returns once the wave is
         persisted (so a fast source is slowed to the database's pace, never piled up in a
-        mailbox). A bad message is recorded with its reason, never raised."""
+        mailbox). A bad message is recorded with its reason, never raised. `now` is the
+        clock its age is judged by: a recorded wave replayed at its own time passes it."""
         s = self.cfg.signals
         try:
             wave = parse_wave(raw, markets=self.markets, source=source,
-                              max_wave_size=s.max_wave_size, max_age_s=s.max_age_s)
+                              max_wave_size=s.max_wave_size, max_age_s=s.max_age_s, now=now)
+            if now is not None:  # judged at its own time, but received now
+                wave = dataclasses.replace(wave, received_at=time.time())
         except WaveRejected as e:
             return self.reject(e.reason, source, e.wave_id)
         except Exception as e:  # parse_wave raises only WaveRejected; this is the last guard

@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", metavar="FILE", help="one wave message per line (see README, Signals)")
     replay.add_argument("--json", action="store_true", help="print the summary as one JSON line instead of a table")
     replay.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    replay.add_argument("--restamp", action="store_true",
+                        help="stamp each wave with its arrival time (default: its own ts, judged at that time)")
+    replay.add_argument("--prices", metavar="DATA",
+                        help="play recorded candles (as for backtest) instead of the random walk; "
+                             "each wave enters at its own time; the report is the backtest's")
     chaos = sub.add_parser("chaos", help="paper waves under a fault mix; checks every invariant at the end")
     _common(chaos)
     chaos.add_argument("--waves", type=int, default=20, metavar="N", help="waves to run (default 20)")

@@ -3,7 +3,10 @@
 A rehearsal must never touch the live database or a real venue: the venue is always the
 paper one, and the database is a fresh temporary SQLite file unless `--set database.url=…`
 names one explicitly (a URL in the config file does not count: that is the live one).
-Waves are sent in file order, each after the previous one is final, re-stamped to now.
+Waves are sent in file order, each after the previous one is final, each judged at its own
+`ts` (re-stamped to now only with `--restamp`). With `--prices DATA` the paper venue plays
+recorded candles instead of its random walk, each wave entering at its own time on that path
+(backtest/rehearsal.py), and the report is the backtest's: exits, reasons, PnL.
 """
 from __future__ import annotations
 
@@ -26,8 +29,24 @@ OUTCOMES = ("protected", "emergency_closed", "failed", "skipped", "rejected", "p
 COLUMNS = (*OUTCOMES, "duplicates")
 
 
-def replay_config(config: str | None, overrides: list[str], path: Path) -> tuple[Config, str | None]:
-    return rehearsal_config(config, overrides, [f"signals.source=file:{path}"], "replay")
+def replay_config(config: str | None, overrides: list[str], path: Path, *, restamp: bool = False,
+                  prices: Path | None = None) -> tuple[Config, str | None]:
+    forced = [f"signals.source=file:{path}", f"signals.file_clock={'now' if restamp else 'recorded'}"]
+    if prices is not None:
+        forced.append(f"paper.prices='file:{prices}'")
+    return rehearsal_config(config, overrides, forced, "replay")
+
+
+def signal_table(svc, wave_ids: list[str]) -> list[dict]:
+    """Every signal of these waves with its outcome and the reason for it."""
+    from persistence.models import SignalRow
+
+    with svc.db.tx("db_read") as tx:
+        rows = list(tx.scalars(select(SignalRow).where(SignalRow.wave_id.in_(wave_ids)))) if wave_ids else []
+    order = {w: n for n, w in enumerate(wave_ids)}
+    return [{"wave": r.wave_id, "signal": r.id, "symbol": r.symbol, "side": r.side, "rank": r.rank,
+             "outcome": r.outcome or "pending", "reason": r.reason}
+            for r in sorted(rows, key=lambda r: (order.get(r.wave_id, 0), r.rank))]
 
 
 def rehearsal_config(config: str | None, overrides: list[str], forced: list[str],
@@ -69,10 +88,11 @@ def wave_table(svc, path: Path, since: float) -> list[dict]:
     for wid, outcome, n in counts:
         by_wave.setdefault(wid, {})[outcome or "pending"] = n
     dup_signals = {e.wave_id: len(e.data.get("duplicates", [])) for e in events if e.kind == "wave_received"}
-    rows = [{"line": _line(w.source), "wave": w.id, "status": w.status, "reason": w.reason,
+    stamped = {e.wave_id: e.data.get("ts") for e in events if e.kind == "wave_received"}
+    rows = [{"line": _line(w.source), "wave": w.id, "status": w.status, "reason": w.reason, "ts": stamped.get(w.id),
              "duplicates": dup_signals.get(w.id, 0), **{k: by_wave.get(w.id, {}).get(k, 0) for k in OUTCOMES}}
             for w in waves]
-    rows += [{"line": _line(e.data["source"]), "wave": e.wave_id, "status": "duplicate",
+    rows += [{"line": _line(e.data["source"]), "wave": e.wave_id, "status": "duplicate", "ts": None,
               "reason": e.data.get("reason"), "duplicates": e.data.get("signals", 0), **dict.fromkeys(OUTCOMES, 0)}
              for e in events if e.kind == "wave_duplicate" and str(e.data.get("source", "")).startswith(prefix)]
     return sorted(rows, key=lambda r: r["line"])
@@ -81,6 +101,14 @@ def wave_table(svc, path: Path, since: float) -> list[dict]:
 def _line(source: str) -> int:
     tail = source.rpartition(":")[2]
     return int(tail) if tail.isdigit() else 0
+
+
+def render_signals(signals: list[dict]) -> str:
+    from tabulate import tabulate
+
+    return tabulate([[s["wave"], s["signal"], s["symbol"], s["side"], s["outcome"], s["reason"] or ""]
+                     for s in signals], headers=["wave", "signal", "symbol", "side", "outcome", "reason"],
+                    disable_numparse=True)
 
 
 def render(rows: list[dict], summary: dict) -> str:
@@ -98,21 +126,50 @@ def render(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _user_path(raw: str) -> Path:
+    """bin/trader runs from the checkout; a relative path is the caller's."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else Path(os.environ.get("WAVE_TRADER_CWD", os.getcwd())) / path
+
+
+def _replay_recorded(cfg: Config, tmp: str | None, path: Path, args: Namespace) -> int:
+    """Real actors on a recorded price path; the report is the backtest's."""
+    from backtest import report
+    from backtest.rehearsal import Stalled, rehearse
+    from exchange.paper.candles import DataError
+
+    try:
+        result = rehearse(cfg, path)
+    except (DataError, Stalled) as e:
+        print(f"bin/trader replay: {e}", file=sys.stderr)
+        return 1 if isinstance(e, Stalled) else 2
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    settings = {"paper.prices": cfg.paper.prices}
+    if args.json:
+        print(json.dumps(report.as_dict(result, settings), sort_keys=True, default=str), flush=True)
+    else:
+        print(report.render(result, settings), flush=True)
+    return 0
+
+
 def replay(args: Namespace) -> int:
     from service.app import Service
 
-    path = Path(args.file).expanduser()
-    if not path.is_absolute():  # bin/trader runs from the checkout; the file is the caller's
-        path = Path(os.environ.get("WAVE_TRADER_CWD", os.getcwd())) / path
+    path = _user_path(args.file)
     if not path.is_file():
         print(f"bin/trader replay: no such file: {path}", file=sys.stderr)
         return 2
+    prices = _user_path(args.prices) if getattr(args, "prices", None) else None
     try:
-        cfg, tmp = replay_config(args.config, args.overrides, path)
+        cfg, tmp = replay_config(args.config, args.overrides, path, restamp=args.restamp, prices=prices)
     except ConfigError as e:
         print(f"bin/trader: {e}", file=sys.stderr)
         return 2
     setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    if prices is not None:
+        return _replay_recorded(cfg, tmp, path, args)
     logger.info("replay of {} against the paper venue; database {}", path,
                 f"{tmp}/replay.db (temporary)" if tmp else cfg.database.url.split("@")[-1])
     since, t0 = time.time(), time.monotonic()
@@ -126,13 +183,14 @@ def replay(args: Namespace) -> int:
         svc.shutdown()
     summary = svc.summary() | {"seconds": round(time.monotonic() - t0, 3)}
     rows = wave_table(svc, path, since)
+    signals = signal_table(svc, [r["wave"] for r in rows if r["status"] != "duplicate"])
     busy = svc._busy()
     svc.db.dispose()
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)  # a rehearsal leaves nothing behind
     if args.json:
         print(json.dumps({**summary, "file": str(path), "database": "temporary" if tmp else "explicit",
-                          "waves": rows}, sort_keys=True, default=str), flush=True)
+                          "waves": rows, "signals": signals}, sort_keys=True, default=str), flush=True)
     else:
-        print(render(rows, summary), flush=True)
+        print(render(rows, summary) + "\n\n" + render_signals(signals), flush=True)
     return 1 if busy else 0

@@ -6,6 +6,7 @@ bad message is rejected with its reason whatever its origin, and never stops the
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -50,12 +51,25 @@ class DemoSource:
             self._stop.wait(self.interval_s)
 
 
+def recorded_time(line: str) -> float | None:
+    """A wave message's own ts (unix seconds), if it carries a usable one."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    ts = obj.get("ts") if isinstance(obj, dict) else None
+    return float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts) else None
+
+
 class FileSource:
     """Replays a JSON-lines file, one wave per line; waits for each wave to finish (or its
     deadline) before sending the next, so a replay keeps the file's order and pace."""
 
     def __init__(self, path: str | Path, submit: Submit, wave_done: threading.Event, *,
                  wait_s: float, restamp: bool = True) -> None:
+        """`restamp`: each wave's ts becomes its arrival time (a recorded day traded now);
+        otherwise it keeps its own ts and is judged at that time (its age is not held
+        against it), so a rehearsal records what really happened when."""
         self.path, self.submit, self.wave_done = Path(path), submit, wave_done
         self.wait_s, self.restamp = wait_s, restamp
         self._stop = threading.Event()
@@ -80,7 +94,11 @@ class FileSource:
                     if not line or line.startswith("#"):
                         continue
                     self.wave_done.clear()
-                    accepted = self.submit(self._restamped(line), f"{self.path.name}:{n}")
+                    source = f"{self.path.name}:{n}"
+                    if self.restamp:
+                        accepted = self.submit(self._restamped(line), source)
+                    else:
+                        accepted = self.submit(line, source, now=recorded_time(line))
                     if accepted:
                         self.wave_done.wait(self.wait_s)
         except Exception:
@@ -89,9 +107,7 @@ class FileSource:
             self.finished.set()
 
     def _restamped(self, line: str) -> str:
-        """Recorded waves carry old timestamps; a replay is about now."""
-        if not self.restamp:
-            return line
+        """Recorded waves carry old timestamps; a run that trades them is about now."""
         try:
             obj = json.loads(line)
         except ValueError:

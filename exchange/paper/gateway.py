@@ -16,6 +16,7 @@ from exchange.gateway import (
     VenuePosition, check_fence,
 )
 from exchange.paper.engine import PaperEngine
+from exchange.paper.prices import PriceSource, RandomWalk
 
 _LEG_NAMES = {Leg.ENTRY: "entry", Leg.STOP: "stop", Leg.TRAILING: "trailing", Leg.EXIT: "exit"}
 
@@ -28,7 +29,8 @@ class PaperGateway:
     supports_native_trailing = True
 
     def __init__(self, engine: PaperEngine, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
-                 tick_interval_s: float = 0.25, faults: FaultPlan | None = None, seed: int = 1):
+                 tick_interval_s: float = 0.25, faults: FaultPlan | None = None, seed: int = 1,
+                 prices: PriceSource | None = None):
         self.engine = engine
         self.latency_s = latency_ms / 1000
         self.jitter_s = jitter_ms / 1000
@@ -37,6 +39,8 @@ class PaperGateway:
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._feed: threading.Thread | None = None
+        self.prices = prices if prices is not None else RandomWalk()
+        self.recorded = None  # a recorded path's candles, when a rehearsal plays them
 
     # ---- gateway interface -------------------------------------------------------------
 
@@ -90,7 +94,7 @@ class PaperGateway:
     def _run_feed(self, on_tick: TickHandler) -> None:
         while not self._stop.wait(self.tick_interval_s):
             try:
-                for sym, price in self.engine.step(self.tick_interval_s).items():
+                for sym, price in self.prices.advance(self.engine, self.tick_interval_s).items():
                     on_tick(sym, price)
             except Exception:  # the feed must outlive any one bad handler
                 logger.exception("paper price feed: handler failed; continuing")

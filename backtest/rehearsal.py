@@ -1,0 +1,134 @@
+"""The live path on a recorded path: the real service (coordinator, position actors,
+supervisor, database, paper venue) trading recorded waves while the recorded candles play.
+
+`paper.prices = "file:DATA"` builds the paper venue on the recorded symbols and their first
+prices, without a random-walk feed; this module plays the path through the same `play` the
+backtest uses, sending every price to the service's market data as the feed would. Each wave
+is submitted at its own time and the path holds still until it is final; after a price that
+triggers a stop, the path holds still until the owning actor has closed its position and
+cancelled the rest of its orders. So the actors meet the prices the backtest met, in the same
+order, and (at `paper.latency_ms = 0`, native trailing) make the same exits at the same prices.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import select
+
+from backtest.sim import BPS, Result, Trade
+from backtest.waves import read_waves
+from core.config import Config
+from exchange.gateway import OrderState
+from exchange.paper.prices import play, points
+from persistence.models import PositionRow, SignalRow
+
+FINAL = ("closed", "failed", "emergency_closed")
+
+
+class Stalled(RuntimeError):
+    """The service did not settle in time: the rehearsal cannot go on in step with the path."""
+
+
+def _wait(pred, timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > end:
+            raise Stalled(f"rehearsal: {what} did not happen within {timeout_s:g}s")
+        time.sleep(0.002)
+
+
+def rehearse(cfg: Config, waves: Path) -> Result:
+    from service.app import Service
+
+    svc = Service(cfg)
+    gw = svc.gateway
+    if getattr(gw, "recorded", None) is None:
+        raise ValueError('a rehearsal on a recorded path needs paper.prices = "file:DATA"')
+    engine, data = gw.engine, gw.recorded
+    wait_s = cfg.deadlines.wave_s
+    fired: list[OrderState] = []
+    exits: dict[str, float] = {}
+    engine.add_listener(lambda o: fired.append(o) if o.status == "filled" else None)
+    t0 = time.perf_counter()
+    svc.start(with_source=False)
+    try:
+        lines = read_waves(waves, svc.markets, max_wave_size=cfg.signals.max_wave_size)
+        path = heapq.merge(*(points(s) for s in data.values()))
+        nxt = next(path, None)
+        candles = 0
+
+        def play_until(t: float | None) -> None:
+            nonlocal nxt, candles
+            while nxt is not None and (t is None or nxt[0] <= t):
+                play(engine, nxt, svc.market_data.on_tick)
+                candles += 1
+                while fired:
+                    o = fired.pop(0)
+                    exits.setdefault(o.cid.split("-")[1], nxt[0])
+                    _settled(svc, o, wait_s)
+                nxt = next(path, None)
+
+        for line in lines:
+            if line.ts is not None:
+                play_until(line.ts)
+            done = {w.wave_id for w in svc.stats.waves}
+            taken = svc.submit(line.raw, f"{waves.name}:{line.number}", now=line.ts)
+            if taken:
+                _wait(lambda: taken.wave_id in {w.wave_id for w in svc.stats.waves} - done, wait_s,
+                      f"wave {taken.wave_id} final")
+        play_until(None)
+        trades = _trades(svc, cfg, exits, lines)
+    finally:
+        svc.shutdown()
+    starts = [line.ts for line in lines if line.ts is not None] or [s.start for s in data.values()]
+    closed = sorted((t for t in trades if t.status == "closed"), key=lambda t: t.exit_ts or 0)
+    equity, total = [], Decimal(0)
+    for t in closed:
+        total += t.net
+        equity.append((t.exit_ts, total))
+    return Result(trades, equity, min(starts), max(s.end for s in data.values()), candles // 4,
+                  time.perf_counter() - t0, {})
+
+
+def _settled(svc, o: OrderState, timeout_s: float) -> None:
+    """Hold the path until the position a triggered order closed is recorded closed and
+    none of its orders rests any more (its actor cancelled the other one)."""
+    pid = o.cid.split("-")[1]
+
+    def done() -> bool:
+        with svc.db.tx("db_read") as tx:
+            phase = tx.scalar(select(PositionRow.phase).where(PositionRow.id == pid))
+        return phase in FINAL and not any(x.cid.split("-")[1] == pid for x in svc.gateway.engine.open_orders(o.symbol))
+
+    _wait(done, timeout_s, f"position {pid} closed after {o.cid} filled")
+
+
+def _trades(svc, cfg: Config, exits: dict[str, float], lines) -> list[Trade]:
+    """The report's rows from what the service recorded (signals, positions)."""
+    line_of = {line.wave.id: line.number for line in lines if line.wave is not None}
+    ts_of = {line.wave.id: line.ts for line in lines if line.wave is not None}
+    with svc.db.tx("db_read") as tx:
+        signals = list(tx.scalars(select(SignalRow)))
+        positions = {p.id: p for p in tx.scalars(select(PositionRow))}
+    fee = cfg.backtest.fee_bps / BPS
+    out = []
+    for s in signals:
+        p = positions.get(s.position_id or "")
+        status = s.outcome or "pending"
+        t = Trade(line_of.get(s.wave_id, 0), s.wave_id, s.id, s.symbol, s.side, s.rank, status, s.outcome,
+                  s.reason, s.position_id)
+        if p is not None:
+            t.status = {"closed": "closed", "emergency_closed": "closed", "failed": "failed"}.get(p.phase, "open")
+            t.entry_price, t.qty = p.entry_price, p.qty
+            t.entry_ts = ts_of.get(s.wave_id) if p.entry_price is not None else None  # the path held still
+            if t.status == "closed":
+                t.exit_price, t.exit_reason, t.exit_ts = p.exit_price, p.close_reason, exits.get(p.id)
+                sign = 1 if s.side == "long" else -1
+                t.pnl = (t.exit_price - t.entry_price) * t.qty * sign
+                t.fees = (t.entry_price + t.exit_price) * t.qty * fee
+                t.net = t.pnl - t.fees
+        out.append(t)
+    return out
