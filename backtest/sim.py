@@ -115,7 +115,8 @@ class Backtest:
         self.data = data
         self.record = record
         self.params = position_params(cfg)
-        self.markets = recorded_markets(data, paper_markets(), cfg.risk.position_notional_usdt)
+        self.markets = recorded_markets(data, paper_markets(cfg.paper.extra_symbols),
+                                        cfg.risk.position_notional_usdt)
         self.engine = PaperEngine(self.markets, first_prices(data), slippage_bps=cfg.paper.slippage_bps)
         self.engine.add_listener(self._on_order)
         self.latency = cfg.paper.latency_ms / 1000

@@ -46,6 +46,7 @@ FULL = (
     Run("restart-300ms", "restart", ("--latency-ms", "300",), 90),
     Run("fleet-5000-sqlite", "fleet", ("--positions", "5000",), 900),
     Run("fleet-1000-postgres", "fleet", ("--positions", "1000", "--db", "postgres"), 420),
+    Run("backtest-50x1440", "backtest", ("--symbols", "50", "--minutes", "1440"), 300),
 )
 
 QUICK = (
@@ -55,6 +56,7 @@ QUICK = (
     Run("restart-0ms", "restart", ("--latency-ms", "0", "--operation-s", "1", "--hung", "1",
                                    "--bystanders", "2"), 60),
     Run("fleet-20-postgres", "fleet", ("--positions", "20", "--db", "postgres", "--idle-seconds", "0.5"), 120),
+    Run("backtest-3x120", "backtest", ("--symbols", "3", "--minutes", "120"), 60),
 )
 
 

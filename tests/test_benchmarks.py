@@ -22,7 +22,7 @@ def test_quick_suite_runs_every_scenario_and_reports_json(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = tmp_path.glob("bench-*.json")
     record = json.loads(path.read_text())
-    assert [r["ok"] for r in record["runs"]] == [True] * 4
+    assert [r["ok"] for r in record["runs"]] == [True] * 5
     figs = {(f["scenario"], f["name"]): f for f in record["figures"]}
     by_name = lambda part: [f for (s, n), f in figs.items() if part in n]  # noqa: E731
 
@@ -34,6 +34,8 @@ def test_quick_suite_runs_every_scenario_and_reports_json(tmp_path):
     assert p99["value"] > 0 and p99["target"] == 10
     (hung,) = by_name("hung call → re-protected")
     assert hung["target"] == 2 and hung["value"] > 1, "nothing is re-protected before the deadline passes"
+    (rate,) = by_name("candles per second")
+    assert rate["value"] > 0
     restored = by_name("every position reconciled and protected")
     assert {f["scenario"] for f in restored} == {"fleet 40 (sqlite)", "fleet 20 (postgres)"}
 
