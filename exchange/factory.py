@@ -27,7 +27,7 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
                              slippage_bps=p.slippage_bps, store=paper_store(cfg))
         gateway = PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                                tick_interval_s=0 if recorded else p.tick_interval_ms / 1000,
-                               faults=faults, seed=p.seed, prices=price_source(cfg))
+                               faults=faults, seed=p.seed, prices=price_source(cfg, engine))
         gateway.recorded = recorded
         return gateway
     if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt (issue 4)
@@ -46,6 +46,16 @@ def paper_store(cfg: Config) -> PaperStore | None:
                       timeout_s=cfg.deadlines.db_call_s)
 
 
-def price_source(cfg: Config) -> PriceSource:
-    """What moves the paper venue's prices on its feed thread (`paper.prices`)."""
+def price_source(cfg: Config, engine: PaperEngine) -> PriceSource:
+    """What moves the paper venue's prices on its feed thread (`paper.prices`); a live
+    stream's first prices are the engine's before anything trades."""
+    p, x = cfg.paper, cfg.exchange
+    if p.prices.startswith("live:"):
+        from exchange.paper.live import LivePrices
+
+        live = LivePrices(p.prices.removeprefix("live:"), list(engine.markets), api_url=x.api_url,
+                          ws_url=x.ws_url, poll_interval_s=x.poll_interval_ms / 1000,
+                          timeout_s=cfg.deadlines.venue_call_s).start()
+        live.advance(engine, 0.0)
+        return live
     return RandomWalk()

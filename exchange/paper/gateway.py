@@ -87,6 +87,8 @@ class PaperGateway:
 
     def close(self) -> None:
         self.stop_feed()
+        if hasattr(self.prices, "close"):  # a live price stream has a connection to end
+            self.prices.close()
         self.engine.close()
 
     # ---- internals ---------------------------------------------------------------------
