@@ -8,7 +8,7 @@ from html import escape
 from backtest.report import render_totals, totals, when
 from backtest.sim import Result, Trade
 
-W, H, PAD = 900, 280, 48
+W, H, PAD, TOP = 900, 300, 48, 44
 
 
 def _scale(lo: float, hi: float, a: float, b: float):
@@ -16,8 +16,9 @@ def _scale(lo: float, hi: float, a: float, b: float):
     return lambda v: a + (float(v) - lo) / span * (b - a)
 
 
-def _svg(series: list[tuple[str, str, list[tuple[float, float]], bool]], title: str) -> str:
-    """Lines on shared axes; each (label, colour, points, stepped)."""
+def _svg(series: list[tuple[str, str, list[tuple[float, float]], bool]], title: str,
+         marks: list[tuple[str, float, float]] = ()) -> str:
+    """Lines on shared axes, each (label, colour, points, stepped), and labelled dots."""
     pts = [p for _l, _c, ps, _s in series for p in ps]
     if not pts:
         return f"<p>{escape(title)}: nothing to draw</p>"
@@ -25,11 +26,11 @@ def _svg(series: list[tuple[str, str, list[tuple[float, float]], bool]], title: 
     v0, v1 = min(p[1] for p in pts), max(p[1] for p in pts)
     pad = (v1 - v0) * 0.05 or abs(v1) * 0.01 or 1.0
     v0, v1 = v0 - pad, v1 + pad
-    x, y = _scale(t0, t1, PAD, W - 10), _scale(v0, v1, H - 30, 20)
+    x, y = _scale(t0, t1, PAD, W - 10), _scale(v0, v1, H - 30, TOP)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">',
            f'<text x="{PAD}" y="14" font-size="13">{escape(title)}</text>',
            f'<line x1="{PAD}" y1="{H - 30}" x2="{W - 10}" y2="{H - 30}" stroke="#999"/>',
-           f'<line x1="{PAD}" y1="20" x2="{PAD}" y2="{H - 30}" stroke="#999"/>']
+           f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{H - 30}" stroke="#999"/>']
     for k in range(5):
         v = v0 + (v1 - v0) * k / 4
         out.append(f'<text x="2" y="{y(v) + 4:.1f}" font-size="10">{v:.6g}</text>')
@@ -48,8 +49,13 @@ def _svg(series: list[tuple[str, str, list[tuple[float, float]], bool]], title: 
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(path)}"/>')
         if label not in labels:
             labels.append(label)
-            out.append(f'<text x="{W - 200}" y="{20 + 14 * len(labels)}" font-size="11" '
-                       f'fill="{colour}">{escape(label)}</text>')
+            out.append(f'<text x="{PAD + 110 * (len(labels) - 1)}" y="32" font-size="11" '
+                       f'fill="{colour}">— {escape(label)}</text>')
+    for label, t, v in marks:
+        right = x(t) > W - 160  # keep a label near the right edge inside the picture
+        out.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="4" fill="none" stroke="#000"/>'
+                   f'<text x="{x(t) + (-6 if right else 6):.1f}" y="{y(v) - 6:.1f}" font-size="10" '
+                   f'text-anchor="{"end" if right else "start"}">{escape(label)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -91,7 +97,10 @@ def html(r: Result, settings: dict[str, str], signal: str | None = None) -> str:
         series += [("trailing stop", "#2da44e", seg, True) for seg in _segments([(t, tl) for t, _p, _s, tl in lv])]
         title = (f"{chosen.symbol} {chosen.side} (signal {chosen.signal_id}): entry {chosen.entry_price}, "
                  f"exit {chosen.exit_price or '-'} — {chosen.exit_reason or chosen.status}")
-        parts.append(_svg(series, title))
+        marks = [(f"entry {chosen.entry_price}", chosen.entry_ts, float(chosen.entry_price))]
+        if chosen.exit_ts is not None:
+            marks.append((f"exit {chosen.exit_price}", chosen.exit_ts, float(chosen.exit_price)))
+        parts.append(_svg(series, title, marks))
     summary = escape(render_totals(totals(r), settings))
     return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>wave-trader backtest</title></head>"
             "<body style=\"font-family: sans-serif\">\n<h2>wave-trader backtest</h2>\n"

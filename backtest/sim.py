@@ -187,9 +187,13 @@ class Backtest:
             pos.events.append(Tick(price, self.now))
             self._work(pos)
         if self.record:
-            s = pos.state
-            trail = s.trailing.level if s.trailing is not None and s.trailing.activated else None
-            self.levels.setdefault(s.id, []).append((self.now, price, s.stop_price, trail))
+            self._levels(pos, price)
+
+    def _levels(self, pos: _Position, price: Decimal) -> None:
+        """One sample of the chart: the price, the stop-loss and the armed trailing level."""
+        s = pos.state
+        trail = s.trailing.level if s.trailing is not None and s.trailing.activated else None
+        self.levels.setdefault(s.id, []).append((self.now, price, s.stop_price, trail))
 
     def _on_order(self, o: OrderState) -> None:
         self._updates.append(o)
@@ -351,6 +355,8 @@ class Backtest:
         s, t = pos.state, pos.trade
         if s.entry_price is not None and old.entry_price is None:
             t.entry_ts, t.entry_price, t.qty = self.now, s.entry_price, s.qty
+        if self.record and s.entry_price is not None and s.stop_price != old.stop_price:
+            self._levels(pos, s.last_price)
         if not s.phase.final or old.phase.final:
             return
         self.held.pop(s.symbol, None)
