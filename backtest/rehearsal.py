@@ -4,10 +4,12 @@ supervisor, database, paper venue) trading recorded waves while the recorded can
 `paper.prices = "file:DATA"` builds the paper venue on the recorded symbols and their first
 prices, without a random-walk feed; this module plays the path through the same `play` the
 backtest uses, sending every price to the service's market data as the feed would. Each wave
-is submitted at its own time and the path holds still until it is final; after a price that
-triggers a stop, the path holds still until the owning actor has closed its position and
-cancelled the rest of its orders. So the actors meet the prices the backtest met, in the same
-order, and (at `paper.latency_ms = 0`, native trailing) make the same exits at the same prices.
+is submitted at its own time and the path holds still until it is final; after each price
+until the positions on its symbol have acted on it (an emulated trailing stop moved); after a
+price that triggers a stop, until the owning actor has closed its position and cancelled the
+rest of its orders. So the actors meet the prices the backtest met, in the same order, and at
+`paper.latency_ms = 0` make the same exits at the same prices (native or emulated trailing;
+with `protection.replace_min_interval_s = 0`, since the actors' clock is the wall's).
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pykka
 from sqlalchemy import select
+
+from actors.messages import GetState
 
 from backtest.sim import BPS, Result, Trade
 from backtest.waves import read_waves
@@ -63,7 +68,7 @@ def rehearse(cfg: Config, waves: Path) -> Result:
         def play_until(t: float | None) -> None:
             nonlocal nxt, candles
             while nxt is not None and (t is None or nxt[0] <= t):
-                play(engine, nxt, svc.market_data.on_tick)
+                play(engine, nxt, lambda sym, price: (svc.market_data.on_tick(sym, price), _heard(svc, sym, wait_s)))
                 candles += 1
                 while fired:
                     o = fired.pop(0)
@@ -91,6 +96,17 @@ def rehearse(cfg: Config, waves: Path) -> Result:
         equity.append((t.exit_ts, total))
     return Result(trades, equity, min(starts), max(s.end for s in data.values()), candles // 4,
                   time.perf_counter() - t0, {})
+
+
+def _heard(svc, symbol: str, timeout_s: float) -> None:
+    """Hold the path until every position on `symbol` has acted on the price just sent (an
+    ask queues behind the tick, and a stop the tick moves is placed before it is answered)."""
+    for key, h in list(svc.supervisor.children.items()):
+        if key != "coordinator" and h.symbol == symbol and h.ref is not None and not h.retired:
+            try:
+                h.ref.ask(GetState(), timeout=timeout_s)
+            except pykka.ActorDeadError:
+                pass  # it closed meanwhile
 
 
 def _settled(svc, o: OrderState, timeout_s: float) -> None:

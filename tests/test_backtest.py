@@ -192,3 +192,11 @@ def test_bad_data_is_named(tmp_path):
                           str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "x.csv:2" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_emulated_trailing_moves_the_stop_to_the_same_level():
+    """Emulated, the service moves the stop-loss to floor(best × 0.995) as C's price makes
+    its best (43.86998): the moved stop is what fills, at the same level as the native one."""
+    trades, _r = run("protection.trailing_mode='emulated'", "protection.replace_min_interval_s=0")
+    c = trades["c-asml-long"]
+    assert (c.exit_price, c.exit_reason) == (floor(D("43.86998") * D("0.995"), "0.00001"), "stop-loss triggered")
