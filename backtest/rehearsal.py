@@ -63,13 +63,11 @@ def rehearse(cfg: Config, waves: Path) -> Result:
         lines = read_waves(waves, svc.markets, max_wave_size=cfg.signals.max_wave_size)
         path = heapq.merge(*(points(s) for s in data.values()))
         nxt = next(path, None)
-        candles = 0
 
         def play_until(t: float | None) -> None:
-            nonlocal nxt, candles
+            nonlocal nxt
             while nxt is not None and (t is None or nxt[0] <= t):
                 play(engine, nxt, lambda sym, price: (svc.market_data.on_tick(sym, price), _heard(svc, sym, wait_s)))
-                candles += 1
                 while fired:
                     o = fired.pop(0)
                     exits.setdefault(o.cid.split("-")[1], nxt[0])
@@ -94,7 +92,8 @@ def rehearse(cfg: Config, waves: Path) -> Result:
     for t in closed:
         total += t.net
         equity.append((t.exit_ts, total))
-    return Result(trades, equity, min(starts), max(s.end for s in data.values()), candles // 4,
+    return Result(trades, equity, min(starts), max(s.end for s in data.values()),
+                  sum(len(s.candles) for s in data.values()),
                   time.perf_counter() - t0, {})
 
 

@@ -80,7 +80,7 @@ class Result:
     equity: list[tuple[float, Decimal]]  # realized net PnL after each exit
     start: float
     end: float
-    candles: int
+    candles: int  # records read: candles, or trades
     seconds: float
     levels: dict[str, list[tuple[float, Decimal, Decimal | None, Decimal | None]]]  # per position
 
@@ -155,12 +155,10 @@ class Backtest:
                                          "rejected", line.reason))
             else:
                 self.at(line.wave.ts, lambda w=line.wave, n=line.number: self._open_wave(w, n))
-        n = 0
         for point in heapq.merge(*(points(s) for s in self.data.values())):
             t, sym, price, _walk = point
             self._run_timers(t)
             self.now = t
-            n += 1
             pos = self.held.get(sym)
             if pos is None:
                 self._last[sym] = price
@@ -173,7 +171,8 @@ class Backtest:
         starts = [line.ts for line in self.lines if line.ts is not None] or [s.start for s in self.data.values()]
         for pos in list(self.held.values()):
             self._mark_open(pos)
-        return Result(self.trades, self.equity, min(starts), max(ends), n // 4,
+        records = sum(len(s.candles) for s in self.data.values())
+        return Result(self.trades, self.equity, min(starts), max(ends), records,
                       time.perf_counter() - t0, self.levels)
 
     def _on_price(self, sym: str, price: Decimal) -> None:

@@ -7,6 +7,7 @@ the price, activation further into profit, fills at the level a stop is crossed 
 """
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from datetime import datetime, timezone
@@ -200,3 +201,26 @@ def test_emulated_trailing_moves_the_stop_to_the_same_level():
     trades, _r = run("protection.trailing_mode='emulated'", "protection.replace_min_interval_s=0")
     c = trades["c-asml-long"]
     assert (c.exit_price, c.exit_reason) == (floor(D("43.86998") * D("0.995"), "0.00001"), "stop-loss triggered")
+
+
+def test_trades_are_a_path_too(tmp_path):
+    """Recorded trades: each print is one price, walked from the one before. A long entered at
+    100 has its stop at 98 (2 %); the print at 97.5 after 99 passes it: filled at 98."""
+    start = 1_700_000_000
+    prices = ["100", "100.4", "99", "97.5", "101"]
+    rows = [[(start + 10 * i) * 1000, str(i), None, "buy", float(p), 1.0, float(p)] for i, p in enumerate(prices)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "BTC_USDT_USDT-trades.json.gz").write_bytes(gzip.compress(json.dumps(rows).encode()))
+    waves = tmp_path / "w.jsonl"
+    waves.write_text(json.dumps({"wave_id": "t", "ts": start, "signals": [
+        {"id": "t1", "symbol": "BTC/USDT:USDT", "side": "long", "score": 1}]}) + "\n")
+    series = load(data)["BTC/USDT:USDT"]
+    assert series.kind == "trades" and [c.close for c in series.candles] == [D(p) for p in prices]
+    cfg = load_config(None, ["paper.slippage_bps=0"])
+    r = Backtest(cfg, read_waves(waves, set(load(data))), load(data)).run()
+    (t,) = r.trades
+    assert (t.entry_price, t.exit_price, t.exit_reason, t.exit_ts) == (D(100), D(98), "stop-loss triggered", start + 30)
+    (tmp_path / "ETH_USDT_USDT-trades.csv").write_text("timestamp,id,price,amount\n1700000000000,1,3400.5,0.2\n")
+    assert [(c.ts, c.close, c.volume) for c in read_file(tmp_path / "ETH_USDT_USDT-trades.csv")] == [
+        (1_700_000_000, D("3400.5"), D("0.2"))]

@@ -11,6 +11,11 @@ Layouts read (a file, or every such file under a directory):
 - Feather / Parquet (Freqtrade's `<PAIR>-<tf>[-futures].feather`: `date`, `open`, `high`,
   `low`, `close`, `volume`), through pyarrow (the `backtest` extra).
 
+Trades (a file whose name has `-trades`): Freqtrade's `<PAIR>-trades.json[.gz]` (rows of
+`[ms, id, type, side, price, amount, cost]`) and `-trades.feather` / `.parquet`, or a CSV with a
+header naming a timestamp column, `price` and optionally `amount`. Each trade is one price of
+the path, in time order.
+
 The symbol is taken from the file name: `BTC_USDT_USDT-1m-futures.feather` is
 `BTC/USDT:USDT`, `BTC_USDT-1m.json` (spot) is `BTC/USDT`, `BTCUSDT-1m-2024-05-01.csv` is
 `BTC/USDT:USDT`; waves name symbols the same way. Several files of one symbol are joined; of
@@ -19,6 +24,7 @@ several intervals the finest is kept. Prices are Decimal from the file's own dig
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Iterable
 
 MAX_PRICE = Decimal(10) ** 12
-SUFFIXES = (".csv", ".json", ".feather", ".parquet")
+SUFFIXES = (".csv", ".json", ".json.gz", ".feather", ".parquet")
 _TS_NAMES = ("timestamp", "date", "time", "open_time", "datetime", "ts")
 _QUOTES = ("USDT", "USDC", "BUSD", "USD")
 
@@ -49,12 +55,14 @@ class Candle:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One symbol's candles, in time order, and their interval (seconds)."""
+    """One symbol's candles (or trades, each a candle of one price), in time order, and their
+    interval in seconds (0 for trades)."""
 
     symbol: str
     interval: float
     candles: tuple[Candle, ...]
     source: str
+    kind: str = "candles"  # or "trades"
 
     @property
     def start(self) -> float:
@@ -68,9 +76,10 @@ class Series:
 def symbol_of_file(path: Path) -> str:
     """`BTC_USDT_USDT-1m-futures.feather` → `BTC/USDT:USDT`; `BTCUSDT-1m.csv` → `BTC/USDT:USDT`."""
     name = path.name
-    for suffix in SUFFIXES:
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
+            break
     pair = name.split("-")[0]
     parts = pair.split("_")
     if len(parts) == 3:
@@ -173,15 +182,18 @@ def read_json(path: Path) -> list[Candle]:
     return out
 
 
-def read_arrow(path: Path) -> list[Candle]:
+def _arrow_table(path: Path):
     try:
         import pyarrow.feather as feather
         import pyarrow.parquet as parquet
     except ImportError:
         raise DataError(f"{path}: reading Feather/Parquet needs pyarrow "
                         "(.venv/bin/pip install -e '.[backtest]')") from None
-    table = (parquet.read_table(path) if path.suffix.lower() == ".parquet"
-             else feather.read_table(path))
+    return parquet.read_table(path) if path.suffix.lower() == ".parquet" else feather.read_table(path)
+
+
+def read_arrow(path: Path) -> list[Candle]:
+    table = _arrow_table(path)
     cols = {c.lower(): c for c in table.column_names}
     ts_name = next((cols[h] for h in _TS_NAMES if h in cols), None)
     if ts_name is None or not all(k in cols for k in ("open", "high", "low", "close")):
@@ -193,13 +205,54 @@ def read_arrow(path: Path) -> list[Candle]:
                         vols[i], f"{path.name}[{i}]") for i in range(table.num_rows)]
 
 
+def trade(ts: object, price: object, amount: object, where: str) -> Candle:
+    p = _price(price, where, "price")
+    if p <= 0:
+        raise DataError(f"{where}: price {p} is not positive")
+    return Candle(parse_ts(ts), p, p, p, p, _price(amount if amount not in (None, "") else 0, where, "amount"))
+
+
+def read_trades(path: Path) -> list[Candle]:
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+        rows = json.loads(raw, parse_float=Decimal)
+        if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) < 6 for r in rows):
+            raise DataError(f"{path}: expected a JSON list of [ms, id, type, side, price, amount, …]")
+        return [trade(r[0], r[4], r[5], f"{path.name}[{n}]") for n, r in enumerate(rows)]
+    if name.endswith(".csv"):
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = csv.reader(fh)
+            header = [c.strip().lower() for c in next(rows, [])]
+            ts_col = next((header.index(h) for h in _TS_NAMES if h in header), None)
+            if ts_col is None or "price" not in header:
+                raise DataError(f"{path}: a trades CSV needs a header with a timestamp column and price")
+            pc, ac = header.index("price"), header.index("amount") if "amount" in header else None
+            return [trade(r[ts_col], r[pc], r[ac] if ac is not None else 0, f"{path.name}:{n}")
+                    for n, r in enumerate(rows, 2) if r]
+    table = _arrow_table(path)
+    cols = {c.lower(): c for c in table.column_names}
+    ts_name = next((cols[h] for h in _TS_NAMES if h in cols), None)
+    if ts_name is None or "price" not in cols:
+        raise DataError(f"{path}: columns {table.column_names} lack timestamp/price")
+    stamps, prices = table.column(ts_name).to_pylist(), table.column(cols["price"]).to_pylist()
+    amounts = table.column(cols["amount"]).to_pylist() if "amount" in cols else [0] * table.num_rows
+    return [trade(stamps[i], prices[i], amounts[i], f"{path.name}[{i}]") for i in range(table.num_rows)]
+
+
+def is_trades(path: Path) -> bool:
+    return "-trades" in path.name.lower()
+
+
 def read_file(path: Path) -> list[Candle]:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    name = path.name.lower()
+    if is_trades(path):
+        return read_trades(path)
+    if name.endswith(".csv"):
         return read_csv(path)
-    if suffix == ".json":
+    if name.endswith(".json"):
         return read_json(path)
-    if suffix in (".feather", ".parquet"):
+    if name.endswith((".feather", ".parquet")):
         return read_arrow(path)
     raise DataError(f"{path}: unknown format (read: {', '.join(SUFFIXES)})")
 
@@ -217,7 +270,7 @@ def load(data: str | Path) -> dict[str, Series]:
     """Every symbol's candles under `data` (a file or a directory)."""
     root = Path(data).expanduser()
     if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
     elif root.is_file():
         files = [root]
     else:
@@ -229,12 +282,17 @@ def load(data: str | Path) -> dict[str, Series]:
         candles = read_file(f)
         if candles:
             candles.sort(key=lambda c: c.ts)
-            by_symbol[symbol_of_file(f)][_interval(candles, f.name)].append((f, candles))
+            interval = 0.0 if is_trades(f) else _interval(candles, f.name)
+            by_symbol[symbol_of_file(f)][interval].append((f, candles))
     out: dict[str, Series] = {}
     for sym, by_interval in by_symbol.items():
-        interval = min(by_interval)
+        interval = min(by_interval)  # trades (0) before any candles: the finest there is
         parts = by_interval[interval]
-        merged = {c.ts: c for _f, cs in parts for c in cs}  # a candle in two files counts once
-        out[sym] = Series(sym, interval, tuple(merged[t] for t in sorted(merged)),
-                          ", ".join(str(f) for f, _c in parts))
+        if interval == 0:  # trades: several at one millisecond are all real
+            rows = tuple(sorted((c for _f, cs in parts for c in cs), key=lambda c: c.ts))
+        else:
+            merged = {c.ts: c for _f, cs in parts for c in cs}  # a candle in two files counts once
+            rows = tuple(merged[t] for t in sorted(merged))
+        out[sym] = Series(sym, interval, rows, ", ".join(str(f) for f, _c in parts),
+                          "trades" if interval == 0 else "candles")
     return out

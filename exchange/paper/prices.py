@@ -1,7 +1,7 @@
 """Where the paper venue's prices come from: a seeded random walk, a recorded path of
 candles, or (exchange/paper/live.py) a real venue's public price stream.
 
-A recorded candle is walked in a fixed order, the one most backtesters use: open → low →
+A recorded trade is one price of the path. A recorded candle is walked in a fixed order, the one most backtesters use: open → low →
 high → close for a rising candle (close ≥ open), open → high → low → close for a falling
 one, at ¼-interval steps (open at the candle's start, close at ¾). Between two points of one
 candle the price moves continuously, so it passes every trigger level of a resting order on
@@ -47,7 +47,12 @@ def candle_path(c: Candle, interval: float) -> tuple[tuple[float, Decimal], ...]
 
 
 def points(series: Series) -> Iterator[Point]:
-    """One symbol's path: every candle's four points; the open jumps, the rest walk."""
+    """One symbol's path: every candle's four points (the open jumps, the rest walk), or
+    every trade's price (walking from the one before)."""
+    if series.kind == "trades":
+        for k, c in enumerate(series.candles):
+            yield c.ts, series.symbol, c.close, k > 0
+        return
     for c in series.candles:
         for k, (t, p) in enumerate(candle_path(c, series.interval)):
             yield t, series.symbol, p, k > 0
