@@ -6,7 +6,7 @@ from decimal import Decimal
 from html import escape
 
 from backtest.report import render_totals, totals, when
-from backtest.sim import Result, Trade
+from backtest.trades import Result, Trade
 
 W, H, PAD, TOP = 900, 300, 48, 44
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from actors.messages import GetState
 
-from backtest.sim import BPS, Result, Trade
+from backtest.trades import BPS, Result, Trade, settle
 from backtest.waves import read_waves
 from core.config import Config
 from exchange.gateway import OrderState
@@ -140,10 +140,7 @@ def _trades(svc, cfg: Config, exits: dict[str, float], lines) -> list[Trade]:
             t.entry_price, t.qty = p.entry_price, p.qty
             t.entry_ts = ts_of.get(s.wave_id) if p.entry_price is not None else None  # the path held still
             if t.status == "closed":
-                t.exit_price, t.exit_reason, t.exit_ts = p.exit_price, p.close_reason, exits.get(p.id)
-                sign = 1 if s.side == "long" else -1
-                t.pnl = (t.exit_price - t.entry_price) * t.qty * sign
-                t.fees = (t.entry_price + t.exit_price) * t.qty * fee
-                t.net = t.pnl - t.fees
+                t.exit_reason, t.exit_ts = p.close_reason, exits.get(p.id)
+                settle(t, p.exit_price, fee, closed=True)
         out.append(t)
     return out

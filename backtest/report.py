@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from backtest.sim import Result, Trade
+from backtest.trades import Result, Trade
 
 ZERO = Decimal(0)
 CENT = Decimal("0.0001")

@@ -36,54 +36,10 @@ from exchange.paper.candles import Series
 from exchange.paper.engine import PaperEngine
 from exchange.paper.prices import first_prices, play, points, recorded_markets
 from exchange.paper.universe import paper_markets
+from backtest.trades import BPS, Result, Trade, settle
 from backtest.waves import Line
 from service.app import position_params
 from signals.wave import SignalIn
-
-BPS = Decimal(10000)
-
-
-@dataclass
-class Trade:
-    """What became of one signal: the report's row."""
-
-    line: int
-    wave_id: str
-    signal_id: str
-    symbol: str
-    side: str
-    rank: int
-    status: str  # closed, open (at the end of the data), failed, skipped, rejected, duplicate
-    outcome: str | None = None
-    reason: str | None = None
-    position_id: str | None = None
-    entry_ts: float | None = None
-    entry_price: Decimal | None = None
-    qty: Decimal | None = None
-    exit_ts: float | None = None
-    exit_price: Decimal | None = None
-    exit_reason: str | None = None
-    pnl: Decimal | None = None
-    fees: Decimal | None = None
-    net: Decimal | None = None
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.entry_ts is None or self.exit_ts is None:
-            return None
-        return self.exit_ts - self.entry_ts
-
-
-@dataclass
-class Result:
-    trades: list[Trade]
-    equity: list[tuple[float, Decimal]]  # realized net PnL after each exit
-    start: float
-    end: float
-    candles: int  # records read: candles, or trades
-    seconds: float
-    levels: dict[str, list[tuple[float, Decimal, Decimal | None, Decimal | None]]]  # per position
-
 
 @dataclass
 class _Position:
@@ -362,25 +318,16 @@ class Backtest:
         if s.phase is Phase.FAILED:
             t.status = "failed"
             return
-        t.status, t.exit_ts, t.exit_price, t.exit_reason = "closed", self.now, s.exit_price, s.close_reason
-        self._settle(t)
+        t.status, t.exit_ts, t.exit_reason = "closed", self.now, s.close_reason
+        settle(t, s.exit_price, self.fee, closed=True)
         self._realized += t.net
         self.equity.append((self.now, self._realized))
-
-    def _settle(self, t: Trade) -> None:
-        sign = 1 if t.side == "long" else -1
-        t.pnl = (t.exit_price - t.entry_price) * t.qty * sign
-        t.fees = (t.entry_price + t.exit_price) * t.qty * self.fee
-        t.net = t.pnl - t.fees
 
     def _mark_open(self, pos: _Position) -> None:
         """A position still open when the data ends: marked at the last price, not closed."""
         t, s = pos.trade, pos.state
         if s.entry_price is None:
             return
-        t.exit_price = self.engine.price(s.symbol) if s.symbol not in self._stale else self._last[s.symbol]
         t.exit_reason = "open at the end of the data (marked at the last price)"
-        sign = 1 if t.side == "long" else -1
-        t.pnl = (t.exit_price - t.entry_price) * t.qty * sign
-        t.fees = t.entry_price * t.qty * self.fee
-        t.net = t.pnl - t.fees
+        settle(t, self.engine.price(s.symbol) if s.symbol not in self._stale else self._last[s.symbol],
+               self.fee, closed=False)
