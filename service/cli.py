@@ -96,6 +96,11 @@ def _db(cfg: Config, action: str) -> int:
 
 
 def _run(cfg: Config, args) -> int:
+    if cfg.paper.prices.startswith("file:"):
+        print("bin/trader run: paper.prices = \"file:…\" is a recorded path, played by "
+              "`bin/trader replay WAVES --prices DATA` or `bin/trader backtest`; run takes \"random\" "
+              "or \"live:binanceusdm|bybit\"", file=sys.stderr)
+        return 2
     from persistence.schema import SchemaOutOfDate
     from exchange.gateway import VenueError
     from service.app import Service

@@ -72,3 +72,9 @@ def test_replay_on_recorded_prices_prints_the_backtest_report(tmp_path):
     exits = {s["signal"]: (s["exit"], s["exit_reason"]) for s in out["signals"] if s["status"] == "closed"}
     assert exits["c-asml-long"][1] == "trailing stop triggered" and exits["a-asml-long"][1] == "stop-loss triggered"
     assert out["totals"]["trades"] == 4
+
+
+def test_run_refuses_a_recorded_path_it_could_not_play(tmp_path):
+    res = subprocess.run([str(TRADER), "run", "--set", f"paper.prices=file:{DATA / 'candles'}", "--waves", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "replay WAVES --prices DATA" in res.stderr
