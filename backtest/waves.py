@@ -34,14 +34,14 @@ def read_waves(path: str | Path, markets, *, max_wave_size: int = 50) -> list[Li
             if not raw or raw.startswith("#"):
                 continue
             ts = recorded_time(raw)
-            if ts is None:
-                out.append(Line(n, raw, reason="a recorded wave needs its ts (unix seconds)"))
-                continue
             try:
                 wave = parse_wave(raw, markets=markets, source=f"{p.name}:{n}",
                                   max_wave_size=max_wave_size, now=ts)
             except WaveRejected as e:
                 out.append(Line(n, raw, reason=e.reason, ts=ts))
+                continue
+            if ts is None:
+                out.append(Line(n, raw, reason="a recorded wave needs its ts (unix seconds)"))
                 continue
             out.append(Line(n, raw, wave=wave, ts=ts))
     return sorted(out, key=lambda line: (line.ts if line.ts is not None else float("-inf"), line.number))

@@ -224,3 +224,12 @@ def test_trades_are_a_path_too(tmp_path):
     (tmp_path / "ETH_USDT_USDT-trades.csv").write_text("timestamp,id,price,amount\n1700000000000,1,3400.5,0.2\n")
     assert [(c.ts, c.close, c.volume) for c in read_file(tmp_path / "ETH_USDT_USDT-trades.csv")] == [
         (1_700_000_000, D("3400.5"), D("0.2"))]
+
+
+def test_lines_that_are_not_waves_are_rows_with_their_reason(tmp_path):
+    waves = tmp_path / "w.jsonl"
+    waves.write_text('{"wave_id": "x", "signals": [{"id": "1", "symbol": "ASML/EUR", "side": "long", "score": 1}]}\n'
+                     "not json\n")
+    _trades, r = run(waves=waves)
+    assert [(t.line, t.status, t.reason.split(":")[0]) for t in r.trades] == [
+        (1, "rejected", "a recorded wave needs its ts (unix seconds)"), (2, "rejected", "not valid JSON")]
