@@ -1,9 +1,10 @@
 """Where the paper venue's prices come from: a seeded random walk, a recorded path of
 candles, or (exchange/paper/live.py) a real venue's public price stream.
 
-A recorded trade is one price of the path. A recorded candle is walked in a fixed order, the one most backtesters use: open → low →
-high → close for a rising candle (close ≥ open), open → high → low → close for a falling
-one, at ¼-interval steps (open at the candle's start, close at ¾). Between two points of one
+A recorded trade is one price of the path. A recorded candle is walked in a fixed order, the
+one most backtesters use: open → low → high → close for a rising candle (close ≥ open), open →
+high → low → close for a falling one, at ¼-interval steps (open at the candle's start, close
+at ¾). Between two points of one
 candle the price moves continuously, so it passes every trigger level of a resting order on
 the way (`walk_to`): a stop between two recorded prices fills at its own level, as a venue
 would fill it, not at the candle's extreme. Between candles the price jumps (a gap is a gap).
