@@ -64,10 +64,14 @@ def rehearse(cfg: Config, waves: Path) -> Result:
         path = heapq.merge(*(points(s) for s in data.values()))
         nxt = next(path, None)
 
+        def send(sym: str, price: Decimal) -> None:  # as the feed would, then wait for the actors
+            svc.market_data.on_tick(sym, price)
+            _heard(svc, sym, wait_s)
+
         def play_until(t: float | None) -> None:
             nonlocal nxt
             while nxt is not None and (t is None or nxt[0] <= t):
-                play(engine, nxt, lambda sym, price: (svc.market_data.on_tick(sym, price), _heard(svc, sym, wait_s)))
+                play(engine, nxt, send)
                 while fired:
                     o = fired.pop(0)
                     exits.setdefault(o.cid.split("-")[1], nxt[0])
