@@ -163,7 +163,7 @@ def test_layouts_read(tmp_path):
     for name in ("a.csv", "b.csv", "d.json"):
         _same(read_file(tmp_path / name))
     assert [c.ts for c in read_file(tmp_path / "c.csv")] == [r[0] / 1000 for r in ROWS]
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa  # the backtest extra; the test extra has it too
     import pyarrow.feather as feather
     import pyarrow.parquet as parquet
     table = pa.table({"date": pa.array([datetime.fromtimestamp(r[0] / 1000, timezone.utc) for r in ROWS],
