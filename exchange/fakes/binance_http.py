@@ -1,19 +1,21 @@
-"""A local HTTP venue shaped like Binance USD-M futures, backed by the paper engine.
+"""A local venue shaped like Binance USD-M futures, backed by the paper engine.
 
-Contract tests point a real ccxt client at it over loopback; operators can run it standalone
-(`bin/fake-venue`, or `python -m exchange.fakes.binance_http --port 0`) to rehearse the real
-adapter end to end. It checks HMAC signatures (when given the secret), refuses parameters it
-does not know (-1104) and answers with Binance's error codes; latency and errors (-2019,
--2021, -2022, -1007, -4116, 429, or an answer that comes too late) can be injected per route.
+Contract tests point a real ccxt client at it over loopback (REST, and ccxt.pro over the
+websockets served on the same port: `binance_stream`); operators run it standalone
+(`bin/fake-venue --venue binanceusdm`). It checks HMAC signatures (when given the secret) and
+request timestamps against its own clock (`clock_skew_ms`: -1021 outside recvWindow), refuses
+parameters it does not know (-1104) and answers with Binance's error codes and documented
+shapes. Failures are injectable per route (`inject`): an error code, an answer that comes too
+late; and per triggered stop (route "trigger", `outcome`): its market order expires unfilled
+("expire") or it hangs in TRIGGERING/TRIGGERED ("triggering", "triggered").
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import hmac
 import itertools
-import signal
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,14 +25,18 @@ from typing import Any, Callable
 from aiohttp import web
 
 from core.position_types import Leg
+from exchange.fakes import binance_events as events
 from exchange.fakes import binance_wire as wire
-from exchange.gateway import OrderNotFound, OrderRequest, Rejected
+from exchange.fakes.binance_stream import StreamHub
+from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
 
 MESSAGES = {
     -1003: "Too many requests; current limit is 2400 requests per minute.",
     -1007: "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+    -1021: "Timestamp for this request is outside of the recvWindow.",
+    -2013: "Order does not exist.",
     -2019: "Margin is insufficient.",
     -2021: "Order would immediately trigger.",
     -2022: "ReduceOnly Order is rejected.",
@@ -45,12 +51,25 @@ _ALGO_PARAMS = {"symbol", "side", "type", "algoType", "quantity", "reduceOnly", 
 _LOOKUP_PARAMS = {"symbol", "orderId", "origClientOrderId", "algoId", "clientAlgoId"} | _SIGNING
 _PUBLIC = {"/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/price",
            "/fapi/v2/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/ticker/24hr"}
+_KEY_ONLY = {"/fapi/v1/listenKey"}  # user-data stream endpoints take the API key, no signature
+# What an injected "trigger" rule can make a fired stop do (see PaperEngine.trigger_outcome).
+_HELD = {"triggering": "TRIGGERING", "triggered": "TRIGGERED"}
 
 
 class VenueError(Exception):
     def __init__(self, code: int, msg: str | None = None, status: int = 400) -> None:
         super().__init__(msg or MESSAGES.get(code, "error"))
         self.code, self.status = code, status
+
+
+@dataclass
+class AlgoMeta:
+    """What the fake remembers of one algo order beyond the engine's order."""
+
+    algo_id: int
+    trigger_ms: int = 0
+    held: str | None = None  # TRIGGERING / TRIGGERED: fired, its market order never placed or filled
+    child: wire.Child | None = None
 
 
 @dataclass
@@ -65,6 +84,8 @@ class Inject:
     when: dict[str, str] = field(default_factory=dict)  # only if these request params match
     retry_after_s: int | None = None
     times: int = 1  # 0 = unlimited
+    outcome: str | None = None  # route "trigger": "expire" | "triggering" | "triggered";
+    #                             route "GET /fapi/v1/algoOrder": "no_actual_price" (actualPrice "0")
     fired: int = 0
 
     def matches(self, route: str, params: dict[str, str]) -> bool:
@@ -74,26 +95,36 @@ class Inject:
 
 
 class FakeBinance:
+    venue = "binanceusdm"
+
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.engine = engine or PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0))
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
         self.host, self.port = host, port
+        self.clock_skew_ms = 0  # this venue's clock minus the machine's: signed requests are judged by it
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.injects: list[Inject] = []
         self._ids = itertools.count(1000)
+        self._lock = threading.Lock()  # algo bookkeeping: REST on the loop, triggers on any thread
         self._order_ids: dict[str, int] = {}
-        self._algo: set[str] = set()  # client ids that were placed as algo orders
+        self._algo: dict[str, AlgoMeta] = {}  # client ids placed as algo orders
+        self._children: dict[int, str] = {}  # a triggered algo order's actualOrderId -> its client id
         self._by_id = {wire.market_id(s): s for s in self.engine.markets}
+        self._listen_keys: set[str] = set()
         self._loop = asyncio.new_event_loop()
+        self.streams = StreamHub(self._loop, lambda: dict(self.engine.account.prices), self._now,
+                                 self._listen_keys)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self.url = ""
+        self.url = self.ws_url = ""
+        self.engine.trigger_outcome = self._trigger_outcome
+        self.engine.add_listener(self._on_engine_update)
         self._routes: dict[str, Callable[[dict[str, str]], Any]] = {
             "GET /fapi/v1/ping": lambda p: {},
-            "GET /fapi/v1/time": lambda p: {"serverTime": _now()},
-            "GET /fapi/v1/exchangeInfo": lambda p: wire.exchange_info(self.engine.markets, _now()),
+            "GET /fapi/v1/time": lambda p: {"serverTime": self._now()},
+            "GET /fapi/v1/exchangeInfo": lambda p: wire.exchange_info(self.engine.markets, self._now()),
             "GET /fapi/v1/ticker/price": self._ticker_price,
             "GET /fapi/v2/ticker/price": self._ticker_price,
             "GET /fapi/v1/premiumIndex": self._premium_index,
@@ -107,9 +138,12 @@ class FakeBinance:
             "GET /fapi/v1/openAlgoOrders": lambda p: self._open(p, algo=True),
             "GET /fapi/v2/positionRisk": self._position_risk,
             "GET /fapi/v3/positionRisk": self._position_risk,
-            "GET /fapi/v2/balance": lambda p: wire.balance(self.engine.account.balance, _now()),
-            "GET /fapi/v3/balance": lambda p: wire.balance(self.engine.account.balance, _now()),
-            "POST /fapi/v1/listenKey": lambda p: {"listenKey": "fake-listen-key"},
+            "GET /fapi/v2/balance": lambda p: wire.balance(self.engine.account.balance, self._now()),
+            "GET /fapi/v3/balance": lambda p: wire.balance(self.engine.account.balance, self._now()),
+            # Start / Keepalive / Close User Data Stream: one key while it lives (Binance docs)
+            "POST /fapi/v1/listenKey": self._listen_key,
+            "PUT /fapi/v1/listenKey": self._listen_key,
+            "DELETE /fapi/v1/listenKey": lambda p: (self._listen_keys.clear(), {})[1],
         }
 
     # ---- control (tests and the standalone runner) -------------------------------------
@@ -130,10 +164,11 @@ class FakeBinance:
             self._thread.join(5)
 
     async def _shutdown(self) -> None:
-        """Drop answers still being delayed (injected slowness), then close the listener."""
+        """Drop answers still being delayed (injected slowness) and streams, then close."""
         me = asyncio.current_task()
         for task in [t for t in asyncio.all_tasks() if t is not me]:
             task.cancel()
+        await self._runner.shutdown()
         await self._runner.cleanup()
 
     def inject(self, route: str = "*", **kw: Any) -> Inject:
@@ -153,6 +188,9 @@ class FakeBinance:
         method, path = route.split(" ", 1)
         return [p for m, pa, p in self.requests if m == method and pa == path]
 
+    def _now(self) -> int:
+        return int(time.time() * 1000) + self.clock_skew_ms
+
     # ---- HTTP --------------------------------------------------------------------------
 
     def _serve(self, ready: threading.Event) -> None:
@@ -165,10 +203,13 @@ class FakeBinance:
         self._loop.run_until_complete(site.start())
         self.port = self._runner.addresses[0][1]
         self.url = f"http://{self.host}:{self.port}"
+        self.ws_url = f"ws://{self.host}:{self.port}"
         ready.set()
         self._loop.run_forever()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.streams.handle(request)
         route = f"{request.method} {request.path}"
         raw = request.query_string if request.method in ("GET", "DELETE") else await request.text()
         params = dict(request.query)
@@ -180,17 +221,19 @@ class FakeBinance:
         handler = self._routes.get(route)
         if handler is None:
             return _error(VenueError(-5000, f"Path {request.path}, Method {request.method} is invalid", 404))
-        rule = next((r for r in self.injects if r.matches(route, params)), None)
+        rule = next((r for r in self.injects if r.route != "trigger" and r.matches(route, params)), None)
         if rule is not None:
             rule.fired += 1
         try:
             if request.path not in _PUBLIC:
-                self._authenticate(request, raw)
+                self._authenticate(request, raw, params)
             if rule is not None and not rule.after:
                 await asyncio.sleep(rule.delay_s)
                 if rule.code is not None:
                     raise VenueError(rule.code, status=rule.status)
             body = handler(params)
+            if rule is not None and rule.outcome == "no_actual_price" and isinstance(body, dict):
+                body["actualPrice"] = "0"
             if rule is not None and rule.after:
                 await asyncio.sleep(rule.delay_s)
                 if rule.code is not None:
@@ -202,10 +245,10 @@ class FakeBinance:
             return resp
         return web.json_response(body)
 
-    def _authenticate(self, request: web.Request, raw: str) -> None:
+    def _authenticate(self, request: web.Request, raw: str, params: dict[str, str]) -> None:
         if not request.headers.get("X-MBX-APIKEY") or (self.api_key and request.headers["X-MBX-APIKEY"] != self.api_key):
             raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        if request.path == "/fapi/v1/listenKey":  # user-data streams take the key alone
+        if request.path in _KEY_ONLY:
             return
         payload, sep, signature = raw.rpartition("&signature=")
         if not sep:
@@ -214,6 +257,17 @@ class FakeBinance:
             want = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(want, signature):
                 raise VenueError(-1022, "Signature for this request is not valid.")
+        # Binance, "Timing security": serverTime - timestamp must be within recvWindow (default
+        # 5000 ms), and a timestamp more than 1000 ms ahead of the server is refused as well.
+        try:
+            stamp, window = int(params["timestamp"]), int(params.get("recvWindow", 5000))
+        except (KeyError, ValueError):
+            raise VenueError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.") from None
+        now = self._now()
+        if stamp >= now + 1000:
+            raise VenueError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - stamp > window:
+            raise VenueError(-1021)
 
     # ---- endpoints ---------------------------------------------------------------------
 
@@ -223,15 +277,20 @@ class FakeBinance:
             raise VenueError(-1121, "Invalid symbol.")
         return sym
 
+    def _listen_key(self, p):
+        if not self._listen_keys:
+            self._listen_keys.add(secrets.token_hex(32))
+        return {"listenKey": next(iter(self._listen_keys))}
+
     def _ticker_price(self, p):
-        rows = [{"symbol": wire.market_id(s), "price": wire.s(self.engine.price(s)), "time": _now()}
+        rows = [{"symbol": wire.market_id(s), "price": wire.s(self.engine.price(s)), "time": self._now()}
                 for s in ([self._symbol(p)] if "symbol" in p else self.engine.markets)]
         return rows[0] if "symbol" in p else rows
 
     def _premium_index(self, p):
         rows = [{"symbol": wire.market_id(s), "markPrice": wire.s(self.engine.price(s)),
                  "indexPrice": wire.s(self.engine.price(s)), "lastFundingRate": "0.0001",
-                 "nextFundingTime": _now() + 3600_000, "time": _now()}
+                 "nextFundingTime": self._now() + 3600_000, "time": self._now()}
                 for s in ([self._symbol(p)] if "symbol" in p else self.engine.markets)]
         return rows[0] if "symbol" in p else rows
 
@@ -243,7 +302,13 @@ class FakeBinance:
         cid = p.get("newClientOrderId") or f"fake-{next(self._ids)}"
         o = self._place(OrderRequest(cid, self._symbol(p), Leg.EXIT if reduce else Leg.ENTRY,
                                      p.get("side", "").lower(), _dec(p, "quantity")))
-        return wire.regular_order(o, self._order_ids[cid], _now())
+        oid, now = self._order_ids[cid], self._now()
+        self.streams.publish(
+            events.order_trade_update(oid, cid, o.symbol, o.side, o.qty, "NEW", Decimal(0), None, reduce, now),
+            events.order_trade_update(oid, cid, o.symbol, o.side, o.qty, "FILLED", o.filled_qty, o.avg_price,
+                                      reduce, now),
+            events.account_update(self.engine.positions(), self.engine.account.balance, now))
+        return wire.regular_order(o, oid, now)
 
     def _new_algo(self, p):
         _only(p, _ALGO_PARAMS)
@@ -259,9 +324,17 @@ class FakeBinance:
             req = OrderRequest(cid, sym, Leg.TRAILING, side, qty, activation=act, callback_pct=_dec(p, "callbackRate"))
         else:
             raise VenueError(-1116, "Invalid orderType.")
-        o = self._place(req)
-        self._algo.add(cid)
-        return wire.algo_order(o, self._order_ids[cid], None, _now())
+        with self._lock:  # known as an algo order before a trigger can see it
+            self._algo[cid] = AlgoMeta(next(self._ids))
+        try:
+            o = self._place(req)
+        except VenueError:
+            with self._lock:
+                self._algo.pop(cid, None)
+            raise
+        meta = self._algo[cid]
+        self.streams.publish(events.algo_update(o, meta.algo_id, "NEW", None, self._now()))
+        return self._algo_view(o)
 
     def _place(self, req: OrderRequest):
         try:
@@ -273,25 +346,44 @@ class FakeBinance:
 
     def _find(self, p: dict[str, str], algo: bool):
         cid = p.get("clientAlgoId") if algo else p.get("origClientOrderId")
-        if cid is None:
-            key = "algoId" if algo else "orderId"
-            cid = next((c for c, i in self._order_ids.items() if str(i) == p.get(key)), None)
+        if cid is None and algo:
+            cid = next((c for c, m in self._algo.items() if str(m.algo_id) == p.get("algoId")), None)
+        elif cid is None:
+            cid = next((c for c, i in self._order_ids.items() if str(i) == p.get("orderId")), None)
         o = self.engine.account.orders.get(cid or "")
         if o is None or (cid in self._algo) != algo or o.symbol != self._symbol(p):
             return None
         return o
 
-    def _view(self, o, algo: bool):
-        oid = self._order_ids[o.cid]
-        return wire.algo_order(o, oid, oid + 1 if o.status == "filled" else None, _now()) if algo \
-            else wire.regular_order(o, oid, _now())
+    def _algo_view(self, o) -> dict:
+        meta = self._algo[o.cid]
+        child = self._child(o)
+        status = meta.held if o.status == "open" and meta.held else None
+        return wire.algo_order(o, meta.algo_id, child, self._now(), status=status, trigger_ms=meta.trigger_ms)
+
+    def _child(self, o) -> wire.Child | None:
+        """The market order a triggered algo order placed (created when first asked for)."""
+        if o.status not in ("filled", "expired"):
+            return None
+        with self._lock:
+            meta = self._algo[o.cid]
+            if meta.child is None:
+                oid = next(self._ids)
+                meta.child = wire.Child(oid, f"autoTrig-{oid}", "FILLED" if o.status == "filled" else "EXPIRED",
+                                        o.filled_qty or Decimal(0), o.avg_price)
+                self._children[oid] = o.cid
+                meta.trigger_ms = meta.trigger_ms or self._now()
+            return meta.child
 
     def _lookup(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
+        if not algo and p.get("orderId", "").isdigit() and int(p["orderId"]) in self._children:
+            parent = self.engine.account.orders[self._children[int(p["orderId"])]]
+            return wire.child_order(self._child(parent), parent, self._now())
         o = self._find(p, algo)
         if o is None:
             raise VenueError(-2013, "Order does not exist.")
-        return self._view(o, algo)
+        return self._algo_view(o) if algo else wire.regular_order(o, self._order_ids[o.cid], self._now())
 
     def _cancel(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
@@ -303,22 +395,72 @@ class FakeBinance:
         except OrderNotFound:
             raise VenueError(-2011, "Unknown order sent.") from None
         if algo:
-            return {"algoId": self._order_ids[o.cid], "clientAlgoId": o.cid, "code": "200", "msg": "success"}
-        return self._view(o, algo)
+            meta = self._algo[o.cid]
+            self.streams.publish(events.algo_update(o, meta.algo_id, "CANCELED", None, self._now()))
+            # Cancel Algo Order response: SDK model `CancelAlgoOrderResponse`
+            return {"algoId": meta.algo_id, "clientAlgoId": o.cid, "code": "200", "msg": "success"}
+        return wire.regular_order(o, self._order_ids[o.cid], self._now())
 
     def _open(self, p, algo: bool):
         sym = self._symbol(p) if "symbol" in p else None
-        return [self._view(self.engine.account.orders[o.cid], algo) for o in self.engine.open_orders(sym)
-                if (o.cid in self._algo) == algo]
+        resting = {o.cid for o in self.engine.open_orders(sym)}
+        if not algo:
+            return [wire.regular_order(self.engine.account.orders[c], self._order_ids[c], self._now())
+                    for c in resting if c not in self._algo]
+        with self._lock:  # a stop hung between trigger and fill is still listed, as Binance does
+            held = {c for c, m in self._algo.items() if m.held}
+        orders = self.engine.account.orders
+        return [self._algo_view(orders[c]) for c in sorted(resting | held)
+                if c in self._algo and orders[c].status == "open" and (sym is None or orders[c].symbol == sym)]
 
     def _position_risk(self, p):
         sym = self._symbol(p) if "symbol" in p else None
-        return [wire.position_risk(v.symbol, v.qty, v.entry_price, self.engine.price(v.symbol), _now())
+        return [wire.position_risk(v.symbol, v.qty, v.entry_price, self.engine.price(v.symbol), self._now())
                 for v in self.engine.positions() if sym is None or v.symbol == sym]
 
+    # ---- triggered stops -----------------------------------------------------------------
 
-def _now() -> int:
-    return int(time.time() * 1000)
+    def _trigger_outcome(self, order) -> str:
+        """Engine hook (its lock held): what a fired stop does, from the "trigger" rules."""
+        params = {"clientAlgoId": order.cid, "symbol": wire.market_id(order.symbol)}
+        rule = next((r for r in self.injects if r.route == "trigger" and r.matches("trigger", params)), None)
+        outcome = "fill"
+        if rule is not None:
+            rule.fired += 1
+            outcome = rule.outcome or "fill"
+        meta = self._algo.get(order.cid)
+        if meta is not None:
+            meta.trigger_ms = self._now()
+            if outcome in _HELD:
+                meta.held = _HELD[outcome]
+        return "hold" if outcome in _HELD else outcome
+
+    def _on_engine_update(self, state: OrderState) -> None:
+        """A stop fired: stream what Binance streams — ALGO_UPDATE TRIGGERING, TRIGGERED, the
+        market order's ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE FINISHED with ai/ap/aq."""
+        meta = self._algo.get(state.cid)
+        o = self.engine.account.orders.get(state.cid)
+        if meta is None or o is None:
+            return
+        now = self._now()
+        if meta.held:
+            seq = ["TRIGGERING"] if meta.held == "TRIGGERING" else ["TRIGGERING", "TRIGGERED"]
+            self.streams.publish(*(events.algo_update(o, meta.algo_id, x, None, now, meta.trigger_ms) for x in seq))
+            return
+        child = self._child(o)
+        if child is None:
+            return
+        out = [events.algo_update(o, meta.algo_id, "TRIGGERING", None, now, meta.trigger_ms),
+               events.algo_update(o, meta.algo_id, "TRIGGERED", child, now, meta.trigger_ms),
+               events.order_trade_update(child.order_id, child.cid, o.symbol, o.side, o.qty, "NEW", Decimal(0),
+                                         None, True, now),
+               events.order_trade_update(child.order_id, child.cid, o.symbol, o.side, o.qty, child.status,
+                                         child.qty if child.status == "FILLED" else Decimal(0),
+                                         child.avg_price, True, now)]
+        if child.status == "FILLED":
+            out.append(events.account_update(self.engine.positions(), self.engine.account.balance, now))
+        out.append(events.algo_update(o, meta.algo_id, "FINISHED", child, now, meta.trigger_ms))
+        self.streams.publish(*out)
 
 
 def _dec(p: dict[str, str], key: str) -> Decimal:
@@ -336,27 +478,3 @@ def _only(p: dict[str, str], allowed: set[str]) -> None:
 
 def _error(e: VenueError) -> web.Response:
     return web.json_response({"code": e.code, "msg": str(e)}, status=e.status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="fake-venue", description="A local Binance USD-M-shaped venue (paper engine).")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    ap.add_argument("--latency-ms", type=float, default=0, help="added to every HTTP call")
-    ap.add_argument("--tick-ms", type=float, default=500, help="random-walk step of every price; 0 = prices stand still")
-    ap.add_argument("--volatility", type=float, default=0.0015)
-    args = ap.parse_args(argv)
-    engine = PaperEngine(paper_markets(), start_prices(), seed=7, volatility=args.volatility)
-    venue = FakeBinance(engine, latency_ms=args.latency_ms, host=args.host, port=args.port)
-    print(venue.start(), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    while not done.wait(args.tick_ms / 1000 if args.tick_ms > 0 else 3600):
-        engine.step(args.tick_ms / 1000)
-    venue.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
