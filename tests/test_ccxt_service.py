@@ -127,14 +127,17 @@ def test_after_a_restart_positions_are_reconciled_with_the_venue_and_stay_watche
 
 
 @pytest.mark.parametrize("transport", ["ws", "poll"])
-def test_a_stop_stuck_after_its_trigger_makes_its_position_reconcile_and_close(start_service, venue, transport):
+@pytest.mark.parametrize("outcome", ["triggered", "expire"])
+def test_a_stop_that_fired_without_filling_makes_its_position_reconcile_and_close(start_service, venue, transport,
+                                                                                 outcome):
+    """Stuck past the bound (its market order never fills), or its market order expired."""
     svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=1", "exchange.trigger_stuck_s=0.5",
                                            *_transport(venue, transport)))
     _open_wave(svc, "w1", ["BTC"])
     btc = _positions(svc)[SYM["BTC"]]
-    venue.inject("trigger", outcome="triggered")  # fired, its market order never fills
+    venue.inject("trigger", outcome=outcome)
     venue.set_price(SYM["BTC"], btc.stop_price - Decimal("50"))
-    # a stuck stop protects nothing: the position reconciles, finds no resting stop and the
+    # that stop protects nothing: the position reconciles, finds no resting stop and the
     # market already through its level, and closes at market
     closed = wait_for(lambda: (p := _positions(svc)[SYM["BTC"]]).phase in ("closed", "emergency_closed") and p,
                       15, "BTC re-protected or closed")

@@ -27,8 +27,9 @@ from aiohttp import web
 from core.position_types import Leg
 from exchange.fakes import binance_events as events
 from exchange.fakes import binance_wire as wire
+from exchange.fakes.binance_algo import AlgoBook
 from exchange.fakes.binance_stream import StreamHub
-from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
+from exchange.gateway import OrderNotFound, OrderRequest, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
 
@@ -52,24 +53,13 @@ _LOOKUP_PARAMS = {"symbol", "orderId", "origClientOrderId", "algoId", "clientAlg
 _PUBLIC = {"/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/price",
            "/fapi/v2/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/ticker/24hr"}
 _KEY_ONLY = {"/fapi/v1/listenKey"}  # user-data stream endpoints take the API key, no signature
-# What an injected "trigger" rule can make a fired stop do (see PaperEngine.trigger_outcome).
-_HELD = {"triggering": "TRIGGERING", "triggered": "TRIGGERED"}
+
 
 
 class VenueError(Exception):
     def __init__(self, code: int, msg: str | None = None, status: int = 400) -> None:
         super().__init__(msg or MESSAGES.get(code, "error"))
         self.code, self.status = code, status
-
-
-@dataclass
-class AlgoMeta:
-    """What the fake remembers of one algo order beyond the engine's order."""
-
-    algo_id: int
-    trigger_ms: int = 0
-    held: str | None = None  # TRIGGERING / TRIGGERED: fired, its market order never placed or filled
-    child: wire.Child | None = None
 
 
 @dataclass
@@ -107,10 +97,7 @@ class FakeBinance:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.injects: list[Inject] = []
         self._ids = itertools.count(1000)
-        self._lock = threading.Lock()  # algo bookkeeping: REST on the loop, triggers on any thread
         self._order_ids: dict[str, int] = {}
-        self._algo: dict[str, AlgoMeta] = {}  # client ids placed as algo orders
-        self._children: dict[int, str] = {}  # a triggered algo order's actualOrderId -> its client id
         self._by_id = {wire.market_id(s): s for s in self.engine.markets}
         self._listen_keys: set[str] = set()
         self._loop = asyncio.new_event_loop()
@@ -119,8 +106,7 @@ class FakeBinance:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self.url = self.ws_url = ""
-        self.engine.trigger_outcome = self._trigger_outcome
-        self.engine.add_listener(self._on_engine_update)
+        self._algo = AlgoBook(self.engine, self._ids, self._now, self.streams.publish, self._trigger_rule)
         self._routes: dict[str, Callable[[dict[str, str]], Any]] = {
             "GET /fapi/v1/ping": lambda p: {},
             "GET /fapi/v1/time": lambda p: {"serverTime": self._now()},
@@ -324,17 +310,14 @@ class FakeBinance:
             req = OrderRequest(cid, sym, Leg.TRAILING, side, qty, activation=act, callback_pct=_dec(p, "callbackRate"))
         else:
             raise VenueError(-1116, "Invalid orderType.")
-        with self._lock:  # known as an algo order before a trigger can see it
-            self._algo[cid] = AlgoMeta(next(self._ids))
+        meta = self._algo.add(cid)
         try:
             o = self._place(req)
         except VenueError:
-            with self._lock:
-                self._algo.pop(cid, None)
+            self._algo.drop(cid)
             raise
-        meta = self._algo[cid]
         self.streams.publish(events.algo_update(o, meta.algo_id, "NEW", None, self._now()))
-        return self._algo_view(o)
+        return self._algo.view(o)
 
     def _place(self, req: OrderRequest):
         try:
@@ -347,7 +330,7 @@ class FakeBinance:
     def _find(self, p: dict[str, str], algo: bool):
         cid = p.get("clientAlgoId") if algo else p.get("origClientOrderId")
         if cid is None and algo:
-            cid = next((c for c, m in self._algo.items() if str(m.algo_id) == p.get("algoId")), None)
+            cid = self._algo.by_algo_id(p.get("algoId"))
         elif cid is None:
             cid = next((c for c, i in self._order_ids.items() if str(i) == p.get("orderId")), None)
         o = self.engine.account.orders.get(cid or "")
@@ -355,35 +338,14 @@ class FakeBinance:
             return None
         return o
 
-    def _algo_view(self, o) -> dict:
-        meta = self._algo[o.cid]
-        child = self._child(o)
-        status = meta.held if o.status == "open" and meta.held else None
-        return wire.algo_order(o, meta.algo_id, child, self._now(), status=status, trigger_ms=meta.trigger_ms)
-
-    def _child(self, o) -> wire.Child | None:
-        """The market order a triggered algo order placed (created when first asked for)."""
-        if o.status not in ("filled", "expired"):
-            return None
-        with self._lock:
-            meta = self._algo[o.cid]
-            if meta.child is None:
-                oid = next(self._ids)
-                meta.child = wire.Child(oid, f"autoTrig-{oid}", "FILLED" if o.status == "filled" else "EXPIRED",
-                                        o.filled_qty or Decimal(0), o.avg_price)
-                self._children[oid] = o.cid
-                meta.trigger_ms = meta.trigger_ms or self._now()
-            return meta.child
-
     def _lookup(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
-        if not algo and p.get("orderId", "").isdigit() and int(p["orderId"]) in self._children:
-            parent = self.engine.account.orders[self._children[int(p["orderId"])]]
-            return wire.child_order(self._child(parent), parent, self._now())
+        if not algo and (child := self._algo.child_view(p.get("orderId", ""))) is not None:
+            return child
         o = self._find(p, algo)
         if o is None:
             raise VenueError(-2013, "Order does not exist.")
-        return self._algo_view(o) if algo else wire.regular_order(o, self._order_ids[o.cid], self._now())
+        return self._algo.view(o) if algo else wire.regular_order(o, self._order_ids[o.cid], self._now())
 
     def _cancel(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
@@ -395,7 +357,7 @@ class FakeBinance:
         except OrderNotFound:
             raise VenueError(-2011, "Unknown order sent.") from None
         if algo:
-            meta = self._algo[o.cid]
+            meta = self._algo.meta[o.cid]
             self.streams.publish(events.algo_update(o, meta.algo_id, "CANCELED", None, self._now()))
             # Cancel Algo Order response: SDK model `CancelAlgoOrderResponse`
             return {"algoId": meta.algo_id, "clientAlgoId": o.cid, "code": "200", "msg": "success"}
@@ -407,10 +369,9 @@ class FakeBinance:
         if not algo:
             return [wire.regular_order(self.engine.account.orders[c], self._order_ids[c], self._now())
                     for c in resting if c not in self._algo]
-        with self._lock:  # a stop hung between trigger and fill is still listed, as Binance does
-            held = {c for c, m in self._algo.items() if m.held}
+        held = self._algo.held()  # a stop hung between trigger and fill is still listed, as Binance does
         orders = self.engine.account.orders
-        return [self._algo_view(orders[c]) for c in sorted(resting | held)
+        return [self._algo.view(orders[c]) for c in sorted(resting | held)
                 if c in self._algo and orders[c].status == "open" and (sym is None or orders[c].symbol == sym)]
 
     def _position_risk(self, p):
@@ -418,49 +379,14 @@ class FakeBinance:
         return [wire.position_risk(v.symbol, v.qty, v.entry_price, self.engine.price(v.symbol), self._now())
                 for v in self.engine.positions() if sym is None or v.symbol == sym]
 
-    # ---- triggered stops -----------------------------------------------------------------
-
-    def _trigger_outcome(self, order) -> str:
-        """Engine hook (its lock held): what a fired stop does, from the "trigger" rules."""
+    def _trigger_rule(self, order) -> str | None:
+        """Engine hook (its lock held): the outcome an injected "trigger" rule gives this stop."""
         params = {"clientAlgoId": order.cid, "symbol": wire.market_id(order.symbol)}
         rule = next((r for r in self.injects if r.route == "trigger" and r.matches("trigger", params)), None)
-        outcome = "fill"
-        if rule is not None:
-            rule.fired += 1
-            outcome = rule.outcome or "fill"
-        meta = self._algo.get(order.cid)
-        if meta is not None:
-            meta.trigger_ms = self._now()
-            if outcome in _HELD:
-                meta.held = _HELD[outcome]
-        return "hold" if outcome in _HELD else outcome
-
-    def _on_engine_update(self, state: OrderState) -> None:
-        """A stop fired: stream what Binance streams — ALGO_UPDATE TRIGGERING, TRIGGERED, the
-        market order's ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE FINISHED with ai/ap/aq."""
-        meta = self._algo.get(state.cid)
-        o = self.engine.account.orders.get(state.cid)
-        if meta is None or o is None:
-            return
-        now = self._now()
-        if meta.held:
-            seq = ["TRIGGERING"] if meta.held == "TRIGGERING" else ["TRIGGERING", "TRIGGERED"]
-            self.streams.publish(*(events.algo_update(o, meta.algo_id, x, None, now, meta.trigger_ms) for x in seq))
-            return
-        child = self._child(o)
-        if child is None:
-            return
-        out = [events.algo_update(o, meta.algo_id, "TRIGGERING", None, now, meta.trigger_ms),
-               events.algo_update(o, meta.algo_id, "TRIGGERED", child, now, meta.trigger_ms),
-               events.order_trade_update(child.order_id, child.cid, o.symbol, o.side, o.qty, "NEW", Decimal(0),
-                                         None, True, now),
-               events.order_trade_update(child.order_id, child.cid, o.symbol, o.side, o.qty, child.status,
-                                         child.qty if child.status == "FILLED" else Decimal(0),
-                                         child.avg_price, True, now)]
-        if child.status == "FILLED":
-            out.append(events.account_update(self.engine.positions(), self.engine.account.balance, now))
-        out.append(events.algo_update(o, meta.algo_id, "FINISHED", child, now, meta.trigger_ms))
-        self.streams.publish(*out)
+        if rule is None:
+            return None
+        rule.fired += 1
+        return rule.outcome
 
 
 def _dec(p: dict[str, str], key: str) -> Decimal:
