@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import ccxt.async_support as ccxt
 import pytest
 
 from core.position_types import Leg
+from exchange.ccxt.errors import classify
 from exchange.gateway import NotSent, OrderNotFound, OrderRequest, Retryable, UnknownOutcome
 from tests.ccxt_helpers import KEY, PROFILES, SECRET, fake_venue, gateway
 from tests.helpers import SYM, wait_for
@@ -186,6 +188,16 @@ def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, pro
         g.place_order(entry(), 2)
     assert err.value.code == profile.clock_code
     assert not isinstance(err.value, UnknownOutcome) and venue.engine.positions() == []
+
+
+@pytest.mark.parametrize("message, code", [
+    ('binanceusdm {"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}', -1021),
+    ('bybit {"retCode":10002,"retMsg":"invalid request, please check your server timestamp or recv_window param"}',
+     10002)])
+@pytest.mark.parametrize("write", [True, False])
+def test_invalid_nonce_on_either_venue_means_not_sent(message, code, write):
+    err = classify(ccxt.InvalidNonce(message), write=write)
+    assert isinstance(err, NotSent) and not isinstance(err, UnknownOutcome) and err.code == code
 
 
 # ---- the feed: stops fired at the venue -------------------------------------------------
