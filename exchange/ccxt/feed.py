@@ -236,7 +236,7 @@ class Feed:
 
     def _offer(self, state: OrderState) -> None:
         """One venue answer about a watched stop, from the stream or a lookup."""
-        if state.status == "open":
+        if state.status == "open" or state.cid not in self._watched:  # (the other source was first)
             return
         if state.status == "filled" and (state.avg_price is None or state.filled_qty <= 0):
             self._recheck.add(state.cid)  # never a fill without its price: the next poll reads it
