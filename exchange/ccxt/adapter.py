@@ -63,6 +63,8 @@ class CcxtGateway:
         except BaseException:
             self.loop.close(self._close_exchange() if hasattr(self, "ex") else None)
             raise
+        logger.info("{}: {} markets; clock offset to the venue {} ms (measured at load, signed requests "
+                    "carry it)", self.name, len(self.specs), self.clock_offset_ms)
         self.feed = Feed(self, poll_interval_s=poll_interval_s, websocket=websocket,
                          trigger_stuck_s=trigger_stuck_s)
 
