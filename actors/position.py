@@ -132,7 +132,8 @@ class PositionActor(pykka.ThreadingActor):
             case OrderUpdate(order=o):
                 if o.status == "filled" and o.avg_price is not None:
                     self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty))
-                elif o.status in ("expired", "cancelled", "rejected") and o.cid in self.state.protective_cids:
+                elif (o.status in ("expired", "cancelled", "rejected", "stuck", "not_found")
+                      and o.cid in self.state.protective_cids):
                     logger.warning("{}: {} is {} at the venue, not by us; reconciling",
                                    self.state.symbol, o.cid, o.status)
                     self._drive(self._reconcile())

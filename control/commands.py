@@ -87,6 +87,7 @@ class ControlHandler:
         return r.StatusReply(
             version=VERSION, pid=os.getpid(), uptime_s=round(time.time() - self.started, 1),
             paused=bool(getattr(svc, "paused", False)), venue=svc.cfg.exchange.name,
+            venue_clock_offset_ms=getattr(svc.gateway, "clock_offset_ms", None),
             markets=len(svc.markets), last_tick_age_s=None if tick_age is None else round(tick_age, 3),
             database=masked_db_url(svc.cfg.database.url), db_ping_ms=ping_ms, db_error=db_error,
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),

@@ -105,6 +105,7 @@ class StatusReply(_Reply):
     paused: bool
     venue: str
     markets: int
+    venue_clock_offset_ms: int | None = None  # local clock minus the venue's (real venues)
     last_tick_age_s: float | None
     database: str  # backend and location, password masked
     db_ping_ms: float | None

@@ -30,7 +30,7 @@ class InvalidSetting(ValueError):
 
 def validate(param: str, value: Decimal, current: Params) -> Decimal:
     """The same limits as the configuration file, so `set` can never reach a value the
-    config would refuse (e.g. a callback outside Binance's 0.1–10 %)."""
+    config would refuse (e.g. a callback outside Binance's 0.1–20 %)."""
     if param not in PARAMS:
         raise InvalidSetting(f"unknown parameter {param!r}; one of {', '.join(PARAMS)}")
     field, cfg_field = PARAMS[param]

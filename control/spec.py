@@ -81,7 +81,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          lambda ns: {"confirm": ns.yes}, ("close-all", "close-all --yes"), confirm=True),
     Spec("set", "change activation / callback / stop-loss %, for one position or the defaults",
          "Without --symbol: the defaults for new positions, applied to every open one too, and kept "
-         "across restarts. With --symbol: that position only. Limits are the config's: callback 0.1-10, "
+         "across restarts. With --symbol: that position only. Limits are the config's: callback 0.1-20, "
          "stop-loss >0-<50, activation >0-<100. A stop only ever tightens (ratchet).",
          lambda p: (p.add_argument("param", choices=list(PARAMS)), p.add_argument("value"),
                     p.add_argument("--symbol", help="one position (symbol or id) instead of the defaults")),

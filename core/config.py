@@ -33,6 +33,9 @@ class ExchangeCfg(_Section):
     # 60 s because venues account weight per minute (Binance USD-M: 2,400/min; 50 ms per unit
     # spends half of it): start-up's account-wide reads (40 weight each) must not starve a wave.
     rate_window_s: float = Field(default=60.0, ge=0)
+    # A stop the venue reports triggered (Binance TRIGGERING/TRIGGERED) but not filled after
+    # this long no longer counts as protecting: alarm, and its position reconciles.
+    trigger_stuck_s: float = Field(default=10.0, gt=0)
 
 
 class PaperCfg(_Section):
@@ -70,7 +73,7 @@ class RiskCfg(_Section):
 class ProtectionCfg(_Section):
     stop_loss_pct: Decimal = Field(default=Decimal("2.0"), gt=0, lt=50)
     trailing_activation_pct: Decimal = Field(default=Decimal("1.0"), ge=0, lt=100)
-    trailing_callback_pct: Decimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=10)
+    trailing_callback_pct: Decimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=20)
     trailing_mode: Literal["native", "emulated"] = "native"
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=0.5, ge=0)

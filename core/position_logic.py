@@ -91,8 +91,12 @@ def _protect(s: PositionState, level: Decimal, emergency: bool = True) -> Step:
 def _begin_trailing(s: PositionState) -> Step:
     if s.params.trailing_mode == "native":
         t = s.trailing
+        # An activation the price has already reached (always so at 0 %) is sent as none: the
+        # venue then arms the trailing stop at its latest price, which is what "reached" means;
+        # Binance refuses an activation price on the wrong side of the latest price (-2021).
+        reached = s.last_price is not None and t.reached(s.last_price, s.side)
         s, intent = _intent(s, Leg.TRAILING, side=s.side.exit_order_side, qty=s.qty,
-                            activation=t.activation, callback_pct=t.callback_pct)
+                            activation=None if reached else t.activation, callback_pct=t.callback_pct)
         return _send(s, intent)
     return _trailing_established(s)
 

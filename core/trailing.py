@@ -59,9 +59,12 @@ class Trailing:
     best: Decimal | None = None
     level: Decimal | None = None
 
+    def reached(self, price: Decimal, side: Side) -> bool:
+        return price >= self.activation if side is Side.LONG else price <= self.activation
+
     def on_price(self, price: Decimal, side: Side, spec: MarketSpec) -> "Trailing":
         """Advance with one price; the level only ever tightens (the ratchet)."""
-        reached = price >= self.activation if side is Side.LONG else price <= self.activation
+        reached = self.reached(price, side)
         if not self.activated and not reached:
             return self
         best = price if self.best is None else better_price(self.best, price, side)

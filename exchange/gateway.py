@@ -24,6 +24,11 @@ class Retryable(VenueError):
     """A read failed on the network or the venue was unavailable: safe to try again."""
 
 
+class NotSent(Retryable):
+    """The venue refused the request before acting on it (a signed request's timestamp outside
+    its window: clock drift), or it never left the process: nothing happened, send it again."""
+
+
 class UnknownOutcome(VenueError):
     """A write timed out or hit a network error: it may have been accepted. Look it up."""
 
@@ -93,7 +98,10 @@ class OrderState:
     cid: str
     symbol: str
     leg: Leg
-    status: str  # "open" | "filled" | "cancelled" | "rejected" | "expired"
+    # "open" | "filled" | "cancelled" | "rejected" | "expired"; from a feed also "stuck" (a stop
+    # triggered but not filled past its bound: not protecting) and "not_found" (a watched stop
+    # the venue says it does not know): both mean "reconcile this position with the venue".
+    status: str
     filled_qty: Decimal = Decimal(0)
     avg_price: Decimal | None = None
     stop_price: Decimal | None = None

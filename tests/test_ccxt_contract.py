@@ -50,8 +50,9 @@ def trailing(cid="wt-p1-t1-3", cb="0.5", act="65650.0"):
 def test_markets_come_from_exchange_info_as_exact_decimals(gw, venue):
     specs = gw.markets()
     assert specs == paper_markets()  # tick, lot, min qty, min notional: Decimal-equal, no float drift
-    # loading markets took exactly one public call: no signed spot/sapi requests
-    assert [(m, p) for m, p, _ in venue.requests] == [("GET", "/fapi/v1/exchangeInfo")]
+    # loading markets took public calls only (exchange info, and the clock offset): no signed
+    # spot/sapi requests
+    assert [(m, p) for m, p, _ in venue.requests] == [("GET", "/fapi/v1/exchangeInfo"), ("GET", "/fapi/v1/time")]
 
 
 def test_entry_stop_and_native_trailing_reach_the_right_endpoints(gw, venue):
@@ -76,7 +77,7 @@ def test_entry_stop_and_native_trailing_reach_the_right_endpoints(gw, venue):
     assert (pos.symbol, pos.qty, pos.entry_price) == (BTC, Decimal("0.003"), Decimal("65000"))
 
 
-@pytest.mark.parametrize("asked, sent", [("15", "10"), ("0.05", "0.1"), ("0.55", "0.5")])
+@pytest.mark.parametrize("asked, sent", [("25", "20"), ("0.05", "0.1"), ("0.555", "0.55"), ("15", "15")])
 def test_trailing_callback_is_clamped_to_the_venue_range(gw, venue, asked, sent):
     gw.place_order(entry(), 2)
     gw.place_order(trailing(cb=asked), 2)

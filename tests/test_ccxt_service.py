@@ -10,19 +10,14 @@ from sqlalchemy import select
 
 from core.position_types import Leg
 from persistence.models import PositionRow
-from tests.ccxt_helpers import KEY, SECRET, binance_overrides, fake_venue
+from control.render import status
+from tests.ccxt_helpers import KEY, SECRET, binance_overrides, binance_venue  # noqa: F401  (fixture)
+from tests.control_support import control_service  # noqa: F401  (fixture)
 from tests.helpers import SYM, wait_for, wave
 
 NAMES = ["BTC", "ETH", "SOL", "XRP", "DOGE"]
 
 
-@pytest.fixture
-def venue(monkeypatch):
-    monkeypatch.setenv("BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("BINANCE_API_SECRET", SECRET)
-    v = fake_venue()
-    yield v
-    v.stop()
 
 
 def _positions(svc) -> dict[str, PositionRow]:
@@ -51,8 +46,14 @@ def test_a_wave_on_the_ccxt_venue_leaves_every_position_protected(start_service,
     assert algo_ids == {c for p in _positions(svc).values() for c in (p.stop_cid, p.trailing_cid)}
 
 
-def test_a_triggered_stop_reaches_its_position_through_the_feed(start_service, venue):
-    svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=2"))
+def _transport(venue, transport: str) -> list[str]:
+    """Websocket: REST polling once a minute, so what arrives comes over the socket."""
+    return [f"exchange.ws_url='{venue.ws_url}'", "exchange.poll_interval_ms=60000"] if transport == "ws" else []
+
+
+@pytest.mark.parametrize("transport", ["ws", "poll"])
+def test_a_triggered_stop_reaches_its_position_through_the_feed(start_service, venue, transport):
+    svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=2", *_transport(venue, transport)))
     _open_wave(svc, "w1", ["BTC", "ETH"])
     btc = _positions(svc)[SYM["BTC"]]
     venue.set_price(SYM["BTC"], btc.stop_price - Decimal("50"))
@@ -123,3 +124,55 @@ def test_after_a_restart_positions_are_reconciled_with_the_venue_and_stay_watche
     assert len(venue.calls("POST /fapi/v1/algoOrder")) == 4
     venue.set_price(SYM["ETH"], after[SYM["ETH"]].stop_price + Decimal("5"))  # ETH is short: stop above
     wait_for(lambda: _positions(second)[SYM["ETH"]].phase == "closed", 10, "ETH stopped out after the restart")
+
+
+@pytest.mark.parametrize("transport", ["ws", "poll"])
+@pytest.mark.parametrize("outcome", ["triggered", "expire"])
+def test_a_stop_that_fired_without_filling_makes_its_position_reconcile_and_close(start_service, venue, transport,
+                                                                                 outcome):
+    """Stuck past the bound (its market order never fills), or its market order expired."""
+    svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=1", "exchange.trigger_stuck_s=0.5",
+                                           *_transport(venue, transport)))
+    _open_wave(svc, "w1", ["BTC"])
+    btc = _positions(svc)[SYM["BTC"]]
+    venue.inject("trigger", outcome=outcome)
+    venue.set_price(SYM["BTC"], btc.stop_price - Decimal("50"))
+    # that stop protects nothing: the position reconciles, finds no resting stop and the
+    # market already through its level, and closes at market
+    closed = wait_for(lambda: (p := _positions(svc)[SYM["BTC"]]).phase in ("closed", "emergency_closed") and p,
+                      15, "BTC re-protected or closed")
+    assert "already through stop" in closed.close_reason
+    assert SYM["BTC"] not in {v.symbol for v in venue.engine.positions()}
+
+
+def test_a_stop_filled_while_down_is_booked_at_its_fill_after_the_restart(start_service, venue):
+    overrides = binance_overrides(venue.url, "risk.max_positions_per_wave=1")
+    first = start_service(*overrides)
+    _open_wave(first, "w1", ["BTC"])
+    btc = _positions(first)[SYM["BTC"]]
+    first.shutdown()
+    fill = btc.stop_price - Decimal("20")
+    venue.set_price(SYM["BTC"], fill)  # the stop fires while we are down…
+    venue.set_price(SYM["BTC"], fill + Decimal("400"))  # …and the market moves on
+    second = start_service(*overrides)
+    closed = wait_for(lambda: (p := _positions(second)[SYM["BTC"]]).phase == "closed" and p, 10, "BTC closed")
+    assert closed.close_reason == "stop-loss filled while down"
+    assert closed.exit_price == fill  # the venue's fill, read from actualPrice, not the price now
+
+
+def test_a_zero_activation_trails_natively_armed_at_the_venue_price(start_service, venue):
+    svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=1",
+                                           "protection.trailing_activation_pct=0"))
+    _open_wave(svc, "w1", ["BTC"])
+    p = _positions(svc)[SYM["BTC"]]
+    assert p.trailing_mode == "native" and p.trailing_cid is not None  # not fallen back to emulated
+    (sent,) = [c for c in venue.calls("POST /fapi/v1/algoOrder") if c["type"] == "TRAILING_STOP_MARKET"]
+    assert "activatePrice" not in sent
+
+
+def test_status_shows_the_clock_offset_measured_at_start(control_service, venue):
+    venue.clock_skew_ms = -20_000  # the venue's clock runs 20 s behind this machine's
+    _svc, _plane, client = control_service(*binance_overrides(venue.url))
+    st = client.call("status")
+    assert 19_000 <= st.venue_clock_offset_ms <= 21_000
+    assert f"clock offset {st.venue_clock_offset_ms} ms" in status(st)

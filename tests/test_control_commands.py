@@ -65,7 +65,7 @@ def test_invalid_settings_are_refused_and_change_nothing(control_service):
     svc, plane, client = control_service()
     open_positions(svc, "w1", (SYM["BTC"], "long", 0.9))
     for param, value, words in [("callback", "0.05", "greater than or equal to 0.1"),
-                                ("callback", "10.5", "less than or equal to 10"),
+                                ("callback", "20.5", "less than or equal to 20"),
                                 ("stop-loss", "0", "greater than 0"), ("stop-loss", "50", "less than 50"),
                                 ("activation", "-1", "greater than or equal to 0")]:
         with pytest.raises(p.ProtocolError) as e:

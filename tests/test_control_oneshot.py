@@ -56,7 +56,7 @@ def test_one_shot_commands_drive_a_running_service(tmp_path):
         res = trader("close", first["symbol"], "--socket", str(sock))
         assert res.returncode == 1 and "no open position" in res.stderr, said(res)
         res = trader("set", "callback", "99", "--socket", str(sock))
-        assert res.returncode == 1 and "less than or equal to 10" in res.stderr, said(res)
+        assert res.returncode == 1 and "less than or equal to 20" in res.stderr, said(res)
         res = trader("close-all", "--socket", str(sock))
         assert res.returncode == 2 and "--yes" in res.stderr, said(res)
         res = trader("pause", "--socket", str(sock))

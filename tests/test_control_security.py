@@ -113,8 +113,8 @@ def test_bad_requests_get_clear_errors_and_the_service_keeps_trading(control_ser
         client.call("close", target="DOGE")  # a real symbol with no open position
     assert e.value.code == "not_found"
     with pytest.raises(p.ProtocolError) as e:
-        client.call("set", param="callback", value="25", symbol="BTC")
-    assert e.value.code == "bad_arguments" and "less than or equal to 10" in e.value.message
+        client.call("set", param="callback", value="25", symbol="BTC")  # past Binance's 20
+    assert e.value.code == "bad_arguments" and "less than or equal to 20" in e.value.message
     # after all that the service still takes and protects a wave
     open_positions(svc, "after-abuse", (SYM["BTC"], "long", 0.9))
     assert svc.stats.waves[-1].outcomes == {"protected": 1}

@@ -86,3 +86,18 @@ def test_lot_size_and_min_notional_are_enforced(eng):
         eng.place(req("e1", Leg.ENTRY, "buy", qty="0.0015"))
     with pytest.raises(Rejected, match="-4164"):
         eng.place(req("e2", Leg.ENTRY, "buy", qty="0.001"))  # 65 USDT < 100 minimum
+
+
+@pytest.mark.parametrize("side, activation", [("sell", "65000"), ("sell", "64000"), ("buy", "65000"), ("buy", "66000")])
+def test_a_trailing_whose_activation_is_already_reached_is_refused_with_2021(eng, side, activation):
+    """Binance: a SELL trailing needs activatePrice above the latest price, a BUY one below."""
+    eng.place(req("e1", Leg.ENTRY, "buy" if side == "sell" else "sell"))
+    with pytest.raises(Rejected, match="-2021"):
+        eng.place(req("t1", Leg.TRAILING, side, activation=Decimal(activation), callback_pct=Decimal("0.5")))
+
+
+def test_a_trailing_callback_up_to_20_is_taken_and_past_it_refused(eng):
+    eng.place(req("e1", Leg.ENTRY, "buy"))
+    eng.place(req("t1", Leg.TRAILING, "sell", activation=Decimal("66000"), callback_pct=Decimal("20")))
+    with pytest.raises(Rejected, match="-2007"):
+        eng.place(req("t2", Leg.TRAILING, "sell", activation=Decimal("66000"), callback_pct=Decimal("20.01")))

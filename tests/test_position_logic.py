@@ -148,3 +148,20 @@ def test_a_refused_exit_is_retried_not_abandoned():
     assert s.phase is Phase.CLOSING and not places(cmds) and s.stop_cid is None  # the supervisor's now
     s, cmds = step(s, Reconciled(s.qty, Decimal(10), (), Decimal(10)), SPEC)  # after its restart
     assert s.phase is Phase.CLOSING and [i.leg for i in places(cmds)] == [Leg.EXIT]
+
+
+def test_a_native_trailing_whose_activation_is_reached_is_sent_without_one():
+    """Binance refuses an activation price on the wrong side of the latest price (-2021); one
+    already reached (always so at 0 %) is left to the venue, which arms at its latest price."""
+    for activation_pct, price_after_entry, sent in ((Decimal(0), Decimal(10), None),
+                                                    (Decimal(1), Decimal("10.2"), None),
+                                                    (Decimal(1), Decimal(10), Decimal("10.10"))):
+        s = PositionState("p", "s", "w", SPEC.symbol, Side.LONG, replace(P, activation_pct=activation_pct))
+        s, cmds = step(s, Begin(Decimal(10)), SPEC)
+        (e,) = places(cmds)
+        s, cmds = step(s, Placed(e, Decimal(10), e.qty), SPEC)
+        (stop,) = places(cmds)
+        s, _ = step(s, Tick(price_after_entry, 1.0), SPEC)
+        s, cmds = step(s, Placed(stop), SPEC)
+        (trail,) = places(cmds)
+        assert trail.leg is Leg.TRAILING and trail.activation == sent, (activation_pct, price_after_entry)

@@ -18,7 +18,7 @@ from loguru import logger
 from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.ccxt.errors import classify
-from exchange.ccxt.feed import Feed
+from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
@@ -48,7 +48,8 @@ def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
 
 class CcxtGateway:
     def __init__(self, venue: Venue, make_exchange: Callable[[], ccxt.Exchange], *,
-                 call_timeout_s: float, poll_interval_s: float = 1.0, websocket: bool = False) -> None:
+                 call_timeout_s: float, poll_interval_s: float = 1.0, websocket: bool = False,
+                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S) -> None:
         self.venue = venue
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
@@ -62,7 +63,10 @@ class CcxtGateway:
         except BaseException:
             self.loop.close(self._close_exchange() if hasattr(self, "ex") else None)
             raise
-        self.feed = Feed(self, poll_interval_s=poll_interval_s, websocket=websocket)
+        logger.info("{}: {} markets; clock offset to the venue {} ms (measured at load, signed requests "
+                    "carry it)", self.name, len(self.specs), self.clock_offset_ms)
+        self.feed = Feed(self, poll_interval_s=poll_interval_s, websocket=websocket,
+                         trigger_stuck_s=trigger_stuck_s)
 
     async def _make(self, factory):
         return factory()  # built on the loop thread: ccxt binds its session to this loop
@@ -96,12 +100,34 @@ class CcxtGateway:
             fence()
         self.calls += 1
         try:
-            return await fn()
+            try:
+                return await fn()
+            except ccxt.InvalidNonce as e:
+                # Refused unread for its timestamp: measure the clock offset again and send it
+                # once more (safe even for a write: the venue did nothing with it).
+                await self._sync_clock(e)
+                if fence is not None:
+                    fence()
+                self.calls += 1
+                return await fn()
         except ccxt.DDoSProtection:
             retry_after = self._retry_after()
             self._cooldown_until = max(self._cooldown_until, loop.time() + retry_after)
             logger.warning("{}: rate limited by the venue; holding requests for {:.1f}s", self.name, retry_after)
             raise
+
+    async def _sync_clock(self, why: BaseException | None = None) -> None:
+        before = self.clock_offset_ms
+        await self.ex.load_time_difference()
+        logger.warning("{}: clock offset to the venue {} ms (was {}){}", self.name, self.clock_offset_ms, before,
+                       f" after: {why}" if why else "")
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """Local clock minus the venue's, as ccxt measured it (signed requests are stamped with
+        local time minus this); None until measured."""
+        value = (getattr(self, "ex", None) and self.ex.options.get("timeDifference"))
+        return int(value) if isinstance(value, (int, float)) else None
 
     def _retry_after(self) -> float:
         headers = getattr(self.ex, "last_response_headers", None) or {}
@@ -166,7 +192,8 @@ class CcxtGateway:
         for s in states:  # after a restart these are the stops the feed must keep an eye on
             if s.leg in (Leg.STOP, Leg.TRAILING) and s.cid.startswith("wt-"):
                 self.feed.watch(s.symbol, s.cid)
-        return states
+        # A stop stuck between trigger and fill is listed open but protects nothing.
+        return [s for s in states if not self.feed.is_stuck(s.cid)]
 
     def positions(self, timeout: float) -> list[VenuePosition]:
         return self._call(lambda: self.venue.positions(self.ex), timeout, write=False)

@@ -39,10 +39,12 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
             "rollingWindowSize": x.rate_window_s * 1000,
             "timeout": int(timeout_s * 1000),
             # an order call that timed out may have been placed: never let ccxt re-send it
-            "options": {"maxRetriesOnFailure": 0},
+            "options": {"maxRetriesOnFailure": 0,
+                        # measure the venue clock's offset when markets load, sign with it
+                        "adjustForTimeDifference": True},
         })
         venue.configure(ex, api_url=x.api_url, ws_url=x.ws_url, demo=x.demo, sandbox=x.sandbox)
         return ex
 
     return CcxtGateway(venue, make, call_timeout_s=timeout_s, poll_interval_s=x.poll_interval_ms / 1000,
-                       websocket=websocket)
+                       websocket=websocket, trigger_stuck_s=x.trigger_stuck_s)

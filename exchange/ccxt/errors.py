@@ -2,7 +2,8 @@
 
 The order of the checks is the point: OrderNotFound is a subclass of InvalidOrder, and every
 network-level failure of a *write* (timeouts included, and Binance −1007) may hide an order
-the venue accepted, so it becomes UnknownOutcome and is resolved by a lookup by client id.
+the venue accepted, so it becomes UnknownOutcome and is resolved by a lookup by client id —
+except InvalidNonce (ccxt files it under NetworkError), whose request the venue refused unread.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 
 import ccxt.async_support as ccxt
 
-from exchange.gateway import OrderNotFound, Rejected, Retryable, UnknownOutcome, VenueError
+from exchange.gateway import NotSent, OrderNotFound, Rejected, Retryable, UnknownOutcome, VenueError
 
 _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
 
@@ -37,6 +38,8 @@ def classify(exc: BaseException, *, write: bool) -> VenueError:
         return _coded(UnknownOutcome(f"duplicate client order id, the order exists: {msg}"), code)
     if isinstance(exc, ccxt.OrderNotFound):
         return _coded(OrderNotFound(msg), code)
+    if isinstance(exc, ccxt.InvalidNonce):  # Binance -1021, Bybit 10002: refused before it was read
+        return _coded(NotSent(f"timestamp outside the venue's window (clock drift), not executed: {msg}"), code)
     if isinstance(exc, (ccxt.NetworkError, asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return _coded((UnknownOutcome if write else Retryable)(msg), code)
     if isinstance(exc, ccxt.ExchangeError):  # InvalidOrder, InsufficientFunds, BadRequest, auth…

@@ -1,15 +1,23 @@
 """Live prices and order updates of one venue, on the venue's event loop.
 
 Prices come from ccxt.pro `watch_tickers` while the socket is up and from REST polling while
-it is down (reconnecting with exponential backoff). Fills of our resting stops are found by
-polling the stops we know of on every venue — Binance's stops live in its algo service, whose
-updates ccxt.pro does not stream — and `watch_orders` adds faster notice where it can. Either
-way a fill reaches the owning position as `OrderState(status="filled", avg_price=…)`.
+it is down (reconnecting with exponential backoff). Updates of our resting stops come from
+`watch_orders` (on Binance that stream carries ALGO_UPDATE, the algo service's stop events)
+and, whatever the socket does, from polling: positions every round, and the stops of any
+position that shrank, of any stop seen triggered, in turn one symbol per round.
+
+What reaches the owning position, from either source: a fill only with its price and
+quantity (a "triggered" or price-less event is never read as one, and never ends the watch);
+a stop that ended without filling (cancelled, expired, or triggered with a market order that
+filled nothing); "stuck" for a stop triggered but unfilled past `trigger_stuck_s` (it no longer
+counts as protecting); "not_found" for a watched stop the venue says it does not know. Each
+of the last three makes the position reconcile with the venue and re-protect itself.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import ccxt.async_support as ccxt
 from loguru import logger
 
+from core.position_types import leg_of
 from exchange.ccxt.venues import dec
 from exchange.gateway import OrderHandler, OrderState, TickHandler
 
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
     from exchange.ccxt.adapter import CcxtGateway
 
 MAX_BACKOFF_S = 30.0
+DEFAULT_TRIGGER_STUCK_S = 10.0
 
 
 @dataclass
@@ -34,16 +44,23 @@ class FeedStats:
     ws_errors: int = 0
     fills: int = 0
     ticks: int = 0
+    stuck: int = 0
+    handed_over: int = 0  # stops given to their position to reconcile (stuck, not found, unfilled)
 
 
 class Feed:
-    def __init__(self, gw: CcxtGateway, *, poll_interval_s: float, websocket: bool) -> None:
+    def __init__(self, gw: CcxtGateway, *, poll_interval_s: float, websocket: bool,
+                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S) -> None:
         self.gw = gw
         self.interval = poll_interval_s
         self.websocket = websocket
+        self.stuck_after_s = trigger_stuck_s
         self.stats = FeedStats()
         self.ws_prices_up = False
         self._watched: dict[str, str] = {}  # cid -> symbol of our resting stops (GIL-atomic ops)
+        self._triggered: dict[str, float] = {}  # cid -> when first seen triggered (monotonic)
+        self._stuck: set[str] = set()  # triggered past the bound: alarmed, not protecting
+        self._recheck: set[str] = set()  # a stream said "filled" without a price: read it by REST
         self._held: dict[str, Decimal] = {}  # position sizes seen by the last poll
         self._sweep = 0
         self._on_tick: TickHandler | None = None
@@ -57,6 +74,13 @@ class Feed:
 
     def unwatch(self, cid: str) -> None:
         self._watched.pop(cid, None)
+        self._triggered.pop(cid, None)
+        self._stuck.discard(cid)
+        self._recheck.discard(cid)
+
+    def is_stuck(self, cid: str) -> bool:
+        """Triggered and unfilled past the bound: listed open by the venue, not protecting."""
+        return cid in self._stuck
 
     def watched(self) -> dict[str, str]:
         return dict(self._watched)
@@ -73,11 +97,17 @@ class Feed:
     # ---- on the venue loop -------------------------------------------------------------
 
     async def _run(self) -> None:
-        jobs = [self._poll_loop()]
+        jobs = [self._poll_loop(), self._stuck_loop()]
         if self.websocket:
             jobs += [self._ws_loop("prices", self._ws_prices_once),
                      self._ws_loop("orders", self._ws_orders_once)]
         await asyncio.gather(*jobs)
+
+    async def _stuck_loop(self) -> None:
+        """A triggered stop's bound runs on its own clock, not on the next event or poll."""
+        while True:
+            await asyncio.sleep(min(self.stuck_after_s / 3, 1.0))
+            self._check_stuck()
 
     async def _poll_loop(self) -> None:
         delay = self.interval
@@ -115,6 +145,7 @@ class Feed:
         self._held = held
         self._sweep = (self._sweep + 1) % len(symbols)
         suspects.add(symbols[self._sweep])
+        suspects |= {watched[c] for c in (*self._recheck, *self._triggered) if c in watched}
         by_symbol: dict[str, list[str]] = {}
         for cid, sym in watched.items():
             if sym in suspects:
@@ -126,21 +157,30 @@ class Feed:
             raise errors[0]
 
     async def _check(self, symbol: str, cids: list[str]) -> None:
-        """Our stops that left the open-order list have filled (or were cancelled): say so."""
+        """Our stops that left the open-order list have ended (or fired): find out how."""
         venue, ex = self.gw.venue, self.gw.ex
-        open_now = {o.get("clientOrderId") for o in await self._bounded(lambda: venue.open_orders(ex, symbol))}
+        listed = {venue.state(o).cid: o for o in await self._bounded(lambda: venue.open_orders(ex, symbol))}
         for cid in cids:
-            if cid in open_now or cid not in self._watched:
+            if cid not in self._watched:
                 continue
+            if cid in listed:
+                if venue.triggered(listed[cid]):
+                    self._note_triggered(cid)
+                continue
+            self._recheck.discard(cid)
             try:
-                state = venue.state(await self._bounded(lambda c=cid: venue.fetch(ex, symbol, c)), cid)
+                o = await self._bounded(lambda c=cid: venue.fetch(ex, symbol, c))
             except ccxt.OrderNotFound:
-                logger.warning("{} feed: watched order {} is unknown to the venue; no longer watched",
-                               self.gw.name, cid)
-                self.unwatch(cid)
+                # Binance's algo service has answered -2013 for live orders: the stop may still
+                # rest, or have filled. Only its position can find out (it reconciles).
+                logger.warning("{} feed: watched stop {} of {} is unknown to the venue; its position "
+                               "reconciles", self.gw.name, cid, symbol)
+                self._hand_over(cid, symbol, "not_found")
                 continue
-            if state.status != "open":
-                self._deliver(state)
+            if venue.triggered(o):
+                self._note_triggered(cid)
+            else:
+                self._offer(venue.state(o, cid))
 
     async def _ws_loop(self, what: str, once: Callable[[], Awaitable[None]]) -> None:
         """Keep one websocket subscription alive: reconnect with exponential backoff."""
@@ -167,15 +207,20 @@ class Feed:
             self.ws_prices_up = True
             self.stats.ws_connects += 1
         for sym, t in tickers.items():
-            price = dec(t.get("last"))
+            price = dec((t.get("info") or {}).get("c")) or dec(t.get("last"))  # Binance's raw close
             if price is not None and sym in self.gw.specs:
                 self._tick(sym, price)
 
     async def _ws_orders_once(self) -> None:
+        venue = self.gw.venue
         for o in await self.gw.ex.watch_orders():
-            state = self.gw.venue.state(o)
-            if state.cid in self._watched and state.status != "open":
-                self._deliver(state)
+            state = venue.state(o)
+            if state.cid not in self._watched:
+                continue
+            if venue.triggered(o):
+                self._note_triggered(state.cid)
+            else:
+                self._offer(state)
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -189,13 +234,51 @@ class Feed:
         except Exception:  # the feed must outlive any one bad handler
             logger.exception("{} feed: tick handler failed", self.gw.name)
 
+    def _offer(self, state: OrderState) -> None:
+        """One venue answer about a watched stop, from the stream or a lookup."""
+        if state.status == "open" or state.cid not in self._watched:  # (the other source was first)
+            return
+        if state.status == "filled" and (state.avg_price is None or state.filled_qty <= 0):
+            self._recheck.add(state.cid)  # never a fill without its price: the next poll reads it
+            return
+        if state.status == "expired" and state.cid in self._triggered:
+            logger.error("{} feed: stop {} of {} fired but its market order filled nothing: the position "
+                         "is still held and that stop is gone; its position reconciles and re-protects",
+                         self.gw.name, state.cid, state.symbol)
+        self._deliver(state)
+
+    def _note_triggered(self, cid: str) -> None:
+        self._triggered.setdefault(cid, time.monotonic())
+
+    def _check_stuck(self) -> None:
+        now = time.monotonic()
+        for cid, since in list(self._triggered.items()):
+            if cid in self._stuck or now - since < self.stuck_after_s or cid not in self._watched:
+                continue
+            self._stuck.add(cid)
+            self.stats.stuck += 1
+            symbol = self._watched[cid]
+            logger.error("{} feed: stop {} of {} triggered {:.1f}s ago and its market order has not filled "
+                         "(bound exchange.trigger_stuck_s={}s): no longer counted as protecting; its position "
+                         "reconciles and re-protects", self.gw.name, cid, symbol, now - since, self.stuck_after_s)
+            self._tell(OrderState(cid, symbol, leg_of(cid), "stuck"))
+
+    def _hand_over(self, cid: str, symbol: str, status: str) -> None:
+        self.unwatch(cid)
+        self._tell(OrderState(cid, symbol, leg_of(cid), status))
+
+    def _tell(self, state: OrderState) -> None:
+        if state.status in ("stuck", "not_found", "expired", "cancelled", "rejected"):
+            self.stats.handed_over += 1
+        try:
+            self._on_order(state)
+        except Exception:
+            logger.exception("{} feed: order handler failed for {}", self.gw.name, state.cid)
+
     def _deliver(self, state: OrderState) -> None:
         self.unwatch(state.cid)
         if state.status == "filled":
             self.stats.fills += 1
         logger.info("{} feed: {} {} {} at {}", self.gw.name, state.symbol, state.cid, state.status,
                     state.avg_price)
-        try:
-            self._on_order(state)
-        except Exception:
-            logger.exception("{} feed: order handler failed for {}", self.gw.name, state.cid)
+        self._tell(state)

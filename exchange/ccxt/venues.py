@@ -23,8 +23,15 @@ Order = dict[str, Any]
 # Safe on both venues (Binance allows 36 characters of this set; Bybit 36 as well).
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
-# Binance accepts a trailing callback of 0.1–10 % in steps of 0.1 (ccxt does not check).
-BINANCE_CALLBACK = (Decimal("0.1"), Decimal("10"))
+# Binance documents callbackRate as a DECIMAL percentage, min 0.1, max 20 (raised from 10 by its
+# 2026-10-23 change) and states no step; 0.25 has been seen accepted. We send at most two
+# decimals, rounded down (a tighter trail, never a looser one). ccxt checks none of it.
+BINANCE_CALLBACK = (Decimal("0.1"), Decimal("20"))
+BINANCE_CALLBACK_STEP = Decimal("0.01")
+
+# Binance algo order statuses (Query Algo Order `algoStatus`, ALGO_UPDATE `X`) that mean "the
+# trigger fired, its market order is not done": not a fill, and not a resting stop for long.
+BINANCE_TRIGGERED = ("TRIGGERING", "TRIGGERED")
 
 
 def dec(value: Any) -> Decimal | None:
@@ -120,6 +127,10 @@ class Venue:
     def is_conditional(self, leg: Leg | None) -> bool:
         return leg in (Leg.STOP, Leg.TRAILING)
 
+    def triggered(self, o: Order) -> bool:
+        """The venue says this stop fired and its market order is still under way."""
+        return False
+
     # ---- reading orders ----------------------------------------------------------------
 
     def state(self, o: Order, cid: str | None = None, leg: Leg | None = None) -> OrderState:
@@ -179,6 +190,9 @@ class BinanceUsdm(Venue):
         ex.options["fetchMargins"] = False
         ex.options["fetchMarkets"] = {"types": ["linear"]}
         ex.options["warnOnFetchOpenOrdersWithoutSymbol"] = False
+        # watch_orders would otherwise load a positions snapshot (positionRisk and leverage
+        # brackets, signed) on every user-stream connect; positions are polled instead.
+        ex.options["watchPositions"] = {**ex.options.get("watchPositions", {}), "fetchPositionsSnapshot": False}
         super().configure(ex, api_url=api_url, ws_url=ws_url, demo=demo, sandbox=sandbox)
         if api_url:
             # ccxt picks the futures error table by host name; on another host it would fall
@@ -192,28 +206,46 @@ class BinanceUsdm(Venue):
     def trailing_params(self, req: OrderRequest) -> dict[str, Any]:
         out = super().trailing_params(req)
         lo, hi = BINANCE_CALLBACK
-        cb = min(max(req.callback_pct, lo), hi).quantize(Decimal("0.1"), ROUND_DOWN)
+        cb = min(max(req.callback_pct, lo), hi).quantize(BINANCE_CALLBACK_STEP, ROUND_DOWN)
         out["trailingPercent"] = format(max(cb, lo).normalize(), "f")
         return out
 
-    avg_keys = ("avgPrice", "actualPrice")
+    @staticmethod
+    def _algo_info(o: Order) -> dict | None:
+        """The raw algo order (REST `algoStatus` shape or the ALGO_UPDATE body), if it is one."""
+        info = o.get("info") or {}
+        return info if ("algoStatus" in info or "caid" in info) else None
+
+    def triggered(self, o: Order) -> bool:
+        info = self._algo_info(o)
+        return info is not None and (info.get("algoStatus") or info.get("X") or "").upper() in BINANCE_TRIGGERED
+
+    def state(self, o: Order, cid: str | None = None, leg: Leg | None = None) -> OrderState:
+        """Algo orders carry what their market order did as `actualQty`/`actualPrice` (REST) or
+        `aq`/`ap` (stream) — absent or "0" until it filled — never `executedQty`/`avgPrice`;
+        ccxt's `filled` for them is the order's amount, not a fill, so it is not read."""
+        info = self._algo_info(o)
+        if info is None:
+            return super().state(o, cid, leg)
+        cid = info.get("clientAlgoId") or info.get("caid") or o.get("clientOrderId") or cid or ""
+        leg = leg_of(cid) or leg or self.guess_leg(o)
+        filled = first_dec(info, "actualQty", "aq") or Decimal(0)
+        avg = first_dec(info, "actualPrice", "ap")
+        raw = (info.get("algoStatus") or info.get("X") or "").upper()
+        status = {"NEW": "open", "TRIGGERING": "open", "TRIGGERED": "open", "CANCELED": "cancelled",
+                  "EXPIRED": "expired", "REJECTED": "rejected"}.get(raw, "open")
+        if raw == "FINISHED":  # its market order is done: filled, or expired with nothing filled
+            status = "filled" if filled > 0 else "expired"
+        stop = first_dec(info, "triggerPrice", "tp") or dec(o.get("triggerPrice"))
+        return OrderState(cid, o.get("symbol") or "", leg, status, filled, avg if filled else None, stop)
 
     def status(self, o: Order, filled: Decimal) -> str:
-        info = o.get("info") or {}
-        raw = (info.get("algoStatus") or info.get("status") or "").upper()
-        if raw in ("NEW", "PARTIALLY_FILLED", "TRIGGERING", "TRIGGERED", "ACCEPTED"):
+        """Regular orders (entries, exits, a stop's market order); algo orders: `state`."""
+        raw = ((o.get("info") or {}).get("status") or "").upper()
+        if raw in ("NEW", "PARTIALLY_FILLED"):
             return "open"
-        if raw == "FILLED":
-            return "filled"
-        if raw == "FINISHED":  # an algo order's market order is done: filled, or not at all
-            return "filled" if filled > 0 else "cancelled"
-        if raw in ("CANCELED", "CANCELLED"):
-            return "cancelled"
-        if raw in ("EXPIRED", "EXPIRED_IN_MATCH"):
-            return "expired"
-        if raw == "REJECTED":
-            return "rejected"
-        return super().status(o, filled)
+        return {"FILLED": "filled", "CANCELED": "cancelled", "EXPIRED": "expired",
+                "EXPIRED_IN_MATCH": "expired", "REJECTED": "rejected"}.get(raw) or super().status(o, filled)
 
     async def fetch(self, ex, symbol, cid):
         leg = leg_of(cid)
@@ -221,9 +253,30 @@ class BinanceUsdm(Venue):
             try:
                 return await ex.fetch_order(None, symbol, {"clientOrderId": cid})
             except ccxt.OrderNotFound:
-                return await ex.fetch_order(None, symbol, {"clientOrderId": cid, "trigger": True})
-        params = {"clientOrderId": cid, **({"trigger": True} if self.is_conditional(leg) else {})}
-        return await ex.fetch_order(None, symbol, params)
+                return await self._with_child(ex, symbol, await ex.fetch_order(
+                    None, symbol, {"clientOrderId": cid, "trigger": True}))
+        if not self.is_conditional(leg):
+            return await ex.fetch_order(None, symbol, {"clientOrderId": cid})
+        return await self._with_child(ex, symbol, await ex.fetch_order(None, symbol, {"clientOrderId": cid,
+                                                                                     "trigger": True}))
+
+    async def _with_child(self, ex, symbol: str, o: Order) -> Order:
+        """A FINISHED algo order whose `actualPrice` is "0" or whose `actualQty` is missing is read
+        from its market order (`GET /fapi/v1/order?orderId=<actualOrderId>`): the algo answer
+        alone cannot tell a fill without a price from no fill."""
+        info = o.get("info") or {}
+        child_id = info.get("actualOrderId")
+        if (info.get("algoStatus") or "").upper() != "FINISHED" or not child_id or (
+                first_dec(info, "actualPrice") and first_dec(info, "actualQty")):
+            return o
+        try:
+            child = await ex.fetch_order(str(child_id), symbol)
+        except ccxt.OrderNotFound as e:  # not "the stop is unknown": its fill is unreadable for now
+            raise ccxt.NetworkError(f"binanceusdm: market order {child_id} of algo order "
+                                    f"{info.get('clientAlgoId')} not readable yet: {e}") from e
+        ci = child.get("info") or {}
+        return {**o, "info": {**info, "actualQty": ci.get("executedQty") or "0",
+                              "actualPrice": ci.get("avgPrice") or "0"}}
 
     async def cancel(self, ex, symbol, cid):
         params = {"clientOrderId": cid, **({"trigger": True} if self.is_conditional(leg_of(cid)) else {})}

@@ -1,19 +1,21 @@
-"""A local HTTP venue shaped like Binance USD-M futures, backed by the paper engine.
+"""A local venue shaped like Binance USD-M futures, backed by the paper engine.
 
-Contract tests point a real ccxt client at it over loopback; operators can run it standalone
-(`bin/fake-venue`, or `python -m exchange.fakes.binance_http --port 0`) to rehearse the real
-adapter end to end. It checks HMAC signatures (when given the secret), refuses parameters it
-does not know (-1104) and answers with Binance's error codes; latency and errors (-2019,
--2021, -2022, -1007, -4116, 429, or an answer that comes too late) can be injected per route.
+Contract tests point a real ccxt client at it over loopback (REST, and ccxt.pro over the
+websockets served on the same port: `binance_stream`); operators run it standalone
+(`bin/fake-venue --venue binanceusdm`). It checks HMAC signatures (when given the secret) and
+request timestamps against its own clock (`clock_skew_ms`: -1021 outside recvWindow), refuses
+parameters it does not know (-1104) and answers with Binance's error codes and documented
+shapes. Failures are injectable per route (`inject`): an error code, an answer that comes too
+late; and per triggered stop (route "trigger", `outcome`): its market order expires unfilled
+("expire") or it hangs in TRIGGERING/TRIGGERED ("triggering", "triggered").
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import hmac
 import itertools
-import signal
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,10 @@ from typing import Any, Callable
 from aiohttp import web
 
 from core.position_types import Leg
+from exchange.fakes import binance_events as events
 from exchange.fakes import binance_wire as wire
+from exchange.fakes.binance_algo import AlgoBook
+from exchange.fakes.binance_stream import StreamHub
 from exchange.gateway import OrderNotFound, OrderRequest, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
@@ -31,6 +36,8 @@ from exchange.paper.universe import paper_markets, start_prices
 MESSAGES = {
     -1003: "Too many requests; current limit is 2400 requests per minute.",
     -1007: "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+    -1021: "Timestamp for this request is outside of the recvWindow.",
+    -2013: "Order does not exist.",
     -2019: "Margin is insufficient.",
     -2021: "Order would immediately trigger.",
     -2022: "ReduceOnly Order is rejected.",
@@ -45,6 +52,8 @@ _ALGO_PARAMS = {"symbol", "side", "type", "algoType", "quantity", "reduceOnly", 
 _LOOKUP_PARAMS = {"symbol", "orderId", "origClientOrderId", "algoId", "clientAlgoId"} | _SIGNING
 _PUBLIC = {"/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/price",
            "/fapi/v2/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/ticker/24hr"}
+_KEY_ONLY = {"/fapi/v1/listenKey"}  # user-data stream endpoints take the API key, no signature
+
 
 
 class VenueError(Exception):
@@ -65,6 +74,8 @@ class Inject:
     when: dict[str, str] = field(default_factory=dict)  # only if these request params match
     retry_after_s: int | None = None
     times: int = 1  # 0 = unlimited
+    outcome: str | None = None  # route "trigger": "expire" | "triggering" | "triggered";
+    #                             route "GET /fapi/v1/algoOrder": "no_actual_price" (actualPrice "0")
     fired: int = 0
 
     def matches(self, route: str, params: dict[str, str]) -> bool:
@@ -74,26 +85,32 @@ class Inject:
 
 
 class FakeBinance:
+    venue = "binanceusdm"
+
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.engine = engine or PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0))
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
         self.host, self.port = host, port
+        self.clock_skew_ms = 0  # this venue's clock minus the machine's: signed requests are judged by it
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.injects: list[Inject] = []
         self._ids = itertools.count(1000)
         self._order_ids: dict[str, int] = {}
-        self._algo: set[str] = set()  # client ids that were placed as algo orders
         self._by_id = {wire.market_id(s): s for s in self.engine.markets}
+        self._listen_keys: set[str] = set()
         self._loop = asyncio.new_event_loop()
+        self.streams = StreamHub(self._loop, lambda: dict(self.engine.account.prices), self._now,
+                                 self._listen_keys)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self.url = ""
+        self.url = self.ws_url = ""
+        self._algo = AlgoBook(self.engine, self._ids, self._now, self.streams.publish, self._trigger_rule)
         self._routes: dict[str, Callable[[dict[str, str]], Any]] = {
             "GET /fapi/v1/ping": lambda p: {},
-            "GET /fapi/v1/time": lambda p: {"serverTime": _now()},
-            "GET /fapi/v1/exchangeInfo": lambda p: wire.exchange_info(self.engine.markets, _now()),
+            "GET /fapi/v1/time": lambda p: {"serverTime": self._now()},
+            "GET /fapi/v1/exchangeInfo": lambda p: wire.exchange_info(self.engine.markets, self._now()),
             "GET /fapi/v1/ticker/price": self._ticker_price,
             "GET /fapi/v2/ticker/price": self._ticker_price,
             "GET /fapi/v1/premiumIndex": self._premium_index,
@@ -107,9 +124,12 @@ class FakeBinance:
             "GET /fapi/v1/openAlgoOrders": lambda p: self._open(p, algo=True),
             "GET /fapi/v2/positionRisk": self._position_risk,
             "GET /fapi/v3/positionRisk": self._position_risk,
-            "GET /fapi/v2/balance": lambda p: wire.balance(self.engine.account.balance, _now()),
-            "GET /fapi/v3/balance": lambda p: wire.balance(self.engine.account.balance, _now()),
-            "POST /fapi/v1/listenKey": lambda p: {"listenKey": "fake-listen-key"},
+            "GET /fapi/v2/balance": lambda p: wire.balance(self.engine.account.balance, self._now()),
+            "GET /fapi/v3/balance": lambda p: wire.balance(self.engine.account.balance, self._now()),
+            # Start / Keepalive / Close User Data Stream: one key while it lives (Binance docs)
+            "POST /fapi/v1/listenKey": self._listen_key,
+            "PUT /fapi/v1/listenKey": self._listen_key,
+            "DELETE /fapi/v1/listenKey": lambda p: (self._listen_keys.clear(), {})[1],
         }
 
     # ---- control (tests and the standalone runner) -------------------------------------
@@ -130,10 +150,11 @@ class FakeBinance:
             self._thread.join(5)
 
     async def _shutdown(self) -> None:
-        """Drop answers still being delayed (injected slowness), then close the listener."""
+        """Drop answers still being delayed (injected slowness) and streams, then close."""
         me = asyncio.current_task()
         for task in [t for t in asyncio.all_tasks() if t is not me]:
             task.cancel()
+        await self._runner.shutdown()
         await self._runner.cleanup()
 
     def inject(self, route: str = "*", **kw: Any) -> Inject:
@@ -153,6 +174,9 @@ class FakeBinance:
         method, path = route.split(" ", 1)
         return [p for m, pa, p in self.requests if m == method and pa == path]
 
+    def _now(self) -> int:
+        return int(time.time() * 1000) + self.clock_skew_ms
+
     # ---- HTTP --------------------------------------------------------------------------
 
     def _serve(self, ready: threading.Event) -> None:
@@ -165,10 +189,13 @@ class FakeBinance:
         self._loop.run_until_complete(site.start())
         self.port = self._runner.addresses[0][1]
         self.url = f"http://{self.host}:{self.port}"
+        self.ws_url = f"ws://{self.host}:{self.port}"
         ready.set()
         self._loop.run_forever()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self.streams.handle(request)
         route = f"{request.method} {request.path}"
         raw = request.query_string if request.method in ("GET", "DELETE") else await request.text()
         params = dict(request.query)
@@ -180,17 +207,19 @@ class FakeBinance:
         handler = self._routes.get(route)
         if handler is None:
             return _error(VenueError(-5000, f"Path {request.path}, Method {request.method} is invalid", 404))
-        rule = next((r for r in self.injects if r.matches(route, params)), None)
+        rule = next((r for r in self.injects if r.route != "trigger" and r.matches(route, params)), None)
         if rule is not None:
             rule.fired += 1
         try:
             if request.path not in _PUBLIC:
-                self._authenticate(request, raw)
+                self._authenticate(request, raw, params)
             if rule is not None and not rule.after:
                 await asyncio.sleep(rule.delay_s)
                 if rule.code is not None:
                     raise VenueError(rule.code, status=rule.status)
             body = handler(params)
+            if rule is not None and rule.outcome == "no_actual_price" and isinstance(body, dict):
+                body["actualPrice"] = "0"
             if rule is not None and rule.after:
                 await asyncio.sleep(rule.delay_s)
                 if rule.code is not None:
@@ -202,10 +231,10 @@ class FakeBinance:
             return resp
         return web.json_response(body)
 
-    def _authenticate(self, request: web.Request, raw: str) -> None:
+    def _authenticate(self, request: web.Request, raw: str, params: dict[str, str]) -> None:
         if not request.headers.get("X-MBX-APIKEY") or (self.api_key and request.headers["X-MBX-APIKEY"] != self.api_key):
             raise VenueError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        if request.path == "/fapi/v1/listenKey":  # user-data streams take the key alone
+        if request.path in _KEY_ONLY:
             return
         payload, sep, signature = raw.rpartition("&signature=")
         if not sep:
@@ -214,6 +243,17 @@ class FakeBinance:
             want = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
             if not hmac.compare_digest(want, signature):
                 raise VenueError(-1022, "Signature for this request is not valid.")
+        # Binance, "Timing security": serverTime - timestamp must be within recvWindow (default
+        # 5000 ms), and a timestamp more than 1000 ms ahead of the server is refused as well.
+        try:
+            stamp, window = int(params["timestamp"]), int(params.get("recvWindow", 5000))
+        except (KeyError, ValueError):
+            raise VenueError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.") from None
+        now = self._now()
+        if stamp >= now + 1000:
+            raise VenueError(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - stamp > window:
+            raise VenueError(-1021)
 
     # ---- endpoints ---------------------------------------------------------------------
 
@@ -223,15 +263,20 @@ class FakeBinance:
             raise VenueError(-1121, "Invalid symbol.")
         return sym
 
+    def _listen_key(self, p):
+        if not self._listen_keys:
+            self._listen_keys.add(secrets.token_hex(32))
+        return {"listenKey": next(iter(self._listen_keys))}
+
     def _ticker_price(self, p):
-        rows = [{"symbol": wire.market_id(s), "price": wire.s(self.engine.price(s)), "time": _now()}
+        rows = [{"symbol": wire.market_id(s), "price": wire.s(self.engine.price(s)), "time": self._now()}
                 for s in ([self._symbol(p)] if "symbol" in p else self.engine.markets)]
         return rows[0] if "symbol" in p else rows
 
     def _premium_index(self, p):
         rows = [{"symbol": wire.market_id(s), "markPrice": wire.s(self.engine.price(s)),
                  "indexPrice": wire.s(self.engine.price(s)), "lastFundingRate": "0.0001",
-                 "nextFundingTime": _now() + 3600_000, "time": _now()}
+                 "nextFundingTime": self._now() + 3600_000, "time": self._now()}
                 for s in ([self._symbol(p)] if "symbol" in p else self.engine.markets)]
         return rows[0] if "symbol" in p else rows
 
@@ -243,7 +288,13 @@ class FakeBinance:
         cid = p.get("newClientOrderId") or f"fake-{next(self._ids)}"
         o = self._place(OrderRequest(cid, self._symbol(p), Leg.EXIT if reduce else Leg.ENTRY,
                                      p.get("side", "").lower(), _dec(p, "quantity")))
-        return wire.regular_order(o, self._order_ids[cid], _now())
+        oid, now = self._order_ids[cid], self._now()
+        self.streams.publish(
+            events.order_trade_update(oid, cid, o.symbol, o.side, o.qty, "NEW", Decimal(0), None, reduce, now),
+            events.order_trade_update(oid, cid, o.symbol, o.side, o.qty, "FILLED", o.filled_qty, o.avg_price,
+                                      reduce, now),
+            events.account_update(self.engine.positions(), self.engine.account.balance, now))
+        return wire.regular_order(o, oid, now)
 
     def _new_algo(self, p):
         _only(p, _ALGO_PARAMS)
@@ -259,9 +310,14 @@ class FakeBinance:
             req = OrderRequest(cid, sym, Leg.TRAILING, side, qty, activation=act, callback_pct=_dec(p, "callbackRate"))
         else:
             raise VenueError(-1116, "Invalid orderType.")
-        o = self._place(req)
-        self._algo.add(cid)
-        return wire.algo_order(o, self._order_ids[cid], None, _now())
+        meta = self._algo.add(cid)
+        try:
+            o = self._place(req)
+        except VenueError:
+            self._algo.drop(cid)
+            raise
+        self.streams.publish(events.algo_update(o, meta.algo_id, "NEW", None, self._now()))
+        return self._algo.view(o)
 
     def _place(self, req: OrderRequest):
         try:
@@ -273,25 +329,23 @@ class FakeBinance:
 
     def _find(self, p: dict[str, str], algo: bool):
         cid = p.get("clientAlgoId") if algo else p.get("origClientOrderId")
-        if cid is None:
-            key = "algoId" if algo else "orderId"
-            cid = next((c for c, i in self._order_ids.items() if str(i) == p.get(key)), None)
+        if cid is None and algo:
+            cid = self._algo.by_algo_id(p.get("algoId"))
+        elif cid is None:
+            cid = next((c for c, i in self._order_ids.items() if str(i) == p.get("orderId")), None)
         o = self.engine.account.orders.get(cid or "")
         if o is None or (cid in self._algo) != algo or o.symbol != self._symbol(p):
             return None
         return o
 
-    def _view(self, o, algo: bool):
-        oid = self._order_ids[o.cid]
-        return wire.algo_order(o, oid, oid + 1 if o.status == "filled" else None, _now()) if algo \
-            else wire.regular_order(o, oid, _now())
-
     def _lookup(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
+        if not algo and (child := self._algo.child_view(p.get("orderId", ""))) is not None:
+            return child
         o = self._find(p, algo)
         if o is None:
             raise VenueError(-2013, "Order does not exist.")
-        return self._view(o, algo)
+        return self._algo.view(o) if algo else wire.regular_order(o, self._order_ids[o.cid], self._now())
 
     def _cancel(self, p, algo: bool):
         _only(p, _LOOKUP_PARAMS)
@@ -303,22 +357,36 @@ class FakeBinance:
         except OrderNotFound:
             raise VenueError(-2011, "Unknown order sent.") from None
         if algo:
-            return {"algoId": self._order_ids[o.cid], "clientAlgoId": o.cid, "code": "200", "msg": "success"}
-        return self._view(o, algo)
+            meta = self._algo.meta[o.cid]
+            self.streams.publish(events.algo_update(o, meta.algo_id, "CANCELED", None, self._now()))
+            # Cancel Algo Order response: SDK model `CancelAlgoOrderResponse`
+            return {"algoId": meta.algo_id, "clientAlgoId": o.cid, "code": "200", "msg": "success"}
+        return wire.regular_order(o, self._order_ids[o.cid], self._now())
 
     def _open(self, p, algo: bool):
         sym = self._symbol(p) if "symbol" in p else None
-        return [self._view(self.engine.account.orders[o.cid], algo) for o in self.engine.open_orders(sym)
-                if (o.cid in self._algo) == algo]
+        resting = {o.cid for o in self.engine.open_orders(sym)}
+        if not algo:
+            return [wire.regular_order(self.engine.account.orders[c], self._order_ids[c], self._now())
+                    for c in resting if c not in self._algo]
+        held = self._algo.held()  # a stop hung between trigger and fill is still listed, as Binance does
+        orders = self.engine.account.orders
+        return [self._algo.view(orders[c]) for c in sorted(resting | held)
+                if c in self._algo and orders[c].status == "open" and (sym is None or orders[c].symbol == sym)]
 
     def _position_risk(self, p):
         sym = self._symbol(p) if "symbol" in p else None
-        return [wire.position_risk(v.symbol, v.qty, v.entry_price, self.engine.price(v.symbol), _now())
+        return [wire.position_risk(v.symbol, v.qty, v.entry_price, self.engine.price(v.symbol), self._now())
                 for v in self.engine.positions() if sym is None or v.symbol == sym]
 
-
-def _now() -> int:
-    return int(time.time() * 1000)
+    def _trigger_rule(self, order) -> str | None:
+        """Engine hook (its lock held): the outcome an injected "trigger" rule gives this stop."""
+        params = {"clientAlgoId": order.cid, "symbol": wire.market_id(order.symbol)}
+        rule = next((r for r in self.injects if r.route == "trigger" and r.matches("trigger", params)), None)
+        if rule is None:
+            return None
+        rule.fired += 1
+        return rule.outcome
 
 
 def _dec(p: dict[str, str], key: str) -> Decimal:
@@ -336,27 +404,3 @@ def _only(p: dict[str, str], allowed: set[str]) -> None:
 
 def _error(e: VenueError) -> web.Response:
     return web.json_response({"code": e.code, "msg": str(e)}, status=e.status)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="fake-venue", description="A local Binance USD-M-shaped venue (paper engine).")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    ap.add_argument("--latency-ms", type=float, default=0, help="added to every HTTP call")
-    ap.add_argument("--tick-ms", type=float, default=500, help="random-walk step of every price; 0 = prices stand still")
-    ap.add_argument("--volatility", type=float, default=0.0015)
-    args = ap.parse_args(argv)
-    engine = PaperEngine(paper_markets(), start_prices(), seed=7, volatility=args.volatility)
-    venue = FakeBinance(engine, latency_ms=args.latency_ms, host=args.host, port=args.port)
-    print(venue.start(), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    while not done.wait(args.tick_ms / 1000 if args.tick_ms > 0 else 3600):
-        engine.step(args.tick_ms / 1000)
-    venue.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,11 +1,13 @@
-"""Binance USD-M wire formats for the fake venue: exchangeInfo, orders, algo orders, positions.
+"""Binance USD-M wire formats for the fake venue: exchangeInfo, orders, algo orders, positions,
+and the user-data / market stream events.
 
-Shapes follow Binance's documented responses closely enough that ccxt's own parsers read
-them; values come from the paper engine, as strings (Binance never sends JSON numbers for
-prices and quantities).
+Every shape is the one Binance documents (the page, or the model of Binance's own connector
+SDK generated from its API spec, is named next to each); values come from the paper engine,
+as strings (Binance never sends JSON numbers for prices and quantities).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from core.position_types import Leg
@@ -50,7 +52,6 @@ def exchange_info(markets: dict[str, MarketSpec], now_ms: int) -> dict:
                 {"filterType": "MARKET_LOT_SIZE", "minQty": s(spec.min_qty), "maxQty": "1000000",
                  "stepSize": s(spec.lot_size)},
                 {"filterType": "MAX_NUM_ORDERS", "limit": 200},
-                {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                 {"filterType": "MIN_NOTIONAL", "notional": s(spec.min_notional)},
                 {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
                  "multiplierDecimal": "4"},
@@ -68,11 +69,15 @@ def exchange_info(markets: dict[str, MarketSpec], now_ms: int) -> dict:
 
 _REGULAR_STATUS = {"open": "NEW", "filled": "FILLED", "cancelled": "CANCELED", "expired": "EXPIRED",
                    "rejected": "REJECTED"}
-_ALGO_STATUS = {"open": "NEW", "filled": "FINISHED", "cancelled": "CANCELED", "expired": "EXPIRED",
+# An engine order that expired was triggered and its child order did not fill: Binance
+# reports such an algo order FINISHED (EXPIRED is an algo order's own GTD expiry).
+_ALGO_STATUS = {"open": "NEW", "filled": "FINISHED", "cancelled": "CANCELED", "expired": "FINISHED",
                 "rejected": "REJECTED"}
 
 
 def regular_order(o: PaperOrder, order_id: int, now_ms: int) -> dict:
+    """New Order (newOrderRespType=RESULT) / Query Order response: SDK models `NewOrderResponse`,
+    `QueryOrderResponse`."""
     filled = o.filled_qty or Decimal(0)
     return {
         "orderId": order_id, "symbol": market_id(o.symbol), "status": _REGULAR_STATUS[o.status],
@@ -87,26 +92,68 @@ def regular_order(o: PaperOrder, order_id: int, now_ms: int) -> dict:
     }
 
 
-def algo_order(o: PaperOrder, algo_id: int, actual_id: int | None, now_ms: int) -> dict:
+@dataclass(frozen=True, slots=True)
+class Child:
+    """The matching-engine order a triggered algo order placed (its `actualOrderId`)."""
+
+    order_id: int
+    cid: str  # Binance's own id: the docs do not say the child carries our clientAlgoId
+    status: str  # FILLED | EXPIRED
+    qty: Decimal
+    avg_price: Decimal | None
+
+
+def algo_order(o: PaperOrder, algo_id: int, child: Child | None, now_ms: int, *, status: str | None = None,
+               trigger_ms: int = 0, hide_actual_price: bool = False) -> dict:
+    """Query Algo Order / Current All Algo Open Orders / New Algo Order response.
+
+    Binance SDK models `QueryAlgoOrderResponse`, `CurrentAllAlgoOpenOrdersResponseInner`,
+    `NewAlgoOrderResponse` (binance-connector-python, derivatives_trading_usds_futures);
+    https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/Query-Algo-Order
+    `actualOrderId` "empty string if not triggered", `actualPrice` "0 if not triggered; average
+    price if filled/partially filled", `actualQty` "only present when filled/partially filled";
+    there is no `executedQty` and no `avgPrice`.
+    """
     trailing = o.leg is Leg.TRAILING
-    filled = o.filled_qty or Decimal(0)
-    return {
+    out = {
         "algoId": algo_id, "clientAlgoId": o.cid, "algoType": "CONDITIONAL",
         "orderType": "TRAILING_STOP_MARKET" if trailing else "STOP_MARKET",
         "symbol": market_id(o.symbol), "side": o.side.upper(), "positionSide": "BOTH",
-        "timeInForce": "GTC", "quantity": s(o.qty), "algoStatus": _ALGO_STATUS[o.status],
-        "triggerPrice": s(o.stop_price), "price": "0", "icebergQuantity": None,
+        "timeInForce": "GTC", "quantity": s(o.qty), "algoStatus": status or _ALGO_STATUS[o.status],
+        "actualOrderId": str(child.order_id) if child else "",
+        "actualPrice": "0" if child is None or hide_actual_price else s(child.avg_price),
+        "triggerPrice": s(o.stop_price) if not trailing else "0", "price": "0", "icebergQuantity": None,
         "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": "CONTRACT_PRICE",
         "priceMatch": "NONE", "closePosition": False, "priceProtect": False, "reduceOnly": True,
-        "activatePrice": s(o.activation) if trailing and o.activation else None,
-        "callbackRate": s(o.callback_pct) if trailing else None,
-        "createTime": now_ms, "updateTime": now_ms, "triggerTime": now_ms if o.status == "filled" else 0,
-        "goodTillDate": 0, "actualOrderId": str(actual_id) if actual_id else "",
-        "executedQty": s(filled), "avgPrice": s(o.avg_price),
+        "createTime": now_ms, "updateTime": now_ms, "triggerTime": trigger_ms, "goodTillDate": 0,
+    }
+    if trailing:  # NewAlgoOrderResponse carries them; Binance sends them for trailing orders
+        out["activatePrice"] = s(o.activation) if o.activation else None
+        out["callbackRate"] = s(o.callback_pct)
+    if child is not None:
+        out["actualType"] = "MARKET"
+        if child.status == "FILLED":
+            out["actualQty"] = s(child.qty)
+    return out
+
+
+def child_order(c: Child, o: PaperOrder, now_ms: int) -> dict:
+    """Query Order response for the child (GET /fapi/v1/order?orderId=<actualOrderId>):
+    SDK model `QueryOrderResponse`."""
+    filled = c.qty if c.status == "FILLED" else Decimal(0)
+    return {
+        "orderId": c.order_id, "symbol": market_id(o.symbol), "status": c.status, "clientOrderId": c.cid,
+        "price": "0", "avgPrice": s(c.avg_price) if filled else "0", "origQty": s(o.qty),
+        "executedQty": s(filled), "cumQuote": s(filled * c.avg_price if filled and c.avg_price else Decimal(0)),
+        "timeInForce": "GTC", "type": "MARKET", "origType": "MARKET", "reduceOnly": True,
+        "closePosition": False, "side": o.side.upper(), "positionSide": "BOTH", "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE", "priceProtect": False, "priceMatch": "NONE",
+        "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0, "time": now_ms, "updateTime": now_ms,
     }
 
 
 def position_risk(symbol: str, qty: Decimal, entry: Decimal | None, mark: Decimal, now_ms: int) -> dict:
+    """Position Information V3: SDK model `PositionInformationV3ResponseInner`."""
     upnl = (mark - entry) * qty if entry is not None else Decimal(0)
     return {
         "symbol": market_id(symbol), "positionSide": "BOTH", "positionAmt": s(qty),

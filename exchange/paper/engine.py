@@ -23,7 +23,13 @@ from core.types import MarketSpec
 from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
 from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
 
-CALLBACK_RANGE = (Decimal("0.1"), Decimal("10"))
+# Binance's documented callbackRate range (min 0.1, max 20 since its 2026-10-23 change).
+CALLBACK_RANGE = (Decimal("0.1"), Decimal("20"))
+
+# What a triggered stop does next: its market order fills (the default), the market order
+# expires unfilled (the stop is gone, the position stays), or it hangs between trigger and
+# matching engine and never fills ("hold": still listed as open, no longer resting).
+TriggerOutcome = Callable[["PaperOrder"], str]
 
 
 @dataclass(slots=True)
@@ -86,6 +92,7 @@ class PaperEngine:
         # cost O(N²) at a cold start. Positions change only on a fill, which drops this.
         self._positions_view: list[VenuePosition] | None = None
         self._listeners: list[Callable[[OrderState], None]] = []
+        self.trigger_outcome: TriggerOutcome | None = None  # called with the lock held
         # write-through journal (only with a store): dirty keys → entries → one transaction
         self.store = store
         self._store_lock = threading.Lock()  # one writer; never held together with I/O of others
@@ -229,9 +236,12 @@ class PaperEngine:
         elif req.leg is Leg.TRAILING:
             lo, hi = CALLBACK_RANGE
             if req.callback_pct is None or not lo <= req.callback_pct <= hi:
-                raise venue_error(-2007, f"Invalid callBack rate {req.callback_pct} (0.1–10)")
+                raise venue_error(-2007, f"Invalid callBack rate {req.callback_pct} ({lo}–{hi})")
             if req.activation is None:
-                order.activated, order.best = True, price
+                order.activated, order.best = True, price  # the venue arms it at the latest price
+            elif (req.activation <= price) if req.side == "sell" else (req.activation >= price):
+                # Binance: a SELL trailing needs activatePrice above the latest price, a BUY below.
+                raise venue_error(-2021, "Order would immediately trigger.")
         self.account.orders[req.cid] = order
         self._touch("order", order)
         self._resting.setdefault(req.symbol, {})[req.cid] = order
@@ -290,7 +300,10 @@ class PaperEngine:
             else:
                 continue
             if hit:
-                if self._fill(order, price, reduce_only=True) is None:
+                outcome = self.trigger_outcome(order) if self.trigger_outcome is not None else "fill"
+                if outcome == "hold":
+                    self._resting[symbol].pop(order.cid, None)
+                elif outcome == "expire" or self._fill(order, price, reduce_only=True) is None:
                     self._finish(order, "expired")
                 fired.append(order.view())
         return fired
