@@ -42,6 +42,9 @@ class ControlPlane:
         instrument_db(svc.db.engine, self.metrics)
         self.settings = SettingsStore(svc.db.engine)
         changes, paused = self.settings.replay()
+        for problem in self.settings.problems:  # never a reason not to start: loud, then the default
+            logger.error("control: {}", problem)
+            svc.health_notes.append(problem)
         if changes:
             svc.defaults = params_with(svc.defaults, changes)
             svc.supervisor.defaults = svc.defaults

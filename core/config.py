@@ -5,17 +5,50 @@ with a message naming the key, instead of surfacing at 3 a.m. in the middle of a
 """
 from __future__ import annotations
 
+import fnmatch
+import os
+import stat
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from core.numbers import parse_decimal
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kilobytes; this is plenty
+MAX_CONFIG_DEPTH = 8  # sections nest two or three deep
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Environment variables that hold venue credentials: never sent anywhere else (signals.token_env).
+SECRET_ENV_PATTERNS = ("*_API_KEY", "*_API_SECRET", "*SECRET*", "*PASSPHRASE*")
+
+# A Decimal from outside: finite, at most 40 characters, 30 digits, magnitude 1e-18 … 1e18.
+BoundedDecimal = Annotated[Decimal, BeforeValidator(lambda v: parse_decimal(v, "the number"))]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: a deadline of `inf` (TOML has it) would wait forever
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def holds_secret(env_name: str) -> bool:
+    return any(fnmatch.fnmatchcase(env_name.upper(), pat) for pat in SECRET_ENV_PATTERNS)
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def _check_url(url: str | None, what: str, schemes: tuple[str, ...]) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, got {url[:80]!r}")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials (keys come from the environment)")
 
 
 class ExchangeCfg(_Section):
@@ -34,6 +67,12 @@ class ExchangeCfg(_Section):
     # spends half of it): start-up's account-wide reads (40 weight each) must not starve a wave.
     rate_window_s: float = Field(default=60.0, ge=0)
 
+    @model_validator(mode="after")
+    def _urls(self) -> "ExchangeCfg":
+        _check_url(self.api_url, "exchange.api_url", ("https", "http"))
+        _check_url(self.ws_url, "exchange.ws_url", ("wss", "ws"))
+        return self
+
 
 class PaperCfg(_Section):
     seed: int = 42
@@ -41,7 +80,7 @@ class PaperCfg(_Section):
     jitter_ms: float = Field(default=0, ge=0)
     tick_interval_ms: float = Field(default=250, ge=0)
     volatility: float = Field(default=0.0015, ge=0)
-    slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
+    slippage_bps: BoundedDecimal = Field(default=Decimal(2), ge=0)
     extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
@@ -52,13 +91,13 @@ class RiskCfg(_Section):
     max_positions_per_wave: int = Field(default=7, ge=1)
     max_open_positions: int = Field(default=50, ge=1)
     max_concurrent_opens: int = Field(default=0, ge=0)  # 0 = no limit
-    position_notional_usdt: Decimal = Field(default=Decimal(200), gt=0)
+    position_notional_usdt: BoundedDecimal = Field(default=Decimal(200), gt=0)
 
 
 class ProtectionCfg(_Section):
-    stop_loss_pct: Decimal = Field(default=Decimal("2.0"), gt=0, lt=50)
-    trailing_activation_pct: Decimal = Field(default=Decimal("1.0"), ge=0, lt=100)
-    trailing_callback_pct: Decimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=10)
+    stop_loss_pct: BoundedDecimal = Field(default=Decimal("2.0"), gt=0, lt=50)
+    trailing_activation_pct: BoundedDecimal = Field(default=Decimal("1.0"), ge=0, lt=100)
+    trailing_callback_pct: BoundedDecimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=10)
     trailing_mode: Literal["native", "emulated"] = "native"
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=0.5, ge=0)
@@ -114,6 +153,9 @@ class SignalsCfg(_Section):
 
     @model_validator(mode="after")
     def _known_source(self) -> "SignalsCfg":
+        if self.token_env and holds_secret(self.token_env):
+            raise ValueError(f"token_env {self.token_env!r} names a variable for venue credentials; the "
+                             "signal server would receive it as its bearer token — use a variable of its own")
         if self.source.startswith(("ws://", "wss://")):
             if not urlsplit(self.source).hostname:
                 raise ValueError(f"source {self.source!r} has no host")
@@ -228,19 +270,63 @@ def _parse_value(raw: str) -> Any:
     """`--set` values are TOML literals when they parse as one (1, 0.5, true, [..]), else text."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):  # ValueError: an int past str()'s digit limit
         return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML file, bounded: a regular file of at most MAX_CONFIG_BYTES, UTF-8, nested at most
+    MAX_CONFIG_DEPTH deep (a directory, /dev/zero or a FIFO is refused before it is read)."""
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"config file {path} is not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is not a regular file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config file {path} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+    return data
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_CONFIG_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(c, level + 1) for c in children), default=level)
+
+
+def check_transport(cfg: Config, env: Mapping[str, str]) -> None:
+    """A bearer token for the signal server only ever travels over TLS to a remote host."""
+    s = cfg.signals
+    if (s.source.startswith("ws://") and not is_loopback(s.source)
+            and s.token_env and env.get(s.token_env, "").strip()):
+        raise ConfigError(f"signals.source {s.source.split('?')[0][:80]!r} is plain ws:// to a remote host while "
+                          f"{s.token_env} is set: the token would travel in clear text; use wss://")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        data = read_config_file(path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -253,7 +339,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"--set {key}: {part} is not a section")
         node[leaf] = _parse_value(raw.strip())
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    check_transport(cfg, os.environ if env is None else env)
+    return cfg
