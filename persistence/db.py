@@ -6,6 +6,7 @@ pool timeout. Anything that still stalls is the supervisor's to handle.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -21,6 +22,19 @@ from core.faults import FaultPlan, InjectedCrash
 
 class DbTimeout(TimeoutError):
     """A database call did not finish within its timeout."""
+
+
+_SECRET_QUERY = re.compile(r"(?i)pass|secret|token|key|auth")
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to show anywhere: password and credential-like query values masked."""
+    try:
+        u = make_url(url)
+        query = "&".join(f"{k}={'***' if _SECRET_QUERY.search(k) else v}" for k, v in u.query.items())
+        return u.set(query={}).render_as_string(hide_password=True) + (f"?{query}" if query else "")
+    except Exception:
+        return "<unparseable database url>"
 
 
 def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,

@@ -28,7 +28,7 @@ from core.faults import FaultPlan, FaultRule
 from core.position_types import Outcome, Params, Phase, position_id_of
 from exchange.factory import build_gateway
 from exchange.gateway import OrderState
-from persistence.db import Database
+from persistence.db import Database, masked_url
 from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
@@ -86,7 +86,7 @@ class Service:
                            pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
         schema = ensure_current(self.db.engine, auto_create=cfg.database.auto_create)
         if schema == "created":
-            logger.info("database schema created at {}", self.db.url.split("@")[-1])
+            logger.info("database schema created at {}", masked_url(self.db.url))
         self.gateway = build_gateway(cfg, self.venue_faults)
         self.markets = self.gateway.markets()
         self.positions = PositionStore(self.db)

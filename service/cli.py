@@ -90,6 +90,7 @@ def _run(cfg: Config, args) -> int:
     from exchange.gateway import VenueError
     from service.app import Service
     from service.view import StatusReporter
+    from persistence.db import masked_url
 
     setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
     from control.plane import ControlPlane
@@ -123,7 +124,7 @@ def _run(cfg: Config, args) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
-                cfg.database.url.split("@")[-1], cfg.signals.source)
+                masked_url(cfg.database.url), cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
     svc.start()
     plane.start()
