@@ -19,6 +19,7 @@ from control.commands import ControlHandler
 from control.server import ControlServer, SocketLock
 from control.settings import SettingsStore, params_with
 from core.config import Config
+from core.files import private_dir
 from service.health import HealthMonitor
 from service.metrics import InstrumentedGateway, Metrics, MetricsServer, ServiceCollector, instrument_db
 
@@ -26,6 +27,7 @@ from service.metrics import InstrumentedGateway, Metrics, MetricsServer, Service
 class ControlPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        private_dir(cfg.run_dir)  # 0700, ours, not a symlink: before anything is created in it
         self.lock = SocketLock(socket_path(cfg))
         self.svc = None
         self.metrics = Metrics(cfg.health.latency_window)

@@ -26,6 +26,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from control import protocol as p
+from core.files import open_private, safe_dir
 
 MAX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 QUIET_COMMANDS = {"status", "positions", "position", "waves", "wave", "health", "supervisor", "events"}
@@ -45,9 +46,9 @@ class SocketLock:
         if len(os.fsencode(self.path)) > MAX_PATH:
             raise ValueError(f"control socket path is {len(os.fsencode(self.path))} bytes, more than a Unix "
                              f"socket allows ({MAX_PATH}); set control.socket to a shorter path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        safe_dir(self.path.parent)  # another user who can write here could replace the socket
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_private(lock_path)  # O_NOFOLLOW: a planted symlink is refused, never written through
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -10,7 +10,6 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
@@ -18,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.faults import FaultPlan, InjectedCrash
+from core.files import private_file
 
 
 class DbTimeout(TimeoutError):
@@ -43,8 +43,8 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
     lock waits still give up after half of `call_timeout_s`."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            private_file(u.database)  # 0600 before SQLite opens it: its -wal and -shm take this mode
         engine = create_engine(
             u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
             connect_args={"timeout": call_timeout_s, "check_same_thread": False},

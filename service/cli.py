@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything this process creates (database and its -wal/-shm, log and its rotations, paper
+    # account, history) is owner-only whatever umask it inherited.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
@@ -92,7 +95,17 @@ def _run(cfg: Config, args) -> int:
     from service.view import StatusReporter
     from persistence.db import masked_url
 
-    setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    from core.files import UnsafePath, private_dir
+    try:
+        private_dir(cfg.run_dir)  # first: the log may live under it
+    except (UnsafePath, OSError) as e:
+        print(f"bin/trader: run_dir: {e}", file=sys.stderr)
+        return 4
+    try:
+        setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    except (UnsafePath, OSError) as e:
+        print(f"bin/trader: cannot open the log file: {e}", file=sys.stderr)
+        return 2
     from control.plane import ControlPlane
     from control.server import ServiceAlreadyRunning
     try:  # claim the control socket before touching the database or the venue
@@ -106,7 +119,7 @@ def _run(cfg: Config, args) -> int:
         logger.error("{}", e)
         plane.stop()
         return 3
-    except (ConfigError, VenueError) as e:  # missing keys, venue unreachable at start
+    except (ConfigError, VenueError, UnsafePath) as e:  # missing keys, venue unreachable, a foreign file
         logger.error("cannot start: {}", e)
         plane.stop()
         return 2

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 from loguru import logger
+
+from core.files import private_file
 
 # Anything that looks like a credential is masked before it reaches any sink.
 _SECRET = re.compile(r"(?i)(api[_-]?key|secret|password|token|signature)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",&]+)")
@@ -22,7 +23,7 @@ def setup_logging(level: str = "INFO", file: str | None = None, *, quiet: bool =
     logger.add(sys.stderr, level="WARNING" if quiet else level, format=fmt, filter=_mask,
                colorize=sys.stderr.isatty(), backtrace=False, diagnose=False)
     if file:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        private_file(file)  # rotated files are 0600 through the process umask (bin/trader sets 077)
         logger.add(file, level="DEBUG", rotation="50 MB", retention=5, enqueue=True, filter=_mask,
                    format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <8} {thread.name} {message}",
                    backtrace=False, diagnose=False)

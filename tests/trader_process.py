@@ -33,10 +33,11 @@ def quiet_settings(tmp_path: Path, *extra: str) -> list[str]:
 class Trader:
     """`bin/trader run` with its output in a file; `stop()` sends Ctrl-C and returns the exit code."""
 
-    def __init__(self, tmp_path: Path, *extra: str, env: dict | None = None, umask: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, *extra: str, env: dict | None = None, umask: int | None = None,
+                 out_dir: Path | None = None) -> None:
         self.tmp_path, self.args = tmp_path, quiet_settings(tmp_path, *extra)
         self.sock = tmp_path / "control.sock"
-        self.out_path = tmp_path / "run.out"
+        self.out_path = (out_dir or tmp_path) / "run.out"
         self._out = open(self.out_path, "w")
 
         def preexec():

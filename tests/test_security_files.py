@@ -1,0 +1,99 @@
+"""Private by default: what another local user can see or break of a running trader's files,
+and paths (run_dir, control socket, its lock) that an attacker could have prepared."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.local_user import other_user, run_as  # noqa: F401
+from tests.trader_process import Trader, said, trader, quiet_settings
+
+SHM_LOCK = """
+import fcntl, os, sys
+try:
+    fd = os.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, os.O_RDONLY)
+    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    print("locked")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
+@pytest.fixture
+def open_base():
+    """A directory other users may traverse (pytest's own tmp dirs are 0700, which would hide
+    loose file modes inside)."""
+    base = Path("/tmp") / f"wt-sec-{secrets.token_hex(4)}"
+    base.mkdir()
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(os.lstat(p).st_mode)
+
+
+def test_files_are_private_whatever_the_umask_and_another_user_cannot_lock_the_shm(open_base, other_user):
+    run_dir = open_base / "run"
+    with Trader(run_dir, umask=0, out_dir=open_base) as t:
+        t.wait_ready()
+        files = {p.name: _mode(p) for p in run_dir.rglob("*") if not p.is_dir()}
+        dirs = {str(p.relative_to(open_base)): _mode(p) for p in [run_dir, *run_dir.rglob("*")] if p.is_dir()}
+        for name in ("t.db", "t.db-wal", "t.db-shm", "paper-venue.db", "t.log", "control.sock.lock"):
+            assert name in files, files
+        assert files == {name: 0o600 for name in files}, files
+        assert dirs == {name: 0o700 for name in dirs}, dirs
+
+        # Another user, even one allowed through the directory, can open neither file.
+        run_dir.chmod(0o711)
+        try:
+            got = run_as(other_user, SHM_LOCK.format(path=str(run_dir / "t.db-shm")))
+        finally:
+            run_dir.chmod(0o700)
+        assert got.stdout.strip() == "PermissionError", got
+        assert t.ctl("health").returncode == 0  # and the trader kept its database to itself
+        assert t.stop() == 130
+
+
+def test_a_symlinked_run_dir_is_refused(tmp_path):
+    target = tmp_path / "real"
+    target.mkdir()
+    link = tmp_path / "run"
+    link.symlink_to(target)
+    res = trader("run", *quiet_settings(link))
+    assert res.returncode == 4 and "symbolic link" in res.stderr, said(res)
+    assert list(target.iterdir()) == []  # nothing was created through the link
+
+
+def test_a_lock_file_planted_as_a_symlink_is_never_written_through(tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("root's data\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "control.sock.lock").symlink_to(precious)
+    res = trader("run", *quiet_settings(run_dir))
+    assert res.returncode == 4 and "symbolic link" in res.stderr, said(res)
+    assert precious.read_text() == "root's data\n"
+
+
+def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path, open_base):
+    shared = open_base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: anyone could plant a socket or a lock there first
+    res = trader("run", *quiet_settings(tmp_path / "run", f"control.socket='{shared}/wt.sock'"))
+    assert res.returncode == 4 and "writable by other users" in res.stderr, said(res)
+    assert list(shared.iterdir()) == []
+
+
+def test_a_socket_directory_of_another_user_is_refused(tmp_path, open_base, other_user):
+    theirs = open_base / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, *other_user)
+    res = trader("run", *quiet_settings(tmp_path / "run", f"control.socket='{theirs}/wt.sock'"))
+    assert res.returncode == 4 and "not to this user" in res.stderr, said(res)
