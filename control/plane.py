@@ -60,7 +60,7 @@ class ControlPlane:
                                  socket_path=str(self.lock.path), metrics_url=self.metrics_url)
         c = self.cfg.control
         self.server = ControlServer(self.lock, handler, max_frame_bytes=c.max_frame_bytes,
-                                    max_connections=c.max_connections)
+                                    max_connections=c.max_connections, idle_timeout_s=c.idle_timeout_s)
 
     def metrics_url(self) -> str | None:
         return self.http.url if self.http else None
@@ -69,7 +69,8 @@ class ControlPlane:
         c = self.cfg.control
         if c.metrics_port >= 0:
             try:
-                self.http = MetricsServer(self.metrics.registry, self._healthz, c.metrics_host, c.metrics_port)
+                self.http = MetricsServer(self.metrics.registry, self._healthz, c.metrics_host, c.metrics_port,
+                                          max_connections=c.metrics_max_connections, deadline_s=c.metrics_timeout_s)
                 logger.info("metrics: {}/metrics and {}/healthz", self.http.url, self.http.url)
             except OSError as e:  # trading must not stop because a port is taken
                 self.http_error = str(e)

@@ -26,6 +26,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from control import protocol as p
+from service.bounded import BoundedMixIn
 from core.files import open_private, safe_dir
 
 MAX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
@@ -70,8 +71,7 @@ class SocketLock:
             self._fd = None
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(BoundedMixIn, socketserver.UnixStreamServer):
     allow_reuse_address = False
 
 
@@ -81,8 +81,6 @@ class ControlServer:
         self.lock, self.path, self.handler = lock, lock.path, handler
         self.max_frame_bytes, self.max_connections = max_frame_bytes, max_connections
         self.idle_timeout_s = idle_timeout_s
-        self._active = 0
-        self._count_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
@@ -90,6 +88,9 @@ class ControlServer:
     def start(self) -> None:
         self._remove_stale()
         srv = _Server(str(self.path), self._handler_class(), bind_and_activate=False)
+        srv.init_bounded(self.max_connections, self.idle_timeout_s,
+                         p.encode_error(p.ProtocolError(p.BUSY, "too many control connections; try again")),
+                         "control")
         tmp = self.path.with_name(f".ctl-{secrets.token_hex(4)}")
         try:
             srv.socket.bind(str(tmp))
@@ -131,38 +132,23 @@ class ControlServer:
 
     # ---- per connection ------------------------------------------------------------------
 
-    def _admit(self) -> bool:
-        with self._count_lock:
-            if self._active >= self.max_connections:
-                return False
-            self._active += 1
-            return True
-
-    def _leave(self) -> None:
-        with self._count_lock:
-            self._active -= 1
-
     def _handler_class(self):
         server = self
 
         class Conn(socketserver.StreamRequestHandler):
+            """Each frame must arrive whole within idle_timeout_s of the connection becoming
+            idle (the accept loop cuts it otherwise, however slowly it drips in); the time the
+            service spends answering is bounded by the commands' own deadlines instead."""
+
             timeout = server.idle_timeout_s
 
             def handle(self) -> None:
-                if not server._admit():
-                    self._send(p.encode_error(p.ProtocolError(p.BUSY, "too many control connections; try again")))
-                    return
-                try:
-                    self._serve()
-                finally:
-                    server._leave()
-
-            def _serve(self) -> None:
                 uid = _peer_uid(self.connection)
                 if uid is not None and uid not in (os.getuid(), 0):
                     self._send(p.encode_error(p.ProtocolError(p.FORBIDDEN, "not the service's user")))
                     return
                 while True:
+                    self.server.arm(self.request, server.idle_timeout_s)
                     try:
                         line = self.rfile.readline(server.max_frame_bytes + 1)
                     except (TimeoutError, OSError):
@@ -178,6 +164,7 @@ class ControlServer:
                             continue
                         self._linger()
                         return
+                    self.server.arm(self.request, None)  # commands bound their own waits
                     if not self._send(server.answer(line.rstrip(b"\r\n"), uid)):
                         return
 
@@ -211,6 +198,7 @@ class ControlServer:
                     pass
 
             def _send(self, data: bytes) -> bool:
+                self.server.arm(self.request, server.idle_timeout_s)  # a client that does not read
                 try:
                     self.wfile.write(data)
                     self.wfile.flush()

@@ -197,6 +197,10 @@ class ControlCfg(_Section):
     max_frame_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
     max_connections: int = Field(default=16, ge=1)
     request_timeout_s: float = Field(default=5.0, gt=0)  # bounds every actor ask a command makes
+    # a request must arrive whole within this of the connection going idle, however slowly it drips
+    idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    metrics_max_connections: int = Field(default=8, ge=1, le=256)
+    metrics_timeout_s: float = Field(default=10.0, gt=0, le=300)  # a whole HTTP connection
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=-1, le=65535)  # 0: any free port; -1: no HTTP endpoint
 
