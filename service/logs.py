@@ -7,13 +7,17 @@ import sys
 from loguru import logger
 
 from core.files import private_file
+from core.text import printable
 
 # Anything that looks like a credential is masked before it reaches any sink.
 _SECRET = re.compile(r"(?i)(api[_-]?key|secret|password|token|signature)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",&]+)")
 
 
 def _mask(record) -> bool:
-    record["message"] = _SECRET.sub(r"\1\2***", record["message"])
+    """Credentials masked, and one record is one line: no text that reached a message (a
+    remote party's words included) can start a forged line or send terminal escapes."""
+    message = _SECRET.sub(r"\1\2***", record["message"])
+    record["message"] = message if message.isprintable() else printable(message, 1 << 16)
     return True
 
 

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.numbers import NumberRefused, parse_decimal
+from core.text import printable
 from core.types import Side
 
 MAX_ID_LEN = 100  # signal ids; the column holds 128, room for a duplicate's "#n" suffix
@@ -73,11 +74,7 @@ def show(value: Any, limit: int = 40) -> str:
     return f"a JSON {'list' if isinstance(value, list) else 'object' if isinstance(value, dict) else type(value).__name__}"
 
 
-def safe_text(text: str, limit: int) -> str:
-    """Untrusted text fit to store: printable characters only (others escaped), bounded."""
-    if text.isprintable():
-        return text[:limit]
-    return repr(text[:limit])[1:-1][:limit]
+safe_text = printable
 
 
 def _ident(raw: Any, what: str, max_len: int = MAX_ID_LEN) -> str:
