@@ -150,6 +150,8 @@ class SignalsCfg(_Section):
     ping_interval_s: float = Field(default=20.0, gt=0)  # a silent server is dropped after 2× this
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    # rejected messages recorded one by one (a row and an ERROR line) per minute; the rest counted
+    reject_burst: int = Field(default=20, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _known_source(self) -> "SignalsCfg":

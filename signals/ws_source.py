@@ -25,7 +25,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from loguru import logger
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.frames import CloseCode
 from websockets.sync.client import connect
 from websockets.uri import parse_uri
@@ -115,7 +115,7 @@ class WsSource:
                 reason = self._closed(e)
             except InvalidStatus as e:
                 reason = f"server refused the connection: HTTP {e.response.status_code}"
-            except (OSError, TimeoutError, InvalidURI) as e:
+            except (OSError, TimeoutError, EOFError, WebSocketException) as e:  # incl. a close mid-handshake
                 reason = f"{type(e).__name__}: {printable(e, 200)}"
             except Exception as e:  # a library or protocol surprise must not end the source
                 logger.exception("signal source {}: unexpected error", self.name)
