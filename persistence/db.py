@@ -37,6 +37,19 @@ def masked_url(url: str) -> str:
         return "<unparseable database url>"
 
 
+def database_problem(url: str, e: BaseException) -> str:
+    """A database error at start, in words: what failed and what to check, no traceback."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).splitlines()[0][:200] if str(orig) else type(orig).__name__
+    hint = ""
+    low = text.lower()
+    if "readonly" in low or "read-only" in low or "permission" in low:
+        hint = "; the database (or its directory) is read-only to this user: make it writable"
+    elif "full" in low or "no space" in low:
+        hint = "; the disk is full: free space, then start again (open positions keep their resting stops)"
+    return f"database {masked_url(url)}: {type(orig).__name__}: {text}{hint}"
+
+
 def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
                 pool_timeout_s: float = 5.0, statement_timeout_s: float | None = None) -> Engine:
     """`statement_timeout_s` overrides how long one PostgreSQL statement may run (migrations);

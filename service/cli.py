@@ -15,6 +15,9 @@ from core.config import ConfigError, Config, load_config
 from service.logs import setup_logging
 
 
+DB_FAILED = 5  # exit code: the database cannot be used (read-only, full, unreachable)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -93,7 +96,8 @@ def _run(cfg: Config, args) -> int:
     from exchange.gateway import VenueError
     from service.app import Service
     from service.view import StatusReporter
-    from persistence.db import masked_url
+    from persistence.db import database_problem, masked_url
+    from sqlalchemy.exc import DBAPIError
 
     from core.files import UnsafePath, private_dir
     try:
@@ -123,6 +127,10 @@ def _run(cfg: Config, args) -> int:
         logger.error("cannot start: {}", e)
         plane.stop()
         return 2
+    except DBAPIError as e:  # read-only, full, unreachable
+        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        plane.stop()
+        return DB_FAILED
     plane.attach(svc)
     interrupted = threading.Event()
 
@@ -139,7 +147,13 @@ def _run(cfg: Config, args) -> int:
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
                 masked_url(cfg.database.url), cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
-    svc.start()
+    try:
+        svc.start()
+    except DBAPIError as e:  # recovery writes first: a read-only or full database shows here
+        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        plane.stop()
+        svc.shutdown()
+        return DB_FAILED
     plane.start()
     reporter.start()
     t0 = time.monotonic()
