@@ -16,7 +16,6 @@ import secrets
 import socket
 import socketserver
 import stat
-import struct
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from control import protocol as p
+from control.client import peer_uid
 from service.bounded import BoundedMixIn
 from core.files import open_private, safe_dir
 
@@ -60,6 +60,12 @@ class SocketLock:
                     f"another wave-trader service (pid {holder}) is running with control socket "
                     f"{self.path}; attach with `bin/trader console`, or give this one another run_dir") from None
             raise
+        try:
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):  # a symlink or a file: never replaced
+                os.close(fd)
+                raise ServiceAlreadyRunning(f"{self.path} exists and is not a socket; refusing to replace it")
+        except FileNotFoundError:
+            pass
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
@@ -143,7 +149,7 @@ class ControlServer:
             timeout = server.idle_timeout_s
 
             def handle(self) -> None:
-                uid = _peer_uid(self.connection)
+                uid = peer_uid(self.connection)
                 if uid is not None and uid not in (os.getuid(), 0):
                     self._send(p.encode_error(p.ProtocolError(p.FORBIDDEN, "not the service's user")))
                     return
@@ -239,9 +245,3 @@ def respond(frame: bytes, handler: Handler, uid: int | None = None) -> bytes:
     return p.encode_reply(cmd, data, rid)
 
 
-def _peer_uid(conn: socket.socket) -> int | None:
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        return None
-    return struct.unpack("3i", creds)[1]

@@ -97,3 +97,59 @@ def test_a_socket_directory_of_another_user_is_refused(tmp_path, open_base, othe
     os.chown(theirs, *other_user)
     res = trader("run", *quiet_settings(tmp_path / "run", f"control.socket='{theirs}/wt.sock'"))
     assert res.returncode == 4 and "not to this user" in res.stderr, said(res)
+
+
+def test_a_symlink_at_the_socket_path_is_refused_before_anything_starts(tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("keep\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "control.sock").symlink_to(precious)
+    res = trader("run", *quiet_settings(run_dir), timeout=60)
+    assert res.returncode == 4 and "not a socket" in res.stderr, said(res)
+    assert "Traceback" not in res.stderr and precious.read_text() == "keep\n"
+    assert not (run_dir / "t.db").exists()  # refused before the database was touched
+
+
+FORGER = """
+import os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen()
+print("ready", flush=True)
+s.settimeout(20)
+try:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b'{"v": 1, "id": null, "ok": true, "cmd": "close-all", "data": {"message": "close-all: 7 of 7 closed", "targets": []}}\\n')
+    c.close()
+except OSError:
+    pass
+"""
+
+
+def test_the_client_refuses_a_socket_served_by_another_user(open_base, other_user):
+    import subprocess
+
+    shared = open_base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    path = shared / "control.sock"
+    uid, gid = other_user
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    forger = subprocess.Popen(["/usr/bin/python3", "-c", FORGER, str(path)], stdout=subprocess.PIPE, text=True,
+                              preexec_fn=drop, cwd="/")
+    try:
+        assert forger.stdout.readline().strip() == "ready"
+        res = trader("close-all", "--yes", "--socket", str(path))
+        assert res.returncode == 3 and "runs as uid" in res.stderr, said(res)
+        assert "7 of 7 closed" not in res.stdout
+    finally:
+        forger.kill()
+        forger.wait(10)
