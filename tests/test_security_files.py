@@ -71,15 +71,22 @@ def test_a_symlinked_run_dir_is_refused(tmp_path):
     assert list(target.iterdir()) == []  # nothing was created through the link
 
 
-def test_a_lock_file_planted_as_a_symlink_is_never_written_through(tmp_path):
+def _planted_link(tmp_path, name: str):
+    """A run_dir where `name` is a symlink to a precious file; the refused run's result."""
     precious = tmp_path / "precious"
     precious.write_text("root's data\n")
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)
-    (run_dir / "control.sock.lock").symlink_to(precious)
-    res = trader("run", *quiet_settings(run_dir))
+    (run_dir / name).symlink_to(precious)
+    res = trader("run", *quiet_settings(run_dir), timeout=60)
+    assert precious.read_text() == "root's data\n"  # never written through
+    assert "Traceback" not in res.stderr and not (run_dir / "t.db").exists(), said(res)
+    return res
+
+
+def test_a_lock_file_planted_as_a_symlink_is_never_written_through(tmp_path):
+    res = _planted_link(tmp_path, "control.sock.lock")
     assert res.returncode == 4 and "symbolic link" in res.stderr, said(res)
-    assert precious.read_text() == "root's data\n"
 
 
 def test_a_socket_in_a_directory_others_can_write_is_refused(tmp_path, open_base):
@@ -100,15 +107,8 @@ def test_a_socket_directory_of_another_user_is_refused(tmp_path, open_base, othe
 
 
 def test_a_symlink_at_the_socket_path_is_refused_before_anything_starts(tmp_path):
-    precious = tmp_path / "precious"
-    precious.write_text("keep\n")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o700)
-    (run_dir / "control.sock").symlink_to(precious)
-    res = trader("run", *quiet_settings(run_dir), timeout=60)
+    res = _planted_link(tmp_path, "control.sock")
     assert res.returncode == 4 and "not a socket" in res.stderr, said(res)
-    assert "Traceback" not in res.stderr and precious.read_text() == "keep\n"
-    assert not (run_dir / "t.db").exists()  # refused before the database was touched
 
 
 FORGER = """
