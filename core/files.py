@@ -43,8 +43,9 @@ def _mkdirs(path: Path) -> None:
 
 
 def private_dir(path: str | Path) -> Path:
-    """A directory of ours, mode 0700: created if missing, tightened if looser. A symlink or a
-    directory of another user is refused (their owner could swap what is inside)."""
+    """A directory of ours, mode 0700: created if missing, tightened if looser. A symlink, a
+    directory of another user (its owner could swap what is inside) or a shared one (sticky,
+    like /tmp) is refused."""
     p = Path(path).absolute()
     _mkdirs(p)
     st = os.lstat(p)
@@ -55,6 +56,8 @@ def private_dir(path: str | Path) -> Path:
         raise UnsafePath(f"{p} is not a directory")
     if not _owner_ok(st):
         raise UnsafePath(f"{p} belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})")
+    if st.st_mode & stat.S_ISVTX:  # /tmp and the like: shared by design, never ours to tighten
+        raise UnsafePath(f"{p} is a shared directory (sticky bit); use a directory of its own")
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(p, DIR_MODE, follow_symlinks=False)
     return p

@@ -153,3 +153,18 @@ def test_the_client_refuses_a_socket_served_by_another_user(open_base, other_use
     finally:
         forger.kill()
         forger.wait(10)
+
+
+def test_private_dir_tightens_our_own_and_never_a_shared_one(tmp_path):
+    from core.files import UnsafePath, private_dir
+
+    ours = tmp_path / "var"
+    ours.mkdir()
+    ours.chmod(0o777)  # left by an older version under umask 000
+    assert _mode(private_dir(ours)) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(UnsafePath, match="shared directory"):
+        private_dir(shared)
+    assert _mode(shared) == 0o1777
