@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.numbers import parse_decimal
 
 MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kilobytes; this is plenty
 MAX_CONFIG_DEPTH = 8  # sections nest two or three deep
+MAX_SETTING = 10 ** 12
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Environment variables that hold venue credentials: never sent anywhere else (signals.token_env).
 SECRET_ENV_PATTERNS = ("*_API_KEY", "*_API_SECRET", "*SECRET*", "*PASSPHRASE*")
@@ -31,6 +32,15 @@ BoundedDecimal = Annotated[Decimal, BeforeValidator(lambda v: parse_decimal(v, "
 class _Section(BaseModel):
     # allow_inf_nan: a deadline of `inf` (TOML has it) would wait forever
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _moderate(cls, v: Any) -> Any:
+        """No setting is a number beyond 1e12: a timeout of 1e300 s overflows the clock's
+        arithmetic, a count of 1e15 would be allocated."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > MAX_SETTING:
+            raise ValueError(f"must be at most {MAX_SETTING:.0e} in magnitude")
+        return v
 
 
 def holds_secret(env_name: str) -> bool:
@@ -81,7 +91,7 @@ class PaperCfg(_Section):
     tick_interval_ms: float = Field(default=250, ge=0)
     volatility: float = Field(default=0.0015, ge=0)
     slippage_bps: BoundedDecimal = Field(default=Decimal(2), ge=0)
-    extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
+    extra_symbols: int = Field(default=0, ge=0, le=100_000)  # synthetic symbols for scale tests
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
     state_file: str | None = None
@@ -145,7 +155,7 @@ class SignalsCfg(_Section):
     inbox_size: int = Field(default=3, ge=0)
     # websocket source: the token is read from this environment variable, never from a file
     token_env: str = "WAVE_TRADER_SIGNALS_TOKEN"
-    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024, le=64 << 20)
     open_timeout_s: float = Field(default=10.0, gt=0)
     ping_interval_s: float = Field(default=20.0, gt=0)  # a silent server is dropped after 2× this
     reconnect_min_s: float = Field(default=0.5, gt=0)

@@ -78,6 +78,8 @@ def test_a_live_trader_refuses_unbounded_numbers_and_starts_despite_a_bad_stored
     ("risk.position_notional_usdt='" + "1" * 60 + "'", "at most 40 characters"),
     ("deadlines.wave_s=inf", "finite number"),
     ("paper.latency_ms=nan", "finite number"),
+    ("deadlines.shutdown_s=1e300", "at most 1e\\+12"),
+    ("paper.extra_symbols=1000000000", "less than or equal to 100000"),
 ])
 def test_config_numbers_are_bounded(override, words):
     with pytest.raises(ConfigError, match=words):
