@@ -219,6 +219,7 @@ class Supervisor:
             closed = self._emergency_close(h.key, msg)
         except Exception as e:
             logger.critical("supervisor: could not close escalated {}: {!r}; operator needed", h.key, e)
+            self._record(h.key, "new epoch", lambda: self._bump(h.key, h.epoch))
             self._record(h.key, "flag", lambda: self.store.flag(h.key, msg))
             closed = False
             self._settle_signal(h.key, f"{msg}; close failed ({e}); flagged for the operator")
