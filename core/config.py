@@ -294,7 +294,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A TOML file, bounded: a regular file of at most MAX_CONFIG_BYTES, UTF-8, nested at most
     MAX_CONFIG_DEPTH deep (a directory, /dev/zero or a FIFO is refused before it is read)."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the open
+        with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise ConfigError(f"config file {path} is not a regular file")

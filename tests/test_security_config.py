@@ -27,8 +27,10 @@ def test_hostile_config_files_are_clear_errors(tmp_path, content, words):
         load_config(path)
 
 
-def test_a_directory_or_a_device_as_config_is_refused_by_a_real_process(tmp_path):
-    for path in (str(tmp_path), "/dev/zero"):
+def test_a_directory_a_device_or_a_fifo_as_config_is_refused_by_a_real_process(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # nobody ever writes: an open that waits for a writer would hang the start
+    for path in (str(tmp_path), "/dev/zero", str(fifo)):
         res = trader("run", "--config", path, timeout=60)
         assert res.returncode == 2 and "not a regular file" in res.stderr, said(res)
         assert "Traceback" not in res.stderr
