@@ -64,11 +64,13 @@ def _server(tmp_path, **kw):
     return server
 
 
-def _drip(path, stop_after_s: float, every_s: float = 0.2) -> float | None:
+def _drip(path, stop_after_s: float, every_s: float = 0.2, connected=None) -> float | None:
     """Send one byte of a frame every `every_s`; the time at which the server cut us off."""
     t0 = time.monotonic()
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(path))
+        if connected is not None:
+            connected.release()
         s.settimeout(every_s)
         while time.monotonic() - t0 < stop_after_s:
             try:
@@ -94,11 +96,15 @@ def test_a_dripping_control_client_is_cut_at_the_idle_deadline(tmp_path):
 def test_dripping_clients_do_not_keep_operators_busy_past_the_deadline(tmp_path):
     import threading
 
-    server = _server(tmp_path, idle_timeout_s=1.0, max_connections=2)
+    server = _server(tmp_path, idle_timeout_s=2.0, max_connections=2)
     try:
-        drippers = [threading.Thread(target=_drip, args=(server.path, 6.0), daemon=True) for _ in range(2)]
+        connected = threading.Semaphore(0)
+        drippers = [threading.Thread(target=_drip, args=(server.path, 8.0), kwargs={"connected": connected},
+                                     daemon=True) for _ in range(2)]
         for d in drippers:
             d.start()
+        for _ in drippers:  # both in the accept queue before the operator: the server takes them first
+            assert connected.acquire(timeout=5)
 
         def answered():
             with socket.socket(socket.AF_UNIX) as s:
@@ -111,6 +117,6 @@ def test_dripping_clients_do_not_keep_operators_busy_past_the_deadline(tmp_path)
                 return json.loads(s.makefile("rb").readline())
         wait_for(lambda: (answered().get("error") or {}).get("code") == "busy", timeout=5,
                  what="the cap holding while the drippers are within their deadline")
-        wait_for(lambda: answered().get("ok") is True, timeout=4, what="an operator served after the drippers' deadline")
+        wait_for(lambda: answered().get("ok") is True, timeout=6, what="an operator served after the drippers' deadline")
     finally:
         server.stop()
