@@ -213,11 +213,14 @@ class Supervisor:
                 self._on_escalate(h.key, msg)
             return
         try:
-            self._bump(h.key, h.epoch)
-            self.store.flag(h.key, msg)
-            closed = self._emergency_close(h.key)
+            # The venue first: a failing (full, read-only) database must not keep the position
+            # open. The old actor is fenced in memory at once; the database records it after.
+            self.epochs[h.key] = max(self.epochs.get(h.key, h.epoch), h.epoch) + 1
+            closed = self._emergency_close(h.key, msg)
         except Exception as e:
             logger.critical("supervisor: could not close escalated {}: {!r}; operator needed", h.key, e)
+            self._record(h.key, "new epoch", lambda: self._bump(h.key, h.epoch))
+            self._record(h.key, "flag", lambda: self.store.flag(h.key, msg))
             closed = False
             self._settle_signal(h.key, f"{msg}; close failed ({e}); flagged for the operator")
         if self._on_escalate:
@@ -235,13 +238,26 @@ class Supervisor:
             outcome = Outcome.UNPROTECTED if s.entry_price is not None or s.phase.holds_position else Outcome.FAILED
             self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, outcome, reason))
 
-    def _emergency_close(self, position_id: str) -> bool:
-        """Close at market and take our resting orders off, straight through the gateway."""
-        s = self.store.load(position_id, self.defaults)
+    @staticmethod
+    def _record(position_id: str, what: str, write):
+        """One database write after a venue action: a failure is logged, never raised."""
+        try:
+            return write()
+        except Exception as e:
+            logger.critical("supervisor: {}: recording its {} failed: {!r}; recovery reconciles it with "
+                            "the venue on the next start", position_id, what, e)
+            return None
+
+    def _emergency_close(self, position_id: str, msg: str) -> bool:
+        """Close at market and take our resting orders off, straight through the gateway; then
+        record it (epoch, flag, final step), each write on its own so one failing keeps none
+        of the others from being tried."""
+        s = self.store.load(position_id, self.defaults)  # a read: still works on a full disk
         gw, t = self.ctx.gateway, self.deadlines.venue_call_s
+        epoch = self.epochs.get(position_id, s.epoch + 1)
         qty = next((abs(p.qty) for p in gw.positions(timeout=t) if p.symbol == s.symbol), None)
         if qty:
-            cid = f"wt-{s.id}-{Leg.EXIT.value}{s.epoch}-{s.seq + 1}"
+            cid = f"wt-{s.id}-{Leg.EXIT.value}{epoch}-{s.seq + 1}"
             gw.place_order(OrderRequest(cid, s.symbol, Leg.EXIT, s.side.exit_order_side, qty), timeout=t)
         for o in gw.open_orders(s.symbol, timeout=t):
             if position_id_of(o.cid) == s.id:
@@ -249,7 +265,10 @@ class Supervisor:
         final = replace(s, phase=Phase.EMERGENCY_CLOSED if not s.reported else Phase.CLOSED,
                         close_reason="escalated by supervisor", stop_cid=None, trailing_cid=None,
                         reported=True, seq=s.seq + 1)
-        self.store.commit_step(final)
+        new_epoch = self._record(position_id, "new epoch", lambda: self._bump(position_id, s.epoch))
+        self._record(position_id, "flag", lambda: self.store.flag(position_id, msg))
+        self._record(position_id, "close", lambda: self.store.commit_step(
+            final if new_epoch is None else replace(final, epoch=new_epoch)))
         if not s.reported:
             outcome = Outcome.EMERGENCY_CLOSED if qty or s.entry_price else Outcome.FAILED
             self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, outcome,

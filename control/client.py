@@ -2,7 +2,9 @@
 again on the next command, and nothing is left half-open while an operator thinks."""
 from __future__ import annotations
 
+import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,21 @@ class ControlClient:
         except OSError:
             s.close()
             raise
+        uid = peer_uid(s)
+        if uid is not None and uid not in (os.getuid(), 0):
+            s.close()  # another user's process: whatever it answered would be forged
+            raise NotRunning(f"refusing {self.path}: the process listening there runs as uid {uid}, not as "
+                             f"this user; it is not this user's wave-trader service")
         return s
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    return struct.unpack("3i", creds)[1]
 
 
 def _read_line(s: socket.socket) -> bytes:

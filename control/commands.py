@@ -16,7 +16,6 @@ from decimal import Decimal
 import pykka
 from pykka.messages import ProxySetAttr
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from actors.messages import Control
 from control import protocol as p
@@ -25,6 +24,7 @@ from control.queries import Queries, live_states
 from control.protocol import PARAMS
 from control.settings import InvalidSetting, SettingsStore, params_with, validate
 from core.position_types import CloseRequested, SetParams
+from persistence.db import masked_url
 
 try:
     VERSION = metadata.version("wave-trader")
@@ -32,11 +32,7 @@ except metadata.PackageNotFoundError:  # running from a checkout that was never 
     VERSION = "unknown"
 
 
-def masked_db_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database url>"
+masked_db_url = masked_url
 
 
 def defaults_of(params) -> dict[str, Decimal]:

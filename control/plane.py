@@ -19,6 +19,7 @@ from control.commands import ControlHandler
 from control.server import ControlServer, SocketLock
 from control.settings import SettingsStore, params_with
 from core.config import Config
+from core.files import private_dir
 from service.health import HealthMonitor
 from service.metrics import InstrumentedGateway, Metrics, MetricsServer, ServiceCollector, instrument_db
 
@@ -26,6 +27,7 @@ from service.metrics import InstrumentedGateway, Metrics, MetricsServer, Service
 class ControlPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        private_dir(cfg.run_dir)  # 0700, ours, not a symlink: before anything is created in it
         self.lock = SocketLock(socket_path(cfg))
         self.svc = None
         self.metrics = Metrics(cfg.health.latency_window)
@@ -42,6 +44,9 @@ class ControlPlane:
         instrument_db(svc.db.engine, self.metrics)
         self.settings = SettingsStore(svc.db.engine)
         changes, paused = self.settings.replay()
+        for problem in self.settings.problems:  # never a reason not to start: loud, then the default
+            logger.error("control: {}", problem)
+            svc.health_notes.append(problem)
         if changes:
             svc.defaults = params_with(svc.defaults, changes)
             svc.supervisor.defaults = svc.defaults
@@ -55,7 +60,7 @@ class ControlPlane:
                                  socket_path=str(self.lock.path), metrics_url=self.metrics_url)
         c = self.cfg.control
         self.server = ControlServer(self.lock, handler, max_frame_bytes=c.max_frame_bytes,
-                                    max_connections=c.max_connections)
+                                    max_connections=c.max_connections, idle_timeout_s=c.idle_timeout_s)
 
     def metrics_url(self) -> str | None:
         return self.http.url if self.http else None
@@ -64,7 +69,8 @@ class ControlPlane:
         c = self.cfg.control
         if c.metrics_port >= 0:
             try:
-                self.http = MetricsServer(self.metrics.registry, self._healthz, c.metrics_host, c.metrics_port)
+                self.http = MetricsServer(self.metrics.registry, self._healthz, c.metrics_host, c.metrics_port,
+                                          max_connections=c.metrics_max_connections, deadline_s=c.metrics_timeout_s)
                 logger.info("metrics: {}/metrics and {}/healthz", self.http.url, self.http.url)
             except OSError as e:  # trading must not stop because a port is taken
                 self.http_error = str(e)

@@ -17,15 +17,16 @@ Decimals travel as strings so prices stay exact.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from control import replies as r
+from core.config import BoundedDecimal
 
 VERSION = 1
 MAX_REPLY_BYTES = 32 << 20  # a positions table of thousands of rows still fits
+MAX_ROW_ID = (1 << 63) - 1  # the largest id a database column holds
 
 # error codes (the `error.code` of a failed reply)
 MALFORMED = "malformed"  # not UTF-8 JSON, not an object, envelope fields of the wrong type
@@ -94,7 +95,7 @@ class CloseArgs(_Args):
 
 
 class CloseAllArgs(_Args):
-    confirm: bool = False  # must be true: a script has to say it means it
+    confirm: StrictBool = False  # JSON true, not "yes" or 1: a script has to say it means it
 
 
 Param = Literal["activation", "callback", "stop-loss"]
@@ -108,7 +109,7 @@ PARAMS: dict[str, tuple[str, str]] = {
 
 class SetArgs(_Args):
     param: Param
-    value: Decimal = Field(allow_inf_nan=False)
+    value: BoundedDecimal
     symbol: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -121,7 +122,7 @@ class SupervisorArgs(_Args):
 
 
 class EventsArgs(_Args):
-    after_id: int | None = Field(default=None, ge=0)  # only events newer than this (--follow)
+    after_id: int | None = Field(default=None, ge=0, le=MAX_ROW_ID, strict=True)  # only events newer than this (--follow)
     limit: int = Field(default=30, ge=1, le=1000)
     target: str | None = Field(default=None, min_length=1, max_length=100)
 

@@ -16,7 +16,6 @@ import secrets
 import socket
 import socketserver
 import stat
-import struct
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,9 @@ from loguru import logger
 from pydantic import BaseModel
 
 from control import protocol as p
+from control.client import peer_uid
+from service.bounded import BoundedMixIn
+from core.files import open_private, safe_dir
 
 MAX_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 QUIET_COMMANDS = {"status", "positions", "position", "waves", "wave", "health", "supervisor", "events"}
@@ -45,9 +47,9 @@ class SocketLock:
         if len(os.fsencode(self.path)) > MAX_PATH:
             raise ValueError(f"control socket path is {len(os.fsencode(self.path))} bytes, more than a Unix "
                              f"socket allows ({MAX_PATH}); set control.socket to a shorter path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        safe_dir(self.path.parent)  # another user who can write here could replace the socket
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_private(lock_path)  # O_NOFOLLOW: a planted symlink is refused, never written through
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -58,6 +60,12 @@ class SocketLock:
                     f"another wave-trader service (pid {holder}) is running with control socket "
                     f"{self.path}; attach with `bin/trader console`, or give this one another run_dir") from None
             raise
+        try:
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):  # a symlink or a file: never replaced
+                os.close(fd)
+                raise ServiceAlreadyRunning(f"{self.path} exists and is not a socket; refusing to replace it")
+        except FileNotFoundError:
+            pass
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
@@ -69,8 +77,7 @@ class SocketLock:
             self._fd = None
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+class _Server(BoundedMixIn, socketserver.UnixStreamServer):
     allow_reuse_address = False
 
 
@@ -80,8 +87,6 @@ class ControlServer:
         self.lock, self.path, self.handler = lock, lock.path, handler
         self.max_frame_bytes, self.max_connections = max_frame_bytes, max_connections
         self.idle_timeout_s = idle_timeout_s
-        self._active = 0
-        self._count_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
@@ -89,6 +94,9 @@ class ControlServer:
     def start(self) -> None:
         self._remove_stale()
         srv = _Server(str(self.path), self._handler_class(), bind_and_activate=False)
+        srv.init_bounded(self.max_connections, self.idle_timeout_s,
+                         p.encode_error(p.ProtocolError(p.BUSY, "too many control connections; try again")),
+                         "control")
         tmp = self.path.with_name(f".ctl-{secrets.token_hex(4)}")
         try:
             srv.socket.bind(str(tmp))
@@ -130,38 +138,23 @@ class ControlServer:
 
     # ---- per connection ------------------------------------------------------------------
 
-    def _admit(self) -> bool:
-        with self._count_lock:
-            if self._active >= self.max_connections:
-                return False
-            self._active += 1
-            return True
-
-    def _leave(self) -> None:
-        with self._count_lock:
-            self._active -= 1
-
     def _handler_class(self):
         server = self
 
         class Conn(socketserver.StreamRequestHandler):
+            """Each frame must arrive whole within idle_timeout_s of the connection becoming
+            idle (the accept loop cuts it otherwise, however slowly it drips in); the time the
+            service spends answering is bounded by the commands' own deadlines instead."""
+
             timeout = server.idle_timeout_s
 
             def handle(self) -> None:
-                if not server._admit():
-                    self._send(p.encode_error(p.ProtocolError(p.BUSY, "too many control connections; try again")))
-                    return
-                try:
-                    self._serve()
-                finally:
-                    server._leave()
-
-            def _serve(self) -> None:
-                uid = _peer_uid(self.connection)
+                uid = peer_uid(self.connection)
                 if uid is not None and uid not in (os.getuid(), 0):
                     self._send(p.encode_error(p.ProtocolError(p.FORBIDDEN, "not the service's user")))
                     return
                 while True:
+                    self.server.arm(self.request, server.idle_timeout_s)
                     try:
                         line = self.rfile.readline(server.max_frame_bytes + 1)
                     except (TimeoutError, OSError):
@@ -177,6 +170,7 @@ class ControlServer:
                             continue
                         self._linger()
                         return
+                    self.server.arm(self.request, None)  # commands bound their own waits
                     if not self._send(server.answer(line.rstrip(b"\r\n"), uid)):
                         return
 
@@ -210,6 +204,7 @@ class ControlServer:
                     pass
 
             def _send(self, data: bytes) -> bool:
+                self.server.arm(self.request, server.idle_timeout_s)  # a client that does not read
                 try:
                     self.wfile.write(data)
                     self.wfile.flush()
@@ -250,9 +245,3 @@ def respond(frame: bytes, handler: Handler, uid: int | None = None) -> bytes:
     return p.encode_reply(cmd, data, rid)
 
 
-def _peer_uid(conn: socket.socket) -> int | None:
-    try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except (OSError, AttributeError):
-        return None
-    return struct.unpack("3i", creds)[1]

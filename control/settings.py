@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from control.protocol import PARAMS
 from core.config import ProtectionCfg
+from core.numbers import NumberRefused, parse_decimal
 from core.position_types import Params
 from persistence.models import EventRow
 
@@ -44,6 +45,18 @@ def validate(param: str, value: Decimal, current: Params) -> Decimal:
     return value
 
 
+def stored_value(param: str, raw: object) -> Decimal:
+    """A value read back from the event log, held to the limits a `set` must meet today."""
+    try:
+        value = parse_decimal(raw if isinstance(raw, str) else str(raw)[:64], param)
+        ProtectionCfg.model_validate({PARAMS[param][1]: value})
+    except NumberRefused as e:
+        raise InvalidSetting(str(e)) from None
+    except ValidationError as e:
+        raise InvalidSetting("; ".join(err["msg"] for err in e.errors())) from None
+    return value
+
+
 def params_with(current: Params, changes: dict[str, Decimal]) -> Params:
     """`changes` keyed by operator name (activation, callback, stop-loss)."""
     return replace(current, **{PARAMS[k][0]: v for k, v in changes.items()})
@@ -52,6 +65,7 @@ def params_with(current: Params, changes: dict[str, Decimal]) -> Params:
 class SettingsStore:
     def __init__(self, engine) -> None:
         self.engine = engine
+        self.problems: list[str] = []  # stored settings that no longer validate (replay)
 
     def replay(self) -> tuple[dict[str, Decimal], bool | None]:
         """Latest value of every changed default, and the last pause state (None: never set)."""
@@ -66,8 +80,14 @@ class SettingsStore:
                 paused = bool(row.data.get("paused"))
                 continue
             for k, v in (row.data.get("set") or {}).items():
-                if k in PARAMS:
-                    changes[k] = Decimal(str(v))
+                if k not in PARAMS:
+                    continue
+                try:
+                    changes[k] = stored_value(k, v)
+                except InvalidSetting as e:
+                    changes.pop(k, None)  # neither this value nor an older one: the configured default
+                    self.problems.append(f"setting {k} stored in event {row.id} ignored ({e}); "
+                                         "the configured default is used")
         return changes, paused
 
     def record_defaults(self, changes: dict[str, Decimal], who: str) -> None:

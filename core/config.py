@@ -5,17 +5,60 @@ with a message naming the key, instead of surfacing at 3 a.m. in the middle of a
 """
 from __future__ import annotations
 
+import fnmatch
+import os
+import stat
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.numbers import parse_decimal
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration file is a few kilobytes; this is plenty
+MAX_CONFIG_DEPTH = 8  # sections nest two or three deep
+MAX_SETTING = 10 ** 12
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Environment variables that hold venue credentials: never sent anywhere else (signals.token_env).
+SECRET_ENV_PATTERNS = ("*_API_KEY", "*_API_SECRET", "*SECRET*", "*PASSPHRASE*")
+
+# A Decimal from outside: finite, at most 40 characters, 30 digits, magnitude 1e-18 … 1e18.
+BoundedDecimal = Annotated[Decimal, BeforeValidator(lambda v: parse_decimal(v, "the number"))]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan: a deadline of `inf` (TOML has it) would wait forever
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _moderate(cls, v: Any) -> Any:
+        """No setting is a number beyond 1e12: a timeout of 1e300 s overflows the clock's
+        arithmetic, a count of 1e15 would be allocated."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > MAX_SETTING:
+            raise ValueError(f"must be at most {MAX_SETTING:.0e} in magnitude")
+        return v
+
+
+def holds_secret(env_name: str) -> bool:
+    return any(fnmatch.fnmatchcase(env_name.upper(), pat) for pat in SECRET_ENV_PATTERNS)
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def _check_url(url: str | None, what: str, schemes: tuple[str, ...]) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, got {url[:80]!r}")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials (keys come from the environment)")
 
 
 class ExchangeCfg(_Section):
@@ -37,6 +80,12 @@ class ExchangeCfg(_Section):
     # this long no longer counts as protecting: alarm, and its position reconciles.
     trigger_stuck_s: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _urls(self) -> "ExchangeCfg":
+        _check_url(self.api_url, "exchange.api_url", ("https", "http"))
+        _check_url(self.ws_url, "exchange.ws_url", ("wss", "ws"))
+        return self
+
 
 class PaperCfg(_Section):
     seed: int = 42
@@ -44,8 +93,8 @@ class PaperCfg(_Section):
     jitter_ms: float = Field(default=0, ge=0)
     tick_interval_ms: float = Field(default=250, ge=0)
     volatility: float = Field(default=0.0015, ge=0)
-    slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
-    extra_symbols: int = Field(default=0, ge=0)  # synthetic symbols for scale tests
+    slippage_bps: BoundedDecimal = Field(default=Decimal(2), ge=0)
+    extra_symbols: int = Field(default=0, ge=0, le=100_000)  # synthetic symbols for scale tests
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
     state_file: str | None = None
@@ -67,13 +116,13 @@ class RiskCfg(_Section):
     max_positions_per_wave: int = Field(default=7, ge=1)
     max_open_positions: int = Field(default=50, ge=1)
     max_concurrent_opens: int = Field(default=0, ge=0)  # 0 = no limit
-    position_notional_usdt: Decimal = Field(default=Decimal(200), gt=0)
+    position_notional_usdt: BoundedDecimal = Field(default=Decimal(200), gt=0)
 
 
 class ProtectionCfg(_Section):
-    stop_loss_pct: Decimal = Field(default=Decimal("2.0"), gt=0, lt=50)
-    trailing_activation_pct: Decimal = Field(default=Decimal("1.0"), ge=0, lt=100)
-    trailing_callback_pct: Decimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=20)
+    stop_loss_pct: BoundedDecimal = Field(default=Decimal("2.0"), gt=0, lt=50)
+    trailing_activation_pct: BoundedDecimal = Field(default=Decimal("1.0"), ge=0, lt=100)
+    trailing_callback_pct: BoundedDecimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=20)
     trailing_mode: Literal["native", "emulated"] = "native"
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=0.5, ge=0)
@@ -124,14 +173,19 @@ class SignalsCfg(_Section):
     inbox_size: int = Field(default=3, ge=0)
     # websocket source: the token is read from this environment variable, never from a file
     token_env: str = "WAVE_TRADER_SIGNALS_TOKEN"
-    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024, le=64 << 20)
     open_timeout_s: float = Field(default=10.0, gt=0)
     ping_interval_s: float = Field(default=20.0, gt=0)  # a silent server is dropped after 2× this
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    # rejected messages recorded one by one (a row and an ERROR line) per minute; the rest counted
+    reject_burst: int = Field(default=20, ge=0, le=100_000)
 
     @model_validator(mode="after")
     def _known_source(self) -> "SignalsCfg":
+        if self.token_env and holds_secret(self.token_env):
+            raise ValueError(f"token_env {self.token_env!r} names a variable for venue credentials; the "
+                             "signal server would receive it as its bearer token — use a variable of its own")
         if self.source.startswith(("ws://", "wss://")):
             if not urlsplit(self.source).hostname:
                 raise ValueError(f"source {self.source!r} has no host")
@@ -173,6 +227,10 @@ class ControlCfg(_Section):
     max_frame_bytes: int = Field(default=65536, ge=1024, le=1 << 20)
     max_connections: int = Field(default=16, ge=1)
     request_timeout_s: float = Field(default=5.0, gt=0)  # bounds every actor ask a command makes
+    # a request must arrive whole within this of the connection going idle, however slowly it drips
+    idle_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    metrics_max_connections: int = Field(default=8, ge=1, le=256)
+    metrics_timeout_s: float = Field(default=10.0, gt=0, le=300)  # a whole HTTP connection
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=-1, le=65535)  # 0: any free port; -1: no HTTP endpoint
 
@@ -253,19 +311,64 @@ def _parse_value(raw: str) -> Any:
     """`--set` values are TOML literals when they parse as one (1, 0.5, true, [..]), else text."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError):  # ValueError: an int past str()'s digit limit
         return raw
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML file, bounded: a regular file of at most MAX_CONFIG_BYTES, UTF-8, nested at most
+    MAX_CONFIG_DEPTH deep (a directory, /dev/zero or a FIFO is refused before it is read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the open
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"config file {path} is not a regular file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is not a regular file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config file {path} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+    return data
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_CONFIG_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(c, level + 1) for c in children), default=level)
+
+
+def check_transport(cfg: Config, env: Mapping[str, str]) -> None:
+    """A bearer token for the signal server only ever travels over TLS to a remote host."""
+    s = cfg.signals
+    if (s.source.startswith("ws://") and not is_loopback(s.source)
+            and s.token_env and env.get(s.token_env, "").strip()):
+        raise ConfigError(f"signals.source {s.source.split('?')[0][:80]!r} is plain ws:// to a remote host while "
+                          f"{s.token_env} is set: the token would travel in clear text; use wss://")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        data = read_config_file(path)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -278,7 +381,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"--set {key}: {part} is not a section")
         node[leaf] = _parse_value(raw.strip())
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    check_transport(cfg, os.environ if env is None else env)
+    return cfg

@@ -6,10 +6,10 @@ pool timeout. Anything that still stalls is the supervisor's to handle.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
@@ -17,10 +17,37 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.faults import FaultPlan, InjectedCrash
+from core.files import private_file
 
 
 class DbTimeout(TimeoutError):
     """A database call did not finish within its timeout."""
+
+
+_SECRET_QUERY = re.compile(r"(?i)pass|secret|token|key|auth")
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to show anywhere: password and credential-like query values masked."""
+    try:
+        u = make_url(url)
+        query = "&".join(f"{k}={'***' if _SECRET_QUERY.search(k) else v}" for k, v in u.query.items())
+        return u.set(query={}).render_as_string(hide_password=True) + (f"?{query}" if query else "")
+    except Exception:
+        return "<unparseable database url>"
+
+
+def database_problem(url: str, e: BaseException) -> str:
+    """A database error at start, in words: what failed and what to check, no traceback."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).splitlines()[0][:200] if str(orig) else type(orig).__name__
+    hint = ""
+    low = text.lower()
+    if "readonly" in low or "read-only" in low or "permission" in low:
+        hint = "; the database (or its directory) is read-only to this user: make it writable"
+    elif "full" in low or "no space" in low:
+        hint = "; the disk is full: free space, then start again (open positions keep their resting stops)"
+    return f"database {masked_url(url)}: {type(orig).__name__}: {text}{hint}"
 
 
 def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
@@ -29,8 +56,8 @@ def make_engine(url: str, *, call_timeout_s: float = 5.0, pool_size: int = 10,
     lock waits still give up after half of `call_timeout_s`."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            private_file(u.database)  # 0600 before SQLite opens it: its -wal and -shm take this mode
         engine = create_engine(
             u, pool_size=pool_size, max_overflow=pool_size * 2, pool_timeout=pool_timeout_s,
             connect_args={"timeout": call_timeout_s, "check_same_thread": False},

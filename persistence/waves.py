@@ -32,9 +32,12 @@ class WaveStore:
                     else f"wave id already received; {len(set(ids) - known)} new signal ids ignored"}))
                 return ids
             known = set(tx.scalars(select(SignalRow.id).where(SignalRow.id.in_(ids))).all())
+            redelivered = known >= set(ids)  # nothing new in it: complete on arrival, never left open
             tx.add(WaveRow(id=wave.id, source=wave.source[:200], received_ts=wave.received_at,
                            deadline_ts=wave.received_at + deadline_s,
-                           status="queued" if queued else "open",
+                           status="complete" if redelivered else "queued" if queued else "open",
+                           completed_ts=now if redelivered else None,
+                           reason="every signal id was received before; nothing to open" if redelivered else None,
                            n_signals=len(wave.signals) - len(known)))
             tx.flush()
             for s in wave.signals:

@@ -29,12 +29,13 @@ from core.faults import FaultPlan, FaultRule
 from core.position_types import Outcome, Params, Phase, position_id_of
 from exchange.factory import build_gateway
 from exchange.gateway import OrderState
-from persistence.db import Database
+from persistence.db import Database, masked_url
 from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
+from signals.rejections import Rejections
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
@@ -87,7 +88,7 @@ class Service:
                            pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
         schema = ensure_current(self.db.engine, auto_create=cfg.database.auto_create)
         if schema == "created":
-            logger.info("database schema created at {}", self.db.url.split("@")[-1])
+            logger.info("database schema created at {}", masked_url(self.db.url))
         self.gateway = build_gateway(cfg, self.venue_faults)
         self.markets = self.gateway.markets()
         self.positions = PositionStore(self.db)
@@ -108,6 +109,7 @@ class Service:
         self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                      on_escalate=self._on_escalate)
         self.health_notes: list[str] = []
+        self.rejections = Rejections(burst=cfg.signals.reject_burst)
         self.paused = False  # operator pause; re-applied to a restarted coordinator
         self.source = None
         self._shut_down = False
@@ -198,6 +200,11 @@ class Service:
         """Record a message that is not a usable wave (sources use it for frames they could not
         even read, e.g. too big); never raises."""
         self.stats.waves_rejected += 1
+        record, summary = self.rejections.admit(reason)
+        if summary:
+            logger.warning("wave intake ({}): {}", source, summary)
+        if not record:
+            return IntakeResult("rejected", wave_id, reason)
         try:
             wid = self.waves.insert_rejected(wave_id, reason, source)
         except Exception as e:
@@ -310,6 +317,7 @@ class Service:
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
             "recovery": self.recovery.as_dict(),
+            "rejections": self.rejections.as_dict(),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
 
     def signals_health(self) -> dict | None:

@@ -15,6 +15,9 @@ from core.config import ConfigError, Config, load_config
 from service.logs import setup_logging
 
 
+DB_FAILED = 5  # exit code: the database cannot be used (read-only, full, unreachable)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything this process creates (database and its -wal/-shm, log and its rotations, paper
+    # account, history) is owner-only whatever umask it inherited.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
@@ -105,8 +111,20 @@ def _run(cfg: Config, args) -> int:
     from exchange.gateway import VenueError
     from service.app import Service
     from service.view import StatusReporter
+    from persistence.db import database_problem, masked_url
+    from sqlalchemy.exc import DBAPIError
 
-    setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    from core.files import UnsafePath, private_dir
+    try:
+        private_dir(cfg.run_dir)  # first: the log may live under it
+    except (UnsafePath, OSError) as e:
+        print(f"bin/trader: run_dir: {e}", file=sys.stderr)
+        return 4
+    try:
+        setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
+    except (UnsafePath, OSError) as e:
+        print(f"bin/trader: cannot open the log file: {e}", file=sys.stderr)
+        return 2
     from control.plane import ControlPlane
     from control.server import ServiceAlreadyRunning
     try:  # claim the control socket before touching the database or the venue
@@ -120,10 +138,14 @@ def _run(cfg: Config, args) -> int:
         logger.error("{}", e)
         plane.stop()
         return 3
-    except (ConfigError, VenueError) as e:  # missing keys, venue unreachable at start
+    except (ConfigError, VenueError, UnsafePath) as e:  # missing keys, venue unreachable, a foreign file
         logger.error("cannot start: {}", e)
         plane.stop()
         return 2
+    except DBAPIError as e:  # read-only, full, unreachable
+        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        plane.stop()
+        return DB_FAILED
     plane.attach(svc)
     interrupted = threading.Event()
 
@@ -138,9 +160,15 @@ def _run(cfg: Config, args) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
-                cfg.database.url.split("@")[-1], cfg.signals.source)
+                masked_url(cfg.database.url), cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
-    svc.start()
+    try:
+        svc.start()
+    except DBAPIError as e:  # recovery writes first: a read-only or full database shows here
+        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        plane.stop()
+        svc.shutdown()
+        return DB_FAILED
     plane.start()
     reporter.start()
     t0 = time.monotonic()

@@ -115,6 +115,7 @@ class HealthMonitor:
             crit.append(f"escalated position(s) left open after a failed close: {', '.join(failed)}")
         if sup.stats.escalations and not failed and "coordinator" not in sup.escalated:
             degr.append(f"{sup.stats.escalations} escalation(s): positions closed by the supervisor")
+        degr.extend(n for n in notes if n.startswith("setting "))
         if abandoned >= c.abandoned_critical:
             crit.append(f"{abandoned} abandoned actor threads alive (limit {c.abandoned_critical})")
         elif abandoned:

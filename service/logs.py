@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 from loguru import logger
+
+from core.files import private_file
+from core.text import printable
 
 # Anything that looks like a credential is masked before it reaches any sink.
 _SECRET = re.compile(r"(?i)(api[_-]?key|secret|password|token|signature)(['\"]?\s*[:=]\s*['\"]?)([^\s'\",&]+)")
 
 
 def _mask(record) -> bool:
-    record["message"] = _SECRET.sub(r"\1\2***", record["message"])
+    """Credentials masked, and one record is one line: no text that reached a message (a
+    remote party's words included) can start a forged line or send terminal escapes."""
+    message = _SECRET.sub(r"\1\2***", record["message"])
+    record["message"] = message if message.isprintable() else printable(message, 1 << 16)
     return True
 
 
@@ -22,7 +27,7 @@ def setup_logging(level: str = "INFO", file: str | None = None, *, quiet: bool =
     logger.add(sys.stderr, level="WARNING" if quiet else level, format=fmt, filter=_mask,
                colorize=sys.stderr.isatty(), backtrace=False, diagnose=False)
     if file:
-        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        private_file(file)  # rotated files are 0600 through the process umask (bin/trader sets 077)
         logger.add(file, level="DEBUG", rotation="50 MB", retention=5, enqueue=True, filter=_mask,
                    format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <8} {thread.name} {message}",
                    backtrace=False, diagnose=False)

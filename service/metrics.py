@@ -13,16 +13,17 @@ import socket
 import threading
 import time
 from collections import deque
-from socketserver import ThreadingMixIn
 from typing import Any, Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from exchange.gateway import OrderNotFound, Rejected, Retryable, UnknownOutcome
+from service.bounded import BoundedMixIn
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
@@ -176,18 +177,39 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
-class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+class _BoundedWSGIServer(BoundedMixIn, WSGIServer):
+    pass
+
+
+class _BoundedWSGIServer6(_BoundedWSGIServer):
     address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):
-    timeout = 10  # a client that never sends its request cannot hold a thread forever
+    timeout = 10  # per read; the server's deadline bounds the whole connection
 
     def log_message(self, *args) -> None:  # access logs would drown the service log
+        pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (OSError, ValueError):  # a client that went away or was cut at its deadline
+            pass
+
+    def get_stderr(self):  # wsgiref writes application errors here; they go to the log instead
+        return _LogStream()
+
+
+class _LogStream:
+    def write(self, text: str) -> None:
+        if text.strip():
+            logger.debug("metrics: {}", text.rstrip())
+
+    def flush(self) -> None:
         pass
 
 
@@ -195,7 +217,7 @@ class MetricsServer:
     """`/metrics` (Prometheus text format) and `/healthz` (JSON; 503 when critical)."""
 
     def __init__(self, registry: CollectorRegistry, healthz: Callable[[], tuple[str, dict]],
-                 host: str, port: int) -> None:
+                 host: str, port: int, *, max_connections: int = 8, deadline_s: float = 10.0) -> None:
         prom = make_wsgi_app(registry)
 
         def app(environ, start_response):
@@ -210,9 +232,10 @@ class MetricsServer:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: try /metrics or /healthz\n"]
 
-        cls = _ThreadingWSGIServer6 if ":" in host else _ThreadingWSGIServer
+        cls = _BoundedWSGIServer6 if ":" in host else _BoundedWSGIServer
         self._server = make_server(host, port, app, server_class=cls,
                                    handler_class=_QuietHandler)
+        self._server.init_bounded(max_connections, deadline_s, _BUSY, "metrics-http")
         self.host, self.port = host, self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="metrics-http", daemon=True)

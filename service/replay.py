@@ -23,6 +23,7 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from core.config import Config, ConfigError, load_config
+from persistence.db import masked_url
 from service.logs import setup_logging
 
 OUTCOMES = ("protected", "emergency_closed", "failed", "skipped", "rejected", "pending")
@@ -171,7 +172,7 @@ def replay(args: Namespace) -> int:
     if prices is not None:
         return _replay_recorded(cfg, tmp, path, args)
     logger.info("replay of {} against the paper venue; database {}", path,
-                f"{tmp}/replay.db (temporary)" if tmp else cfg.database.url.split("@")[-1])
+                f"{tmp}/replay.db (temporary)" if tmp else masked_url(cfg.database.url))
     since, t0 = time.time(), time.monotonic()
     svc = Service(cfg)
     try:

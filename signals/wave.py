@@ -12,15 +12,17 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from core.numbers import NumberRefused, parse_decimal
+from core.text import printable
 from core.types import Side
 
 MAX_ID_LEN = 100  # signal ids; the column holds 128, room for a duplicate's "#n" suffix
 MAX_WAVE_ID_LEN = 48  # the column holds 64, room for "-rejected-xxxxxx"
 MAX_SCORE = Decimal(10) ** 9
-SCORE_QUANTUM = Decimal("1e-12")  # scores only rank; finer digits would only bloat the row
+SCORE_PLACES = 12  # scores only rank; finer digits would only bloat the row
 MAX_CLOCK_AHEAD_S = 300.0  # a wave stamped further ahead is a clock or unit (ms) mistake
 
 
@@ -72,11 +74,7 @@ def show(value: Any, limit: int = 40) -> str:
     return f"a JSON {'list' if isinstance(value, list) else 'object' if isinstance(value, dict) else type(value).__name__}"
 
 
-def safe_text(text: str, limit: int) -> str:
-    """Untrusted text fit to store: printable characters only (others escaped), bounded."""
-    if text.isprintable():
-        return text[:limit]
-    return repr(text[:limit])[1:-1][:limit]
+safe_text = printable
 
 
 def _ident(raw: Any, what: str, max_len: int = MAX_ID_LEN) -> str:
@@ -191,18 +189,7 @@ def _score(raw: Any) -> tuple[Decimal | None, str | None]:
     """A finite, non-negative, bounded Decimal; numeric strings are accepted, as before."""
     if raw is None:
         return None, "score missing"
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, Decimal, str)) or (isinstance(raw, str) and len(raw) > 40):
-        return None, f"score must be a number, got {show(raw)}"
     try:
-        dec = Decimal(raw if not isinstance(raw, float) else repr(raw))
-    except (InvalidOperation, ValueError):
-        return None, f"score must be a number, got {show(raw)}"
-    if not dec.is_finite():
-        return None, f"score must be a finite number, got {show(raw)}"
-    if dec < 0:
-        return None, f"score must not be negative, got {show(raw)}"
-    if dec > MAX_SCORE:
-        return None, f"score must be at most {MAX_SCORE:.0e}, got {show(raw)}"
-    if dec.as_tuple().exponent < SCORE_QUANTUM.as_tuple().exponent:
-        dec = dec.quantize(SCORE_QUANTUM)
-    return dec, None
+        return parse_decimal(raw, "score", lo=Decimal(0), hi=MAX_SCORE, places=SCORE_PLACES, round_excess=True), None
+    except NumberRefused as e:
+        return None, str(e)

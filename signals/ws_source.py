@@ -25,12 +25,13 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from loguru import logger
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.frames import CloseCode
 from websockets.sync.client import connect
 from websockets.uri import parse_uri
 
 from core.config import SignalsCfg
+from core.text import printable
 from signals.intake import IntakeResult
 
 # The library's own log: INFO at most, so that a DEBUG root logger can never dump the
@@ -114,11 +115,11 @@ class WsSource:
                 reason = self._closed(e)
             except InvalidStatus as e:
                 reason = f"server refused the connection: HTTP {e.response.status_code}"
-            except (OSError, TimeoutError, InvalidURI) as e:
-                reason = f"{type(e).__name__}: {e}"
+            except (OSError, TimeoutError, EOFError, WebSocketException) as e:  # incl. a close mid-handshake
+                reason = f"{type(e).__name__}: {printable(e, 200)}"
             except Exception as e:  # a library or protocol surprise must not end the source
                 logger.exception("signal source {}: unexpected error", self.name)
-                reason = f"{type(e).__name__}: {e}"
+                reason = f"{type(e).__name__}: {printable(e, 200)}"
             self.connected_since = None
             if self._stop.is_set():
                 break
@@ -171,7 +172,7 @@ class WsSource:
         frame = e.rcvd or e.sent
         if frame is None:
             return "connection lost without a close frame"
-        return f"connection closed ({frame.code}{' ' + frame.reason[:80] if frame.reason else ''})"
+        return f"connection closed ({frame.code}{' ' + printable(frame.reason, 80) if frame.reason else ''})"
 
     # ---- messages ----------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class WsSource:
         if ctrl is not None:
             op = str(ctrl.get("op"))[:32]
             if op == "error":
-                logger.warning("signal source {}: server error: {}", self.name, str(ctrl.get("reason"))[:200])
+                logger.warning("signal source {}: server error: {}", self.name, printable(ctrl.get("reason"), 200))
             elif op == "subscribed":
                 logger.info("signal source {}: subscription acknowledged", self.name)
             return

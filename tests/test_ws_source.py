@@ -184,7 +184,7 @@ HOSTILE = [
 
 
 def test_hostile_frames_are_rejected_with_reasons_and_the_next_wave_runs(server, start_service):
-    svc = _start(start_service, server)
+    svc = _start(start_service, server, "signals.reject_burst=1000")  # a row for each, to check its reason
     probe = Probe(svc, server)
     for frame, reason in HOSTILE:
         before = len(_rejected_waves(svc))
@@ -208,7 +208,7 @@ def test_hostile_frames_are_rejected_with_reasons_and_the_next_wave_runs(server,
 
 
 def test_hypothesis_generated_messages_never_stop_the_source(server, start_service):
-    svc = _start(start_service, server, "risk.max_open_positions=50")
+    svc = _start(start_service, server, "risk.max_open_positions=50", "signals.reject_burst=1000")
     probe = Probe(svc, server)
     counter = iter(range(10**6))
 

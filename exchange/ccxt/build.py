@@ -6,17 +6,22 @@ from urllib.parse import urlsplit
 
 import ccxt.pro as ccxtpro
 
-from core.config import Config, ConfigError
+from core.config import Config, ConfigError, is_loopback
 from exchange.ccxt.adapter import CcxtGateway
 from exchange.ccxt.venues import VENUES
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def credentials(env_names: tuple[str, str], api_url: str | None) -> tuple[str, str]:
-    """Keys from the environment. A local venue (loopback api_url) may run without them."""
+def credentials(env_names: tuple[str, str], api_url: str | None, ws_url: str | None = None) -> tuple[str, str]:
+    """Keys from the environment, only ever sent over TLS to a remote host. A local venue
+    (loopback api_url) may run without them."""
     key, secret = (os.environ.get(n, "").strip() for n in env_names)
     if key and secret:
+        for url, plain in ((api_url, "http://"), (ws_url, "ws://")):
+            if url and url.startswith(plain) and not is_loopback(url):
+                raise ConfigError(f"{url.split('?')[0][:80]} is plain {plain} to a remote host while "
+                                  f"{env_names[0]} is set: signed requests would travel in clear text; use TLS")
         return key, secret
     if api_url and urlsplit(api_url).hostname in _LOOPBACK:
         return "local-key", "local-secret"
@@ -27,7 +32,7 @@ def credentials(env_names: tuple[str, str], api_url: str | None) -> tuple[str, s
 def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
     x = cfg.exchange
     venue = VENUES[x.name]()
-    key, secret = credentials(venue.key_env, x.api_url)
+    key, secret = credentials(venue.key_env, x.api_url, x.ws_url)
     timeout_s = cfg.deadlines.venue_call_s
     websocket = x.feed != "poll" and (x.api_url is None or x.ws_url is not None)
 

@@ -12,6 +12,7 @@ import re
 
 import ccxt.async_support as ccxt
 
+from core.text import printable
 from exchange.gateway import NotSent, OrderNotFound, Rejected, Retryable, UnknownOutcome, VenueError
 
 _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
@@ -29,7 +30,7 @@ def venue_code(exc: BaseException) -> str | None:
 def classify(exc: BaseException, *, write: bool) -> VenueError:
     """Map one exception from a ccxt call to the gateway's error classes."""
     code = venue_code(exc)
-    msg = f"{type(exc).__name__}: {exc}"
+    msg = f"{type(exc).__name__}: {printable(exc, 500)}"  # the venue's words: logged, stored, shown
     if isinstance(exc, VenueError):
         return exc
     if write and code in DUPLICATE_CID:

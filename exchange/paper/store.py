@@ -16,6 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from core.files import private_file
+
 FORMAT = "1"
 
 _SCHEMA = """
@@ -72,7 +74,7 @@ class PaperStore:
             self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout_s,
                                          isolation_level=None, check_same_thread=False)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # the account is ours alone: 0600, never through a symlink
         self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
