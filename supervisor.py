@@ -86,6 +86,7 @@ class Supervisor:
         self._on_escalate = on_escalate
         self._singletons: dict[str, Callable[[ChildHandle], object]] = {}
         self._stop = threading.Event()
+        self.halted = False
         ctx.on_final = self._on_final
         self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog", daemon=True)
         self._watchdog.start()
@@ -97,7 +98,16 @@ class Supervisor:
         handle.ref.tell(RecoverPosition() if recover else OpenPosition())
         return handle
 
+    def halt(self) -> None:
+        """Stop supervising and fence every position at once (the database lease was lost):
+        no restart, no escalation, no order of any of our actors reaches the venue again."""
+        self._stop.set()
+        self.halted = True
+        self.epochs.clear()
+
     def _spawn(self, state: PositionState) -> ChildHandle:
+        if self.halted:
+            raise Fenced("trading is halted: this process no longer owns the database")
         handle = ChildHandle(self, state.id, state.epoch, state.symbol)
         self.epochs[state.id] = state.epoch
         self.children[state.id] = handle

@@ -93,6 +93,8 @@ class DatabaseCfg(_Section):
     pool_size: int = Field(default=10, ge=1)
     pool_timeout_s: float = Field(default=5.0, gt=0)
     auto_create: bool = True  # create the schema on an empty database; never upgrade silently
+    # the one-owner lease (persistence/lease.py) is checked this often; losing it halts trading
+    lease_check_s: float = Field(default=2.0, gt=0)
 
 
 class SignalsCfg(_Section):

@@ -29,6 +29,7 @@ from core.position_types import Outcome, Params, Phase, position_id_of
 from exchange.factory import build_gateway
 from exchange.gateway import OrderState
 from persistence.db import Database
+from persistence.lease import acquire as acquire_lease
 from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
@@ -81,6 +82,16 @@ class Service:
         self.venue_faults = fault_plan(f.venue, f.seed)
         self.db_faults = fault_plan(f.db, f.seed + 1)
         self.actor_faults = fault_plan(f.actor, f.seed + 2)
+        # The lease before anything reads or writes: a second owner is refused (LeaseHeld).
+        self.lease = acquire_lease(cfg.database.url, run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
+        self.halted: str | None = None  # why trading stopped for good (the lease was lost)
+        try:
+            self._build(cfg)
+        except BaseException:
+            self.lease.release()
+            raise
+
+    def _build(self, cfg: Config) -> None:
         self.db = Database(cfg.database.url, call_timeout_s=cfg.deadlines.db_call_s,
                            pool_size=cfg.database.pool_size,
                            pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
@@ -116,6 +127,8 @@ class Service:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
+        d = self.cfg.deadlines
+        self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, d.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
@@ -242,6 +255,7 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.lease.release()
         return stuck
 
     # ---- callbacks -----------------------------------------------------------------------
@@ -260,6 +274,19 @@ class Service:
     def _on_decision(self, seconds: float) -> None:
         self.stats.decisions += 1
         self.stats.decision_s_total += seconds
+
+    def _lease_lost(self, why: str) -> None:
+        """Another process may own the database now: stop trading for good. No order leaves
+        this process any more (every position is fenced, nothing new starts); resting stops
+        stay on the venue, where the new owner's recovery finds them."""
+        self.halted = f"database lease lost ({why}); trading halted"
+        logger.critical("{}: no new orders from this process; resting stops stay on the venue. "
+                        "Stop it and start again once the database is reachable", self.halted)
+        self.supervisor.halt()
+        if self.source is not None:
+            self.source.stop()
+        if self._coordinator is not None:
+            self._coordinator.tell(SetPaused(True))
 
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")

@@ -86,6 +86,7 @@ def _db(cfg: Config, action: str) -> int:
 
 
 def _run(cfg: Config, args) -> int:
+    from persistence.lease import LeaseHeld
     from persistence.schema import SchemaOutOfDate
     from exchange.gateway import VenueError
     from service.app import Service
@@ -101,6 +102,10 @@ def _run(cfg: Config, args) -> int:
         return 4
     try:
         svc = Service(cfg)
+    except LeaseHeld as e:  # the same exit status as a taken control socket: already running
+        logger.error("{}", e)
+        plane.stop()
+        return 4
     except SchemaOutOfDate as e:
         logger.error("{}", e)
         plane.stop()

@@ -107,6 +107,8 @@ class HealthMonitor:
             crit.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_critical_below:.0%}")
         elif coverage < c.coverage_degraded_below:
             degr.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_degraded_below:.0%}")
+        if halted := getattr(self.svc, "halted", None):
+            crit.append(halted)
         notes = list(getattr(self.svc, "health_notes", []))
         if "coordinator" in sup.escalated:
             crit.append("the wave coordinator was escalated: no waves are being processed")
