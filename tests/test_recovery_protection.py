@@ -1,0 +1,131 @@
+"""Recovery never strips protection, and never adopts a position its own stop just closed.
+
+Judged from the paper venue itself: every cancel it receives is checked, at that moment,
+against the positions and resting stops the venue holds — not against our rows."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from sqlalchemy import select, update
+
+from core.position_types import Leg
+from persistence.db import Database
+from persistence.models import EventRow, PositionRow
+from service.app import Service
+from tests.helpers import SYM, make_config, wait_for, wave
+from tests.recovery_checks import wait_agreed
+
+NAMES = ("BTC", "ETH", "SOL", "XRP")
+
+
+def opened(start_service, db_url, names) -> dict[str, PositionRow]:
+    svc = start_service(f"risk.max_positions_per_wave={len(names)}", db_url=db_url)
+    svc.submit(wave("w1", *[(SYM[n], "long", 1 - i / 10) for i, n in enumerate(names)]), "t")
+    wait_for(lambda: svc.stats.waves, what="first wave")
+    assert svc.stats.waves[0].outcomes == {"protected": len(names)}
+    with svc.db.tx("db_read") as tx:
+        rows = {r.symbol: r for r in tx.scalars(select(PositionRow))}
+    svc.shutdown()
+    return rows
+
+
+class NakedCancels:
+    """Wraps the venue's cancel: records every cancel of the last stop resting for a position
+    the venue holds — the moment a position would be left without protection."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.inner = engine, engine.cancel
+        self.naked: list[str] = []
+        self.stop_cancels = 0
+        engine.cancel = self.cancel
+
+    def cancel(self, cid: str):
+        e = self.engine
+        o = e.account.orders.get(cid)
+        if o is not None and o.status == "open" and o.leg is Leg.STOP:
+            pos = e.account.positions.get(o.symbol)
+            if pos is not None and pos.qty != 0:
+                self.stop_cancels += 1
+                others = [x for x in e.open_orders(o.symbol) if x.cid != cid and x.leg is Leg.STOP]
+                if not others:
+                    self.naked.append(f"{cid} on {o.symbol} (venue holds {pos.qty})")
+        return self.inner(cid)
+
+
+def test_a_slow_restart_never_leaves_a_held_position_without_its_stop(start_service, db_url, tmp_path):
+    """The venue holds four positions, each with its stop resting, that the database records as
+    closed (as a second owner left it). At 2 s per venue call, recovery adopts them and has
+    each protected by its own stop before the old stops are cancelled: at no moment is a
+    position the venue holds left without a resting stop."""
+    before = opened(start_service, db_url, NAMES)
+    db = Database(db_url)
+    with db.tx("db_write") as tx:
+        tx.execute(update(PositionRow).values(phase="closed", active_symbol=None, exit_price=Decimal(1),
+                                              close_reason="recorded closed by another process"))
+    db.dispose()
+
+    cfg = make_config(tmp_path, "paper.latency_ms=2000", db_url=db_url)
+    svc = Service(cfg)
+    watch = NakedCancels(svc.gateway.engine)
+    try:
+        svc.start(with_source=False)
+        assert watch.naked == [], f"stops cancelled while the only protection of a held position: {watch.naked}"
+        rep = svc.recovery
+        assert sorted(rep.unknown_venue_positions) == sorted(f"{SYM[n]} {before[SYM[n]].qty}: adopt" for n in NAMES)
+        old_stops = {r.stop_cid for r in before.values()}
+        assert old_stops <= set(rep.stray_orders_cancelled)  # replaced, not kept twice
+        assert watch.stop_cancels == len(NAMES)
+        wait_agreed(svc.db, svc.gateway.engine, timeout=30)
+    finally:
+        svc.shutdown()
+
+
+def test_a_stop_that_fills_during_recovery_is_recorded_closed_by_it_never_adopted(start_service, db_url, tmp_path):
+    """BTC's stop fills at the venue after its position reconciled but while recovery is still
+    sweeping the account (a read of the venue already taken holds BTC). BTC is recorded
+    closed by that stop at its fill price, and no phantom is adopted for it."""
+    btc = SYM["BTC"]
+    row = opened(start_service, db_url, ("BTC",))[btc]
+    cfg = make_config(tmp_path, db_url=db_url)
+    svc = Service(cfg)
+    engine, gw = svc.gateway.engine, svc.gateway
+    inner = gw.positions
+    fired = threading.Event()
+
+    def phase() -> str:
+        with svc.db.tx("db_read") as tx:
+            return tx.scalar(select(PositionRow.phase).where(PositionRow.id == row.id))
+
+    def reconciled() -> bool:
+        with svc.db.tx("db_read") as tx:
+            return tx.scalar(select(EventRow.id).where(EventRow.position_id == row.id,
+                                                       EventRow.kind == "reconciled")) is not None
+
+    def fill_the_stop() -> None:
+        engine.set_price(btc, row.stop_price - Decimal(1))
+        wait_for(lambda: phase() == "closed", what="BTC closed by its stop")
+
+    def positions(timeout):
+        got = inner(timeout=timeout)  # the venue as it was; the stop fills right after this read
+        if not fired.is_set() and reconciled() and any(p.symbol == btc for p in got):
+            fired.set()
+            fill_the_stop()
+        return got
+
+    gw.positions = positions
+    try:
+        svc.start(with_source=False)
+        if not fired.is_set():  # recovery read the venue only before BTC reconciled
+            fill_the_stop()
+        with svc.db.tx("db_read") as tx:
+            rows = list(tx.scalars(select(PositionRow)))
+            unknown = tx.scalars(select(EventRow).where(EventRow.kind == "venue_position_unknown")).all()
+        assert [r.origin for r in rows] == ["signal"], "a phantom position was adopted"
+        assert unknown == [] and svc.recovery.unknown_venue_positions == []
+        (closed,) = rows
+        assert closed.phase == "closed" and closed.close_reason == "stop-loss triggered"
+        assert closed.exit_price == engine.fetch(row.stop_cid).avg_price
+        assert engine.positions() == []
+    finally:
+        svc.shutdown()
