@@ -123,6 +123,7 @@ class Service:
         self._shut_down = False
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
+        self._recovering: Recovery | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -144,8 +145,20 @@ class Service:
     def recover(self) -> int:
         """Restore every position the database says is open, each under a raised epoch, and
         reconcile the account with the venue (service/recovery.py)."""
-        self.recovery = Recovery(self).run()
+        self._recovering = Recovery(self)
+        self.recovery = self._recovering.run()
         return self.recovery.restored
+
+    def recovery_progress(self) -> str | None:
+        """While start-up recovery runs, what it is doing ("recovering 3 of 10 positions
+        (reconciling)"); None once waves may start."""
+        if self._recovered:
+            return None
+        run = self._recovering
+        if run is None:
+            return "recovering: starting"
+        stage, done, total = run.progress()
+        return f"recovering {done} of {total} positions ({stage})"
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
@@ -215,8 +228,9 @@ class Service:
         return IntakeResult("rejected", wid, reason)
 
     def pause(self, paused: bool) -> None:
-        self.paused = paused
-        self._coordinator.tell(SetPaused(paused))
+        self.paused = paused  # a coordinator not started yet (recovering) starts with it
+        if self._coordinator is not None:
+            self._coordinator.tell(SetPaused(paused))
 
     def wait_for_waves(self, n: int | None, timeout_s: float | None = None) -> bool:
         end = None if timeout_s is None else time.monotonic() + timeout_s

@@ -130,8 +130,8 @@ def _run(cfg: Config, args) -> int:
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
                 cfg.database.url.split("@")[-1], cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
+    plane.start()  # status, console and /healthz answer during recovery ("recovering N of M")
     svc.start()
-    plane.start()
     reporter.start()
     t0 = time.monotonic()
     svc.wait_for_waves(args.waves)
