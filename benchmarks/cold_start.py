@@ -8,6 +8,7 @@ venue. Not a test: prints figures.
     .venv/bin/python -m benchmarks.cold_start --positions 1000            # SQLite (default)
     .venv/bin/python -m benchmarks.cold_start --positions 1000 --pg       # a throwaway PostgreSQL 15
     .venv/bin/python -m benchmarks.cold_start --positions 1000 --db URL   # any database URL
+    .venv/bin/python -m benchmarks.cold_start --positions 0 --latency-ms 2000   # an empty account, slow venue
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--positions", type=int, default=1000)
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     ap.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL cluster (tests/pg.py)")
+    ap.add_argument("--latency-ms", type=float, default=0, help="paper venue latency per call")
     ap.add_argument("--verbose", action="store_true", help="show the service's INFO log (progress lines)")
     args = ap.parse_args()
     logger.remove()
@@ -59,7 +61,7 @@ def run(args, n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         cfg = make_config(tmp, f"paper.extra_symbols={n}", f"risk.max_open_positions={max(n, 1)}",
-                          db_url=args.db)
+                          f"paper.latency_ms={args.latency_ms}", db_url=args.db)
         db = Database(cfg.database.url)
         upgrade(db.engine)
         markets = paper_markets(n)
@@ -80,7 +82,7 @@ def run(args, n: int) -> None:
         protected = svc.positions_view()
         svc.shutdown()
     print(json.dumps({
-        "positions": n, "db": cfg.database.url.split("://")[0],
+        "positions": n, "db": cfg.database.url.split("://")[0], "latency_ms": args.latency_ms,
         "restored": rep.restored, "reconciled": rep.reconciled, "phases": dict(rep.phases),
         "still_reconciling": len(rep.still_reconciling),
         "service_build_s": round(built, 3), "recovery_s": round(rep.seconds, 3),
