@@ -34,7 +34,7 @@ from actors.together import together
 from core import trailing as tr
 from core.position_types import Leg, Phase, PositionState, position_id_of
 from core.types import Side
-from exchange.gateway import OrderState, Retryable, VenueError, VenuePosition
+from exchange.gateway import OrderState, Retryable, VenuePosition
 
 if TYPE_CHECKING:
     from service.app import Service
@@ -241,8 +241,18 @@ class Recovery:
             logger.warning("recovery: {} open orders of other clients at the venue; left alone",
                            rep.foreign_orders)
             svc.positions.record("foreign_orders", {"count": rep.foreign_orders})
-        adopted = [s for vp in acct.positions if vp.qty != 0 and vp.symbol not in held
-                   if (s := self._unknown_position(vp, rep)) is not None]
+        venue_positions = acct.positions
+        if any(vp.qty != 0 and vp.symbol not in held for vp in venue_positions):
+            # The account was read before reconciling; what nobody of ours holds may have changed
+            # since (a stray stop filled): adopt from a fresh read, never from a stale one.
+            gw, t = svc.gateway, svc.cfg.deadlines.venue_call_s
+            try:
+                venue_positions = self._read("positions", lambda: gw.positions(timeout=t))
+            except Exception as e:
+                logger.error("recovery: reading the venue's positions again failed ({}); adopting from "
+                             "the first read", e)
+        adopted = [s for vp in venue_positions if vp.qty != 0 and vp.symbol not in held
+                   if (s := self._adopt(vp, rep)) is not None]
         if adopted:
             self._expect("protecting adopted positions", {s.id for s in adopted})
             for s in adopted:
@@ -251,7 +261,7 @@ class Recovery:
         with self._cv:
             self.stage = "cancelling stray orders"
             settled = {s.symbol for s in self._after.values() if s.phase.final or s.stop_cid is not None}
-        exposed = {p.symbol for p in acct.positions if p.qty != 0} - settled
+        exposed = {p.symbol for p in venue_positions if p.qty != 0} - settled
         strays = [o for o in acct.orders if (pid := position_id_of(o.cid)) is not None and pid not in open_ids]
         for o in strays:
             if o.symbol in exposed and o.leg in (Leg.STOP, Leg.TRAILING):
@@ -278,7 +288,7 @@ class Recovery:
     def _cancel_one(self, gw, o: OrderState, timeout: float) -> bool:
         try:
             gw.cancel_order(o.symbol, o.cid, timeout=timeout)
-        except VenueError as e:
+        except Exception as e:  # one failed cancel never stops the start; the order is reported
             logger.error("recovery: stray order {} on {} could not be cancelled: {}", o.cid, o.symbol, e)
             return False
         logger.warning("recovery: cancelled stray order {} on {} (its position is not open)", o.cid, o.symbol)
@@ -286,6 +296,14 @@ class Recovery:
                                                             "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
         return True
+
+    def _adopt(self, vp: VenuePosition, rep: RecoveryReport) -> PositionState | None:
+        try:
+            return self._unknown_position(vp, rep)
+        except Exception as e:  # its stops are kept (nobody protects it); the operator is told
+            logger.error("recovery: could not adopt the venue's {} {}: {!r}", vp.symbol, vp.qty, e)
+            self.svc.health_notes.append(f"unknown venue position {vp.symbol} {vp.qty}: adoption failed ({e!r})")
+            return None
 
     def _unknown_position(self, vp: VenuePosition, rep: RecoveryReport) -> PositionState | None:
         """Record a venue position no open position accounts for; the state to adopt, if any."""

@@ -129,3 +129,27 @@ def test_a_stop_that_fills_during_recovery_is_recorded_closed_by_it_never_adopte
         assert engine.positions() == []
     finally:
         svc.shutdown()
+
+
+def test_a_stray_stop_is_kept_while_it_is_the_only_protection_of_a_held_position(start_service, db_url, tmp_path):
+    """Policy "report": the venue's DOGE position is not adopted, so nobody of ours protects it;
+    the stop of ours resting on it (its position not open in our database) stays, reported."""
+    from exchange.gateway import OrderRequest
+    from exchange.paper.engine import PaperEngine
+    from exchange.paper.store import PaperStore
+    from exchange.paper.universe import paper_markets, start_prices
+
+    doge, stray, lone = SYM["DOGE"], "wt-0123456789ab-s1-1", "wt-ba9876543210-s1-1"
+    start_service(db_url=db_url).shutdown()  # an empty database with its schema
+    venue = PaperEngine(paper_markets(), start_prices(), store=PaperStore(tmp_path / "paper-venue.db"))
+    venue.place(OrderRequest("manual-1", doge, Leg.ENTRY, "buy", Decimal(500)))
+    venue.place(OrderRequest(stray, doge, Leg.STOP, "sell", Decimal(500), stop_price=Decimal("0.01")))
+    venue.place(OrderRequest(lone, SYM["LINK"], Leg.STOP, "sell", Decimal(1), stop_price=Decimal(1)))
+    venue.close()
+    svc = start_service('recovery.unknown_venue_position="report"', db_url=db_url)
+    rep = svc.recovery
+    assert rep.stray_orders_kept == [stray] and rep.stray_orders_cancelled == [lone]
+    assert svc.gateway.engine.fetch(stray).status == "open"
+    with svc.db.tx("db_read") as tx:
+        kinds = set(tx.scalars(select(EventRow.kind)))
+    assert {"stray_order_kept", "stray_order_cancelled", "venue_position_unknown"} <= kinds
