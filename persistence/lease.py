@@ -6,6 +6,8 @@ takes the lease before it reads or writes anything, whatever its run_dir:
 - SQLite: an exclusive `flock` on `<database file>.owner`, opened without following a symbolic
   link and owner-only (0600). The kernel drops it when the process dies, however it dies. The
   file holds the owner (pid, host, since, run_dir) for a refused second process to name.
+- The paper account (its state file) is a venue account of its own: locked the same way, beside
+  its file, so two runs never trade one paper account whatever their databases.
 - PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) held on a connection of its own,
   outside the pool. Advisory locks are per database, so one server holds many accounts side by
   side. The owner is named by that session's `application_name` and `backend_start`.
@@ -141,14 +143,16 @@ def acquire(url: str, *, run_dir: str, timeout_s: float = 5.0) -> Lease:
     if u.get_backend_name() == "sqlite":
         if not u.database or u.database == ":memory:":
             return Lease("in-memory database (private to this process)")
-        return _file_lease(Path(u.database), run_dir)
+        db = Path(u.database)
+        return acquire_file(db.with_name(db.name + ".owner"), f"the database {db}", run_dir)
     if u.get_backend_name() == "postgresql":
         return _pg_lease(url, timeout_s)
     raise ValueError(f"unsupported database backend {u.get_backend_name()!r} (sqlite or postgresql)")
 
 
-def _file_lease(db: Path, run_dir: str) -> FileLease:
-    path = db.absolute().with_name(db.name + ".owner")
+def acquire_file(path: Path, what: str, run_dir: str) -> FileLease:
+    """An exclusive lock on `path` for `what` (a database, a paper account), or LeaseHeld."""
+    path = path.absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
@@ -164,7 +168,7 @@ def _file_lease(db: Path, run_dir: str) -> FileLease:
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
-            raise LeaseHeld(_refusal(db, _file_owner(fd))) from None
+            raise LeaseHeld(_refusal(what, _file_owner(fd))) from None
         os.fchmod(fd, 0o600)
         now = time.time()
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": _iso(now),
@@ -186,8 +190,8 @@ def _file_owner(fd: int) -> str:
         return "a process that has not recorded itself yet (starting)" if not raw else f"unreadable owner {raw[:80]!r}"
 
 
-def _refusal(what, owner: str) -> str:
-    return (f"another wave-trader owns the database {what}: {owner}. One process per database and "
+def _refusal(what: str, owner: str) -> str:
+    return (f"another wave-trader owns {what}: {owner}. One process per database and "
             f"account: stop that one first, or give this one its own database (see README, "
             f"'One owner per database')")
 
@@ -216,7 +220,8 @@ def _pg_lease(url: str, timeout_s: float) -> PgLease:
                 f"{row.application_name or 'an unnamed session'}"
                 f"{'' if row.client_addr is None else f' from {row.client_addr}'}, "
                 f"since {row.backend_start:%Y-%m-%dT%H:%M:%S%z}")
-            raise LeaseHeld(_refusal(f"{engine.url.database} on {engine.url.host or 'the local socket'}", owner))
+            raise LeaseHeld(_refusal(f"the database {engine.url.database} on "
+                                     f"{engine.url.host or 'the local socket'}", owner))
     except BaseException:
         conn.close()
         engine.dispose()

@@ -26,10 +26,10 @@ from actors.scheduler import Scheduler
 from core.config import Config
 from core.faults import FaultPlan, FaultRule
 from core.position_types import Outcome, Params, Phase, position_id_of
-from exchange.factory import build_gateway
+from exchange.factory import build_gateway, paper_state_path
 from exchange.gateway import OrderState
 from persistence.db import Database
-from persistence.lease import acquire as acquire_lease
+from persistence.lease import Lease, acquire as acquire_lease, acquire_file
 from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
@@ -84,10 +84,15 @@ class Service:
         self.actor_faults = fault_plan(f.actor, f.seed + 2)
         # The lease before anything reads or writes: a second owner is refused (LeaseHeld).
         self.lease = acquire_lease(cfg.database.url, run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
+        self.account_lease = Lease("venue account (not lockable from here)")
         self.halted: str | None = None  # why trading stopped for good (the lease was lost)
         try:
+            if (paper := paper_state_path(cfg)) is not None:  # the paper account is ours alone too
+                self.account_lease = acquire_file(paper.with_name(paper.name + ".owner"),
+                                                  f"the paper account {paper}", cfg.run_dir)
             self._build(cfg)
         except BaseException:
+            self.account_lease.release()
             self.lease.release()
             raise
 
@@ -269,6 +274,7 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.account_lease.release()
         self.lease.release()
         return stuck
 

@@ -81,6 +81,24 @@ def test_a_second_trader_on_one_database_exits_4_naming_the_first(tmp_path, back
         stop(first)
 
 
+def test_two_runs_with_two_databases_never_share_one_paper_account(tmp_path):
+    paper = tmp_path / "shared-paper.db"
+    first_dir = tmp_path / "first"
+    first = start(first_dir, None, f"paper.state_file='{paper}'")
+    try:
+        wait_started(first, first_dir)
+        other = tmp_path / "other-run-dir"
+        second = start(other, None, f"paper.state_file='{paper}'")
+        try:
+            rc = second.wait(timeout=90)
+        finally:
+            stop(second)
+        said = (other / "run.out").read_text()
+        assert rc == 4 and f"the paper account {paper}" in said and f"pid {first.pid}" in said, said
+    finally:
+        stop(first)
+
+
 def test_everything_a_run_writes_is_under_its_run_dir(tmp_path):
     """Two run_dirs and no database.url: two databases, two logs, two paper accounts, both run."""
     a, b = tmp_path / "a", tmp_path / "b"
