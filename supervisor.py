@@ -254,7 +254,7 @@ class Supervisor:
             cid = f"wt-{s.id}-{Leg.EXIT.value}{s.epoch}-{s.seq + 1}"
             gw.place_order(OrderRequest(cid, s.symbol, Leg.EXIT, s.side.exit_order_side, qty), timeout=t)
         for o in gw.open_orders(s.symbol, timeout=t):
-            if position_id_of(o.cid) == s.id:
+            if position_id_of(o.cid) == s.id or o.cid in s.protective_cids:
                 gw.cancel_order(s.symbol, o.cid, timeout=t)
         final = replace(s, phase=Phase.EMERGENCY_CLOSED if not s.reported else Phase.CLOSED,
                         close_reason="escalated by supervisor", stop_cid=None, trailing_cid=None,

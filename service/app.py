@@ -129,6 +129,9 @@ class Service:
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
         self._recovering: Recovery | None = None
+        # orders a position took over from another id (recovery adopting a held position with
+        # the stop that rests on it): client id -> owning position, for routing their updates
+        self.order_owner: dict[str, str] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -281,7 +284,7 @@ class Service:
     # ---- callbacks -----------------------------------------------------------------------
 
     def _route_order(self, o: OrderState) -> None:
-        pid = position_id_of(o.cid)
+        pid = self.order_owner.get(o.cid) or position_id_of(o.cid)
         h = self.supervisor.children.get(pid) if pid else None
         if h is not None and h.ref is not None and not h.retired:
             h.ref.tell(OrderUpdate(o))

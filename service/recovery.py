@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from actors.messages import VenueView
 from actors.together import together
-from core import trailing as tr
-from core.position_types import Leg, Phase, PositionState, position_id_of
-from core.types import Side
+from core.position_types import Leg, PositionState, position_id_of
 from exchange.gateway import OrderState, Retryable, VenuePosition
+from service.adoption import adopt, batched, resting_protection
 
 if TYPE_CHECKING:
     from service.app import Service
@@ -44,8 +41,10 @@ What recovery does with what it finds at the venue that no open position account
 - A position the venue holds on a symbol no open position of ours holds (opened by hand, or
   left by a database restored from an old backup): `recovery.unknown_venue_position` decides:
   "adopt" (default) makes it a position of ours (origin "adopted", flagged needs_attention):
-  protected by a stop at stop_loss_pct from the venue's entry price (closed at market if the
-  price is already through it) and trailed like any other; "close" adopts it and closes it at
+  protected by the stop of ours already resting on it, if there is one on its loss side (with
+  the trailing stop placed with it: nothing is cancelled or re-placed), else by a new stop at
+  stop_loss_pct from the venue's entry price (closed at market if the price is already through
+  it), and trailed like any other; "close" adopts it and closes it at
   market; "report" only records and logs it. Every case is logged at ERROR and recorded in the
   event log (kind "venue_position_unknown"); none is ever silently dropped.
 - A position we hold open that the venue does not hold: its stop or trailing stop filled while
@@ -172,6 +171,7 @@ class Recovery:
         svc.ctx.recovery_view = self._view
         try:
             for s in states:  # each waits in `_view` until the venue has been read for everyone
+                self._route_taken_over(s)
                 svc.supervisor.start_position(s, recover=True)
             # Read the venue only now that every actor exists: an order update from here on
             # reaches its actor's mailbox (handled after reconciling), and anything earlier
@@ -194,7 +194,7 @@ class Recovery:
                            "supervision and act only once reconciled", len(rep.still_reconciling),
                            self.cfg.reconcile_timeout_s)
         if acct is not None:
-            self._sweep(acct, {s.symbol for s in states}, {s.id for s in states}, rep)
+            self._sweep(acct, states, rep)
         rep.seconds = time.monotonic() - t0
         if states or rep.unknown_venue_positions or rep.stray_orders_cancelled or rep.stray_orders_kept:
             logger.info("recovery: {} restored, {} reconciled in {:.2f}s ({}); unknown venue "
@@ -233,14 +233,19 @@ class Recovery:
 
     # ---- what no open position accounts for ------------------------------------------
 
-    def _sweep(self, acct: Account, held: set[str], open_ids: set[str], rep: RecoveryReport) -> None:
-        """Adopt first and wait until the adopted are protected; cancel strays after that."""
+    def _sweep(self, acct: Account, states: list[PositionState], rep: RecoveryReport) -> None:
+        """Adopt first — with the stop of ours already resting on the position, if there is
+        one — and wait until the adopted are protected; cancel strays after that."""
         svc = self.svc
+        held, open_ids = {s.symbol for s in states}, {s.id for s in states}
+        owned = {c for s in states for c in s.protective_cids}
         rep.foreign_orders = sum(1 for o in acct.orders if position_id_of(o.cid) is None)
         if rep.foreign_orders:
             logger.warning("recovery: {} open orders of other clients at the venue; left alone",
                            rep.foreign_orders)
             svc.positions.record("foreign_orders", {"count": rep.foreign_orders})
+        strays = [o for o in acct.orders if (pid := position_id_of(o.cid)) is not None
+                  and pid not in open_ids and o.cid not in owned]
         venue_positions = acct.positions
         if any(vp.qty != 0 and vp.symbol not in held for vp in venue_positions):
             # The account was read before reconciling; what nobody of ours holds may have changed
@@ -251,22 +256,31 @@ class Recovery:
             except Exception as e:
                 logger.error("recovery: reading the venue's positions again failed ({}); adopting from "
                              "the first read", e)
-        adopted = [s for vp in venue_positions if vp.qty != 0 and vp.symbol not in held
-                   if (s := self._adopt(vp, rep)) is not None]
+        unknown = [vp for vp in venue_positions if vp.qty != 0 and vp.symbol not in held]
+        resting = resting_protection(svc, unknown, strays)
+        adopted = [s for vp in unknown if (s := adopt(svc, vp, rep, resting.get(vp.symbol))) is not None]
         if adopted:
             self._expect("protecting adopted positions", {s.id for s in adopted})
             for s in adopted:
+                self._route_taken_over(s)
                 svc.supervisor.start_position(s, recover=True)
             self._wait(time.monotonic())
+        taken = {c for s in adopted for c in s.protective_cids}
+        strays = [o for o in strays if o.cid not in taken]
         with self._cv:
             self.stage = "cancelling stray orders"
             settled = {s.symbol for s in self._after.values() if s.phase.final or s.stop_cid is not None}
         exposed = {p.symbol for p in venue_positions if p.qty != 0} - settled
-        strays = [o for o in acct.orders if (pid := position_id_of(o.cid)) is not None and pid not in open_ids]
         for o in strays:
             if o.symbol in exposed and o.leg in (Leg.STOP, Leg.TRAILING):
                 self._keep_stray(o, rep)
         self._cancel_strays([o for o in strays if o.cid not in rep.stray_orders_kept], rep)
+
+    def _route_taken_over(self, s: PositionState) -> None:
+        """Updates of an order a position took over (ids of another position) reach it."""
+        for c in s.protective_cids:
+            if position_id_of(c) != s.id:
+                self.svc.order_owner[c] = s.id
 
     def _keep_stray(self, o: OrderState, rep: RecoveryReport) -> None:
         rep.stray_orders_kept.append(o.cid)
@@ -278,12 +292,8 @@ class Recovery:
 
     def _cancel_strays(self, strays: list[OrderState], rep: RecoveryReport) -> None:
         gw, t = self.svc.gateway, self.svc.cfg.deadlines.venue_call_s
-        it = iter(strays)
-        while batch := list(islice(it, 16)):  # together, a few at a time: within the rate budget
-            done = together({o.cid: (lambda o=o: self._cancel_one(gw, o, t)) for o in batch})
-            for o in batch:
-                if done[o.cid]:
-                    rep.stray_orders_cancelled.append(o.cid)
+        done = batched({o.cid: (lambda o=o: self._cancel_one(gw, o, t)) for o in strays})
+        rep.stray_orders_cancelled += [o.cid for o in strays if done[o.cid]]
 
     def _cancel_one(self, gw, o: OrderState, timeout: float) -> bool:
         try:
@@ -296,42 +306,3 @@ class Recovery:
                                                             "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
         return True
-
-    def _adopt(self, vp: VenuePosition, rep: RecoveryReport) -> PositionState | None:
-        try:
-            return self._unknown_position(vp, rep)
-        except Exception as e:  # its stops are kept (nobody protects it); the operator is told
-            logger.error("recovery: could not adopt the venue's {} {}: {!r}", vp.symbol, vp.qty, e)
-            self.svc.health_notes.append(f"unknown venue position {vp.symbol} {vp.qty}: adoption failed ({e!r})")
-            return None
-
-    def _unknown_position(self, vp: VenuePosition, rep: RecoveryReport) -> PositionState | None:
-        """Record a venue position no open position accounts for; the state to adopt, if any."""
-        svc, policy = self.svc, self.cfg.unknown_venue_position
-        spec = svc.markets.get(vp.symbol)
-        if spec is None:
-            policy = "report"
-        side = Side.LONG if vp.qty > 0 else Side.SHORT
-        data = {"symbol": vp.symbol, "qty": str(vp.qty), "entry": str(vp.entry_price), "action": policy}
-        logger.error("recovery: the venue holds {} {} {} (entry {}) that no open position of ours "
-                     "accounts for; policy: {}", vp.symbol, side.value, abs(vp.qty), vp.entry_price, policy)
-        rep.unknown_venue_positions.append(f"{vp.symbol} {vp.qty}: {policy}")
-        if policy == "report":
-            svc.positions.record("venue_position_unknown", data)
-            svc.health_notes.append(f"unknown venue position {vp.symbol} {vp.qty} (reported only)")
-            return None
-        entry = vp.entry_price or svc.gateway.price(vp.symbol, timeout=svc.cfg.deadlines.venue_call_s)
-        p = svc.defaults
-        pid = uuid.uuid4().hex[:12]
-        state = PositionState(
-            id=pid, signal_id=f"adopted-{pid}", wave_id="recovery", symbol=vp.symbol, side=side,
-            params=p, phase=Phase.CLOSING if policy == "close" else Phase.OPEN, qty=abs(vp.qty),
-            entry_price=entry,
-            trailing=tr.Trailing(tr.activation_price(entry, side, p.activation_pct, spec), p.callback_pct),
-            close_reason="unknown venue position: closed by recovery policy" if policy == "close" else None)
-        svc.positions.create(state, origin="adopted")
-        reason = f"adopted on recovery: the venue held {vp.qty} {vp.symbol} the database did not know"
-        svc.positions.flag(pid, reason)
-        svc.positions.record("venue_position_unknown", data | {"position_id": pid}, position_id=pid)
-        svc.health_notes.append(f"{pid}: {reason}")
-        return state

@@ -30,14 +30,14 @@ def opened(start_service, db_url, names) -> dict[str, PositionRow]:
     return rows
 
 
-class NakedCancels:
-    """Wraps the venue's cancel: records every cancel of the last stop resting for a position
-    the venue holds — the moment a position would be left without protection."""
+class StopCancels:
+    """Wraps the venue's cancel: records every cancel of a resting stop-loss on a symbol where
+    the venue holds a position, and whether it was that position's last resting stop."""
 
     def __init__(self, engine) -> None:
         self.engine, self.inner = engine, engine.cancel
+        self.of_held: list[str] = []
         self.naked: list[str] = []
-        self.stop_cancels = 0
         engine.cancel = self.cancel
 
     def cancel(self, cid: str):
@@ -46,18 +46,17 @@ class NakedCancels:
         if o is not None and o.status == "open" and o.leg is Leg.STOP:
             pos = e.account.positions.get(o.symbol)
             if pos is not None and pos.qty != 0:
-                self.stop_cancels += 1
-                others = [x for x in e.open_orders(o.symbol) if x.cid != cid and x.leg is Leg.STOP]
-                if not others:
-                    self.naked.append(f"{cid} on {o.symbol} (venue holds {pos.qty})")
+                self.of_held.append(f"{cid} on {o.symbol} (venue holds {pos.qty})")
+                if not [x for x in e.open_orders(o.symbol) if x.cid != cid and x.leg is Leg.STOP]:
+                    self.naked.append(self.of_held[-1])
         return self.inner(cid)
 
 
-def test_a_slow_restart_never_leaves_a_held_position_without_its_stop(start_service, db_url, tmp_path):
-    """The venue holds four positions, each with its stop resting, that the database records as
-    closed (as a second owner left it). At 2 s per venue call, recovery adopts them and has
-    each protected by its own stop before the old stops are cancelled: at no moment is a
-    position the venue holds left without a resting stop."""
+def test_a_slow_restart_never_cancels_the_stop_of_a_held_position(start_service, db_url, tmp_path):
+    """The venue holds four positions, each with its stop and trailing stop resting, that the
+    database records as closed (as a second owner left it). At 2 s per venue call, recovery
+    adopts each with the stops already resting on it: no stop of a position the venue holds is
+    ever cancelled, nothing is re-placed, and a stop that fills later closes its position."""
     before = opened(start_service, db_url, NAMES)
     db = Database(db_url)
     with db.tx("db_write") as tx:
@@ -67,18 +66,33 @@ def test_a_slow_restart_never_leaves_a_held_position_without_its_stop(start_serv
 
     cfg = make_config(tmp_path, "paper.latency_ms=2000", db_url=db_url)
     svc = Service(cfg)
-    watch = NakedCancels(svc.gateway.engine)
+    engine = svc.gateway.engine
+    watch = StopCancels(engine)
+    placed_before = set(engine.account.orders)
     try:
         svc.start(with_source=False)
-        assert watch.naked == [], f"stops cancelled while the only protection of a held position: {watch.naked}"
+        assert watch.of_held == [], f"stops of held positions cancelled: {watch.of_held}"
         rep = svc.recovery
         assert sorted(rep.unknown_venue_positions) == sorted(f"{SYM[n]} {before[SYM[n]].qty}: adopt" for n in NAMES)
-        old_stops = {r.stop_cid for r in before.values()}
-        assert old_stops <= set(rep.stray_orders_cancelled)  # replaced, not kept twice
-        assert watch.stop_cancels == len(NAMES)
-        wait_agreed(svc.db, svc.gateway.engine, timeout=30)
+        assert rep.stray_orders_cancelled == [] and rep.stray_orders_kept == []
+        assert set(engine.account.orders) == placed_before  # nothing re-placed
+        wait_agreed(svc.db, engine, timeout=30)
+        with svc.db.tx("db_read") as tx:
+            adopted = {r.symbol: r for r in tx.scalars(select(PositionRow).where(PositionRow.origin == "adopted"))}
+        for n in NAMES:
+            old, new = before[SYM[n]], adopted[SYM[n]]
+            assert (new.stop_cid, new.trailing_cid, new.stop_price) == (old.stop_cid, old.trailing_cid, old.stop_price)
+        btc = adopted[SYM["BTC"]]
+        engine.set_price(SYM["BTC"], btc.stop_price - Decimal(1))  # its taken-over stop fills
+        wait_for(lambda: phase_of(svc, btc.id) == "closed", timeout=30, what="BTC closed by its adopted stop")
+        assert watch.naked == []
     finally:
         svc.shutdown()
+
+
+def phase_of(svc, pid: str) -> str:
+    with svc.db.tx("db_read") as tx:
+        return tx.scalar(select(PositionRow.phase).where(PositionRow.id == pid))
 
 
 def test_a_stop_that_fills_during_recovery_is_recorded_closed_by_it_never_adopted(start_service, db_url, tmp_path):
@@ -153,3 +167,26 @@ def test_a_stray_stop_is_kept_while_it_is_the_only_protection_of_a_held_position
     with svc.db.tx("db_read") as tx:
         kinds = set(tx.scalars(select(EventRow.kind)))
     assert {"stray_order_kept", "stray_order_cancelled", "venue_position_unknown"} <= kinds
+
+
+def test_a_stray_stop_on_the_wrong_side_is_not_taken_over(start_service, db_url, tmp_path):
+    """The venue holds a long DOGE; the stop of ours resting on DOGE is a buy stop above the
+    price (left by an old short): it protects nothing. The adopted long gets a stop of its own,
+    and the stray is cancelled once that stop rests."""
+    from exchange.gateway import OrderRequest
+    from exchange.paper.engine import PaperEngine
+    from exchange.paper.store import PaperStore
+    from exchange.paper.universe import paper_markets, start_prices
+
+    doge, stray = SYM["DOGE"], "wt-0123456789ab-s1-1"
+    start_service(db_url=db_url).shutdown()
+    venue = PaperEngine(paper_markets(), start_prices(), store=PaperStore(tmp_path / "paper-venue.db"))
+    venue.place(OrderRequest("manual-1", doge, Leg.ENTRY, "buy", Decimal(500)))
+    venue.place(OrderRequest(stray, doge, Leg.STOP, "buy", Decimal(500), stop_price=venue.price(doge) * 2))
+    venue.close()
+    svc = start_service(db_url=db_url)
+    assert svc.recovery.stray_orders_cancelled == [stray]
+    with svc.db.tx("db_read") as tx:
+        (row,) = tx.scalars(select(PositionRow)).all()
+    assert row.origin == "adopted" and row.stop_cid.startswith(f"wt-{row.id}-s")
+    wait_agreed(svc.db, svc.gateway.engine)
