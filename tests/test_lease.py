@@ -154,3 +154,12 @@ def svc_health(svc) -> list[str]:
     h = HealthMonitor(svc, svc.cfg.health, Metrics(), svc.cfg.supervisor.restart_window_s).report()
     assert h.status == "critical"
     return h.reasons
+
+
+def test_a_removed_sqlite_lock_file_halts_trading(start_service, tmp_path):
+    """Once the lock file is gone, a second process could lock a new one: this one stops."""
+    svc = start_service("database.lease_check_s=0.1")
+    (tmp_path / "test.db.owner").unlink()
+    wait_for(lambda: svc.halted, timeout=10, what="trading halted after the lock file was removed")
+    assert "removed or replaced" in svc.halted and svc.supervisor.halted
+    assert any("lease lost" in r for r in svc_health(svc))
