@@ -84,7 +84,7 @@ class Service:
         self.actor_faults = fault_plan(f.actor, f.seed + 2)
         # The lease before anything reads or writes: a second owner is refused (LeaseHeld).
         self.lease = acquire_lease(cfg.database.url, run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
-        self.account_lease = Lease("venue account (not lockable from here)")
+        self.account_lease = Lease("no paper account file (a real venue's account cannot be locked here)")
         self.halted: str | None = None  # why trading stopped for good (the lease was lost)
         try:
             if (paper := paper_state_path(cfg)) is not None:  # the paper account is ours alone too
@@ -136,8 +136,7 @@ class Service:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
-        d = self.cfg.deadlines
-        self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, d.db_call_s)
+        self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.

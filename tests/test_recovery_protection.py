@@ -10,6 +10,10 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from core.position_types import Leg
+from exchange.gateway import OrderRequest
+from exchange.paper.engine import PaperEngine
+from exchange.paper.store import PaperStore
+from exchange.paper.universe import paper_markets, start_prices
 from persistence.db import Database
 from persistence.models import EventRow, PositionRow
 from service.app import Service
@@ -90,6 +94,11 @@ def test_a_slow_restart_never_cancels_the_stop_of_a_held_position(start_service,
         svc.shutdown()
 
 
+def venue_file(tmp_path) -> PaperEngine:
+    """The paper venue on its own, as it lives on while the trader is down."""
+    return PaperEngine(paper_markets(), start_prices(), store=PaperStore(tmp_path / "paper-venue.db"))
+
+
 def phase_of(svc, pid: str) -> str:
     with svc.db.tx("db_read") as tx:
         return tx.scalar(select(PositionRow.phase).where(PositionRow.id == pid))
@@ -148,14 +157,9 @@ def test_a_stop_that_fills_during_recovery_is_recorded_closed_by_it_never_adopte
 def test_a_stray_stop_is_kept_while_it_is_the_only_protection_of_a_held_position(start_service, db_url, tmp_path):
     """Policy "report": the venue's DOGE position is not adopted, so nobody of ours protects it;
     the stop of ours resting on it (its position not open in our database) stays, reported."""
-    from exchange.gateway import OrderRequest
-    from exchange.paper.engine import PaperEngine
-    from exchange.paper.store import PaperStore
-    from exchange.paper.universe import paper_markets, start_prices
-
     doge, stray, lone = SYM["DOGE"], "wt-0123456789ab-s1-1", "wt-ba9876543210-s1-1"
     start_service(db_url=db_url).shutdown()  # an empty database with its schema
-    venue = PaperEngine(paper_markets(), start_prices(), store=PaperStore(tmp_path / "paper-venue.db"))
+    venue = venue_file(tmp_path)
     venue.place(OrderRequest("manual-1", doge, Leg.ENTRY, "buy", Decimal(500)))
     venue.place(OrderRequest(stray, doge, Leg.STOP, "sell", Decimal(500), stop_price=Decimal("0.01")))
     venue.place(OrderRequest(lone, SYM["LINK"], Leg.STOP, "sell", Decimal(1), stop_price=Decimal(1)))
@@ -173,14 +177,9 @@ def test_a_stray_stop_on_the_wrong_side_is_not_taken_over(start_service, db_url,
     """The venue holds a long DOGE; the stop of ours resting on DOGE is a buy stop above the
     price (left by an old short): it protects nothing. The adopted long gets a stop of its own,
     and the stray is cancelled once that stop rests."""
-    from exchange.gateway import OrderRequest
-    from exchange.paper.engine import PaperEngine
-    from exchange.paper.store import PaperStore
-    from exchange.paper.universe import paper_markets, start_prices
-
     doge, stray = SYM["DOGE"], "wt-0123456789ab-s1-1"
     start_service(db_url=db_url).shutdown()
-    venue = PaperEngine(paper_markets(), start_prices(), store=PaperStore(tmp_path / "paper-venue.db"))
+    venue = venue_file(tmp_path)
     venue.place(OrderRequest("manual-1", doge, Leg.ENTRY, "buy", Decimal(500)))
     venue.place(OrderRequest(stray, doge, Leg.STOP, "buy", Decimal(500), stop_price=venue.price(doge) * 2))
     venue.close()
