@@ -143,7 +143,7 @@ def acquire(url: str, *, run_dir: str, timeout_s: float = 5.0) -> Lease:
     if u.get_backend_name() == "sqlite":
         if not u.database or u.database == ":memory:":
             return Lease("in-memory database (private to this process)")
-        db = Path(u.database)
+        db = Path(os.path.realpath(u.database))  # one lock per file, however its path is spelled
         return acquire_file(db.with_name(db.name + ".owner"), f"the database {db}", run_dir)
     if u.get_backend_name() == "postgresql":
         return _pg_lease(url, timeout_s)

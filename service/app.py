@@ -8,11 +8,13 @@ does the coordinator resume unfinished waves and a signal source start.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loguru import logger
 from sqlalchemy import func, select
@@ -88,6 +90,7 @@ class Service:
         self.halted: str | None = None  # why trading stopped for good (the lease was lost)
         try:
             if (paper := paper_state_path(cfg)) is not None:  # the paper account is ours alone too
+                paper = Path(os.path.realpath(paper))
                 self.account_lease = acquire_file(paper.with_name(paper.name + ".owner"),
                                                   f"the paper account {paper}", cfg.run_dir)
             self._build(cfg)

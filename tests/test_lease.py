@@ -163,3 +163,14 @@ def test_a_removed_sqlite_lock_file_halts_trading(start_service, tmp_path):
     wait_for(lambda: svc.halted, timeout=10, what="trading halted after the lock file was removed")
     assert "removed or replaced" in svc.halted and svc.supervisor.halted
     assert any("lease lost" in r for r in svc_health(svc))
+
+
+def test_one_database_file_has_one_lock_however_its_path_is_spelled(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "data")
+    first = acquire(f"sqlite:///{tmp_path / 'data' / 'w.db'}", run_dir=str(tmp_path))
+    try:
+        with pytest.raises(LeaseHeld, match=f"pid {os.getpid()}"):
+            acquire(f"sqlite:///{tmp_path / 'alias' / 'w.db'}", run_dir=str(tmp_path))
+    finally:
+        first.release()
