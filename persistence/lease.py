@@ -198,7 +198,9 @@ def _refusal(what: str, owner: str) -> str:
 
 def _pg_lease(url: str, timeout_s: float) -> PgLease:
     ms = int(timeout_s * 1000)
-    name = f"wave-trader pid={os.getpid()} host={socket.gethostname()}".encode()[:APP_NAME_MAX].decode(errors="ignore")
+    # everything a refused process needs in the one column every role may read of other sessions
+    name = (f"wave-trader pid={os.getpid()} since={_iso(time.time())} host={socket.gethostname()}"
+            .encode()[:APP_NAME_MAX].decode(errors="ignore"))
     engine = create_engine(url, poolclass=NullPool, connect_args={
         "connect_timeout": max(1, int(timeout_s)), "application_name": name,
         "options": f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)}",
@@ -211,15 +213,14 @@ def _pg_lease(url: str, timeout_s: float) -> PgLease:
         got = conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": PG_KEY[0], "b": PG_KEY[1]}).scalar()
         if not got:
             row = conn.execute(text(
-                "SELECT a.application_name, a.backend_start, a.client_addr FROM pg_locks l "
+                "SELECT a.application_name, a.client_addr FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
                 "AND l.classid = :a AND l.objid = :b AND l.objsubid = 2 AND l.database = "
                 "(SELECT oid FROM pg_database WHERE datname = current_database())"),
                 {"a": PG_KEY[0], "b": PG_KEY[1]}).first()
             owner = "a session that has gone since (try again)" if row is None else (
-                f"{row.application_name or 'an unnamed session'}"
-                f"{'' if row.client_addr is None else f' from {row.client_addr}'}, "
-                f"since {row.backend_start:%Y-%m-%dT%H:%M:%S%z}")
+                f"{row.application_name or 'a session of another role'}"
+                f"{'' if row.client_addr is None else f' from {row.client_addr}'}")
             raise LeaseHeld(_refusal(f"the database {engine.url.database} on "
                                      f"{engine.url.host or 'the local socket'}", owner))
     except BaseException:

@@ -174,3 +174,20 @@ def test_one_database_file_has_one_lock_however_its_path_is_spelled(tmp_path):
             acquire(f"sqlite:///{tmp_path / 'alias' / 'w.db'}", run_dir=str(tmp_path))
     finally:
         first.release()
+
+
+def test_a_postgresql_owner_is_named_to_a_process_of_another_role(pg_cluster):
+    """Of another role's sessions, pg_stat_activity shows little more than application_name:
+    it carries the owner's pid, start and host."""
+    url = pg_cluster.create_database()
+    with pg_cluster.admin() as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wt_other') "
+                     "THEN CREATE ROLE wt_other LOGIN; END IF; END $$")
+    first = acquire(url, run_dir="a")
+    try:
+        with pytest.raises(LeaseHeld) as refused:
+            acquire(url.replace("postgres@", "wt_other@"), run_dir="b")
+        said = str(refused.value)
+        assert f"pid={os.getpid()}" in said and "since=" in said and socket.gethostname() in said, said
+    finally:
+        first.release()
