@@ -203,8 +203,12 @@ def _pg_lease(url: str, timeout_s: float) -> PgLease:
             .encode()[:APP_NAME_MAX].decode(errors="ignore"))
     engine = create_engine(url, poolclass=NullPool, connect_args={
         "connect_timeout": max(1, int(timeout_s)), "application_name": name,
-        "options": f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)}",
-        # a peer that vanishes without closing the TCP connection is noticed in seconds
+        # The server's side too: if our host dies without closing the connection, the server
+        # ends the session (and frees the lock for a successor) in seconds, not TCP's 2 hours.
+        "options": f"-c statement_timeout={ms} -c lock_timeout={max(1, ms // 2)} "
+                   f"-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+                   f"-c tcp_user_timeout={ms}",
+        # and ours: a server that vanishes is noticed by the next check
         "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
         "tcp_user_timeout": ms,
     }).execution_options(isolation_level="AUTOCOMMIT")
