@@ -10,7 +10,8 @@ takes the lease before it reads or writes anything, whatever its run_dir:
   its file, so two runs never trade one paper account whatever their databases.
 - PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) held on a connection of its own,
   outside the pool. Advisory locks are per database, so one server holds many accounts side by
-  side. The owner is named by that session's `application_name` and `backend_start`.
+  side. The owner (pid, since, host) is that session's `application_name`, the one column of
+  another role's sessions that every role may read.
 
 A held lease is checked every `interval_s`, each check bounded by a timeout: a dropped
 connection (the server restarted, the session was terminated) or a lock file that is no longer
