@@ -86,6 +86,7 @@ class Supervisor:
         self._on_escalate = on_escalate
         self._singletons: dict[str, Callable[[ChildHandle], object]] = {}
         self._stop = threading.Event()
+        self.halted = False
         ctx.on_final = self._on_final
         self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog", daemon=True)
         self._watchdog.start()
@@ -97,7 +98,16 @@ class Supervisor:
         handle.ref.tell(RecoverPosition() if recover else OpenPosition())
         return handle
 
+    def halt(self) -> None:
+        """Stop supervising and fence every position at once (the database lease was lost):
+        no restart, no escalation, no order of any of our actors reaches the venue again."""
+        self._stop.set()
+        self.halted = True
+        self.epochs.clear()
+
     def _spawn(self, state: PositionState) -> ChildHandle:
+        if self.halted:
+            raise Fenced("trading is halted: this process no longer owns the database")
         handle = ChildHandle(self, state.id, state.epoch, state.symbol)
         self.epochs[state.id] = state.epoch
         self.children[state.id] = handle
@@ -260,7 +270,7 @@ class Supervisor:
             cid = f"wt-{s.id}-{Leg.EXIT.value}{epoch}-{s.seq + 1}"
             gw.place_order(OrderRequest(cid, s.symbol, Leg.EXIT, s.side.exit_order_side, qty), timeout=t)
         for o in gw.open_orders(s.symbol, timeout=t):
-            if position_id_of(o.cid) == s.id:
+            if position_id_of(o.cid) == s.id or o.cid in s.protective_cids:
                 gw.cancel_order(s.symbol, o.cid, timeout=t)
         final = replace(s, phase=Phase.EMERGENCY_CLOSED if not s.reported else Phase.CLOSED,
                         close_reason="escalated by supervisor", stop_cid=None, trailing_cid=None,

@@ -296,8 +296,10 @@ class PositionActor(pykka.ThreadingActor):
         for p in positions:
             if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0):  # the other side is not ours
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
+        # ours: our own client ids, and the stop an adopted position took over with its ids
         resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
-                        if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
+                        if (position_id_of(o.cid) == s.id or o.cid in s.protective_cids)
+                        and leg_of(o.cid) is not None)
         gone = sorted(set(s.protective_cids) - set(fills) - {r.cid for r in resting})
         if gone:  # no longer resting: filled or cancelled while we were down
             self._note_fates(gone, self._read_together({}, gone), fills)

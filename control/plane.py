@@ -5,8 +5,8 @@ Order of use (what `bin/trader run` does, and what tests do)::
     plane = ControlPlane(cfg)      # claims the socket first: refuse before touching DB or venue
     svc = Service(cfg)
     plane.attach(svc)              # instrument calls, replay persisted settings and pause
-    svc.start()
-    plane.start()                  # socket, /metrics + /healthz, periodic health line
+    plane.start()                  # socket, /metrics + /healthz, health line: up during recovery
+    svc.start()                    # recovery, then waves
     ...
     plane.stop(); svc.shutdown()
 """
@@ -83,7 +83,8 @@ class ControlPlane:
         h = self.health.report()
         return h.status, {"status": h.status, "reasons": h.reasons, "open": h.open,
                           "trailing": h.trailing, "coverage": h.coverage,
-                          "unprotected": len(h.unprotected), "paused": h.paused}
+                          "unprotected": len(h.unprotected), "paused": h.paused,
+                          "recovering": h.recovering, "halted": h.halted}
 
     def stop(self) -> None:
         """Idempotent: the socket goes first, so no command reaches a service shutting down."""

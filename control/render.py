@@ -61,7 +61,9 @@ def status(s: r.StatusReply) -> str:
     d = s.defaults
     return "\n".join([
         f"wave-trader {s.version} pid {s.pid}, up {_dur(s.uptime_s)}: "
-        + ("PAUSED (not taking new waves)" if s.paused else "taking waves"),
+        + (f"HALTED: {s.health.halted}" if s.health.halted
+           else f"RECOVERING: {s.health.recovering}; not taking waves yet" if s.health.recovering
+           else "PAUSED (not taking new waves)" if s.paused else "taking waves"),
         f"venue: {s.venue}, {s.markets} markets, last tick {_dur(s.last_tick_age_s) + ' ago' if s.last_tick_age_s is not None else 'none yet'}"
         + (f", clock offset {s.venue_clock_offset_ms} ms" if s.venue_clock_offset_ms is not None else ""),
         f"database: {s.database} " + (f"(ping {s.db_ping_ms:.1f}ms)" if s.db_error is None else f"(UNREACHABLE: {s.db_error})"),

@@ -96,6 +96,8 @@ class HealthReply(_Reply):
     db_p99_ms: float | None = None
     db_ok: bool = True
     paused: bool = False
+    recovering: str | None = None  # start-up recovery still running: "recovering N of M positions (…)"
+    halted: str | None = None  # trading stopped for good (the database lease was lost)
 
 
 class StatusReply(_Reply):

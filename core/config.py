@@ -153,10 +153,12 @@ class SupervisorCfg(_Section):
 
 
 class DatabaseCfg(_Section):
-    url: str = "sqlite:///var/wave-trader.db"
+    url: str | None = None  # unset: the SQLite file <run_dir>/wave-trader.db
     pool_size: int = Field(default=10, ge=1)
     pool_timeout_s: float = Field(default=5.0, gt=0)
     auto_create: bool = True  # create the schema on an empty database; never upgrade silently
+    # the one-owner lease (persistence/lease.py) is checked this often; losing it halts trading
+    lease_check_s: float = Field(default=2.0, gt=0)
 
 
 class SignalsCfg(_Section):
@@ -198,7 +200,7 @@ class SignalsCfg(_Section):
 
 class LogCfg(_Section):
     level: str = "INFO"
-    file: str | None = "var/log/wave-trader.log"
+    file: str | None = None  # unset: <run_dir>/log/wave-trader.log; "" = no log file
     status_interval_s: float = Field(default=10.0, ge=0)
 
 
@@ -287,6 +289,16 @@ class Config(_Section):
     control: ControlCfg = ControlCfg()
     health: HealthCfg = HealthCfg()
     backtest: BacktestCfg = BacktestCfg()
+
+    @model_validator(mode="after")
+    def _under_run_dir(self) -> "Config":
+        """Whatever a run writes lives under `run_dir` unless configured elsewhere, so two runs
+        with two run_dirs never share a database or a log by accident."""
+        if self.database.url is None:
+            self.database.url = f"sqlite:///{Path(self.run_dir) / 'wave-trader.db'}"
+        if self.log.file is None:
+            self.log.file = str(Path(self.run_dir) / "log" / "wave-trader.log")
+        return self
 
     @model_validator(mode="after")
     def _venue_can_do_it(self) -> "Config":

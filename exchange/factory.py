@@ -37,13 +37,19 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
     raise NotImplementedError(f"exchange {cfg.exchange.name!r} is not available in this build")
 
 
+def paper_state_path(cfg: Config) -> Path | None:
+    """Where the paper account lives: `paper.state_file`, else `<run_dir>/paper-venue.db`;
+    None when it is kept in memory (`""`) or the venue is not the paper one."""
+    path = cfg.paper.state_file
+    if cfg.exchange.name != "paper" or path == "":
+        return None
+    return Path(cfg.run_dir) / "paper-venue.db" if path is None else Path(path)
+
+
 def paper_store(cfg: Config) -> PaperStore | None:
     """The paper venue's own state file (a separate system from our database), if any."""
-    path = cfg.paper.state_file
-    if path == "":
-        return None
-    return PaperStore(Path(cfg.run_dir) / "paper-venue.db" if path is None else Path(path),
-                      timeout_s=cfg.deadlines.db_call_s)
+    path = paper_state_path(cfg)
+    return None if path is None else PaperStore(path, timeout_s=cfg.deadlines.db_call_s)
 
 
 def price_source(cfg: Config, engine: PaperEngine) -> PriceSource:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loguru import logger
 from sqlalchemy import func, select
@@ -27,9 +29,10 @@ from actors.scheduler import Scheduler
 from core.config import Config
 from core.faults import FaultPlan, FaultRule
 from core.position_types import Outcome, Params, Phase, position_id_of
-from exchange.factory import build_gateway
+from exchange.factory import build_gateway, paper_state_path
 from exchange.gateway import OrderState
 from persistence.db import Database, masked_url
+from persistence.lease import Lease, acquire as acquire_lease, acquire_file
 from persistence.models import PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.schema import ensure_current
@@ -83,6 +86,22 @@ class Service:
         self.venue_faults = fault_plan(f.venue, f.seed)
         self.db_faults = fault_plan(f.db, f.seed + 1)
         self.actor_faults = fault_plan(f.actor, f.seed + 2)
+        # The lease before anything reads or writes: a second owner is refused (LeaseHeld).
+        self.lease = acquire_lease(cfg.database.url, run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
+        self.account_lease = Lease("no paper account file (a real venue's account cannot be locked here)")
+        self.halted: str | None = None  # why trading stopped for good (the lease was lost)
+        try:
+            if (paper := paper_state_path(cfg)) is not None:  # the paper account is ours alone too
+                paper = Path(os.path.realpath(paper))
+                self.account_lease = acquire_file(paper.with_name(paper.name + ".owner"),
+                                                  f"the paper account {paper}", cfg.run_dir)
+            self._build(cfg)
+        except BaseException:
+            self.account_lease.release()
+            self.lease.release()
+            raise
+
+    def _build(self, cfg: Config) -> None:
         self.db = Database(cfg.database.url, call_timeout_s=cfg.deadlines.db_call_s,
                            pool_size=cfg.database.pool_size,
                            pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
@@ -115,10 +134,15 @@ class Service:
         self._shut_down = False
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
+        self._recovering: Recovery | None = None
+        # orders a position took over from another id (recovery adopting a held position with
+        # the stop that rests on it): client id -> owning position, for routing their updates
+        self.order_owner: dict[str, str] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
+        self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
@@ -134,8 +158,20 @@ class Service:
     def recover(self) -> int:
         """Restore every position the database says is open, each under a raised epoch, and
         reconcile the account with the venue (service/recovery.py)."""
-        self.recovery = Recovery(self).run()
+        self._recovering = Recovery(self)
+        self.recovery = self._recovering.run()
         return self.recovery.restored
+
+    def recovery_progress(self) -> str | None:
+        """While start-up recovery runs, what it is doing ("recovering 3 of 10 positions
+        (reconciling)"); None once waves may start."""
+        if self._recovered:
+            return None
+        run = self._recovering
+        if run is None:
+            return "recovering: starting"
+        stage, done, total = run.progress()
+        return f"recovering {done} of {total} positions ({stage})"
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
@@ -214,8 +250,9 @@ class Service:
         return IntakeResult("rejected", wid, reason)
 
     def pause(self, paused: bool) -> None:
-        self.paused = paused
-        self._coordinator.tell(SetPaused(paused))
+        self.paused = paused  # a coordinator not started yet (recovering) starts with it
+        if self._coordinator is not None:
+            self._coordinator.tell(SetPaused(paused))
 
     def wait_for_waves(self, n: int | None, timeout_s: float | None = None) -> bool:
         end = None if timeout_s is None else time.monotonic() + timeout_s
@@ -254,12 +291,14 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.account_lease.release()
+        self.lease.release()
         return stuck
 
     # ---- callbacks -----------------------------------------------------------------------
 
     def _route_order(self, o: OrderState) -> None:
-        pid = position_id_of(o.cid)
+        pid = self.order_owner.get(o.cid) or position_id_of(o.cid)
         h = self.supervisor.children.get(pid) if pid else None
         if h is not None and h.ref is not None and not h.retired:
             h.ref.tell(OrderUpdate(o))
@@ -272,6 +311,19 @@ class Service:
     def _on_decision(self, seconds: float) -> None:
         self.stats.decisions += 1
         self.stats.decision_s_total += seconds
+
+    def _lease_lost(self, why: str) -> None:
+        """Another process may own the database now: stop trading for good. No order leaves
+        this process any more (every position is fenced, nothing new starts); resting stops
+        stay on the venue, where the new owner's recovery finds them."""
+        self.halted = f"database lease lost ({why}); trading halted"
+        logger.critical("{}: no new orders from this process; resting stops stay on the venue. "
+                        "Stop it and start again once the database is reachable", self.halted)
+        self.supervisor.halt()
+        if self.source is not None:
+            self.source.stop()
+        if self._coordinator is not None:
+            self._coordinator.tell(SetPaused(True))
 
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")

@@ -107,6 +107,7 @@ def _run(cfg: Config, args) -> int:
               "`bin/trader replay WAVES --prices DATA` or `bin/trader backtest`; run takes \"random\" "
               "or \"live:binanceusdm|bybit\"", file=sys.stderr)
         return 2
+    from persistence.lease import LeaseHeld
     from persistence.schema import SchemaOutOfDate
     from exchange.gateway import VenueError
     from service.app import Service
@@ -134,6 +135,10 @@ def _run(cfg: Config, args) -> int:
         return 4
     try:
         svc = Service(cfg)
+    except LeaseHeld as e:  # the same exit status as a taken control socket: already running
+        logger.error("{}", e)
+        plane.stop()
+        return 4
     except SchemaOutOfDate as e:
         logger.error("{}", e)
         plane.stop()
@@ -162,6 +167,7 @@ def _run(cfg: Config, args) -> int:
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
                 masked_url(cfg.database.url), cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
+    plane.start()  # status, console and /healthz answer during recovery ("recovering N of M")
     try:
         svc.start()
     except DBAPIError as e:  # recovery writes first: a read-only or full database shows here
@@ -169,7 +175,6 @@ def _run(cfg: Config, args) -> int:
         plane.stop()
         svc.shutdown()
         return DB_FAILED
-    plane.start()
     reporter.start()
     t0 = time.monotonic()
     svc.wait_for_waves(args.waves)

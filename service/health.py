@@ -89,7 +89,8 @@ class HealthMonitor:
             venue_p50_ms=_ms(m.venue.quantile(0.5)), venue_p99_ms=_ms(m.venue.quantile(0.99)),
             venue_calls=m.venue.calls, venue_errors=m.venue.errors,
             db_p50_ms=_ms(m.db.quantile(0.5)), db_p99_ms=_ms(m.db.quantile(0.99)),
-            db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)))
+            db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)),
+            recovering=self.svc.recovery_progress(), halted=getattr(self.svc, "halted", None))
 
     def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
                abandoned: int) -> tuple[list[str], list[str]]:
@@ -107,6 +108,10 @@ class HealthMonitor:
             crit.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_critical_below:.0%}")
         elif coverage < c.coverage_degraded_below:
             degr.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_degraded_below:.0%}")
+        if halted := getattr(self.svc, "halted", None):
+            crit.append(halted)
+        if recovering := self.svc.recovery_progress():
+            degr.append(f"{recovering}: waves start once it is done")
         notes = list(getattr(self.svc, "health_notes", []))
         if "coordinator" in sup.escalated:
             crit.append("the wave coordinator was escalated: no waves are being processed")

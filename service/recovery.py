@@ -2,20 +2,25 @@
 
 Order of work, and why:
 1. Take over every open position in one transaction (epoch + 1 each): any writer left over
-   from the previous run is fenced before a replacement exists.
+   from the previous run is fenced before a replacement exists. This is also the one read of
+   which symbols the database holds, and it comes *before* the venue is read: a position that
+   closes in between (its stop fills) is then still ours in this read, never an unknown one
+   to adopt — the other order would turn it into a phantom.
 2. Start one PositionActor per position with `RecoverPosition`, then read the venue account
-   and our unresolved intents once for all of them (`VenueView`). Each resolves its intents of
-   unknown fate by client id, compares with what the venue holds, and re-places missing
-   protection (or closes at market if the price is already through the stop). It acts on
-   nothing else before that (see `PositionActor.ready`).
-3. Wait for all of them (progress is logged while it takes), then sweep the account for what
-   no open position accounts for — see `POLICY` — and only then let waves resume.
+   once — positions and open orders together — and our unresolved intents (`VenueView`). Each
+   position resolves its intents of unknown fate by client id, compares with what the venue
+   holds, and re-places missing protection (or closes at market if the price is already
+   through the stop). It acts on nothing else before that (see `PositionActor.ready`).
+3. Wait for all of them (progress is logged, and `progress()` answers the control plane).
+4. Adopt what the venue holds that no open position accounts for, and wait until each adopted
+   position is protected. Only then cancel our orders of positions that are not open — and
+   never a stop that protects a venue position no reconciled position of ours protects. Then
+   waves resume.
 """
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,10 +28,10 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from actors.messages import VenueView
-from core import trailing as tr
-from core.position_types import Phase, PositionState, position_id_of
-from core.types import Side
-from exchange.gateway import OrderState, Retryable, VenueError, VenuePosition
+from actors.together import together
+from core.position_types import Leg, PositionState, position_id_of
+from exchange.gateway import OrderState, Retryable, VenuePosition
+from service.adoption import adopt, batched, resting_protection
 
 if TYPE_CHECKING:
     from service.app import Service
@@ -36,8 +41,10 @@ What recovery does with what it finds at the venue that no open position account
 - A position the venue holds on a symbol no open position of ours holds (opened by hand, or
   left by a database restored from an old backup): `recovery.unknown_venue_position` decides:
   "adopt" (default) makes it a position of ours (origin "adopted", flagged needs_attention):
-  protected by a stop at stop_loss_pct from the venue's entry price (closed at market if the
-  price is already through it) and trailed like any other; "close" adopts it and closes it at
+  protected by the stop of ours already resting on it, if there is one on its loss side (with
+  the trailing stop placed with it: nothing is cancelled or re-placed), else by a new stop at
+  stop_loss_pct from the venue's entry price (closed at market if the price is already through
+  it), and trailed like any other; "close" adopts it and closes it at
   market; "report" only records and logs it. Every case is logged at ERROR and recorded in the
   event log (kind "venue_position_unknown"); none is ever silently dropped.
 - A position we hold open that the venue does not hold: its stop or trailing stop filled while
@@ -45,7 +52,11 @@ What recovery does with what it finds at the venue that no open position account
   (failed). A venue position on the opposite side of ours counts as not ours, and is handled
   as an unknown venue position once ours is closed.
 - An order with our client-id format whose position is not open: cancelled (a stale stop could
-  otherwise close a later position), recorded as "stray_order_cancelled".
+  otherwise close a later position), recorded as "stray_order_cancelled" — but only after
+  adoption, and a stop on the side that protects a venue position is cancelled only once an
+  open position of ours on that symbol is reconciled with its own stop resting (or closed);
+  otherwise it is kept, logged at ERROR and recorded ("stray_order_kept"): a stop is never
+  stripped from a position that exists.
 - An order of another client (no `wt-` id): left alone, counted and recorded ("foreign_orders").
 """
 
@@ -58,6 +69,7 @@ class RecoveryReport:
     phases: Counter = field(default_factory=Counter)  # of restored positions, after reconciling
     unknown_venue_positions: list[str] = field(default_factory=list)
     stray_orders_cancelled: list[str] = field(default_factory=list)
+    stray_orders_kept: list[str] = field(default_factory=list)
     foreign_orders: int = 0
     still_reconciling: list[str] = field(default_factory=list)
 
@@ -66,7 +78,16 @@ class RecoveryReport:
                 "seconds": round(self.seconds, 3), "phases": dict(self.phases),
                 "unknown_venue_positions": self.unknown_venue_positions,
                 "stray_orders_cancelled": self.stray_orders_cancelled,
+                "stray_orders_kept": self.stray_orders_kept,
                 "foreign_orders": self.foreign_orders, "still_reconciling": self.still_reconciling}
+
+
+@dataclass
+class Account:
+    """One read of the venue account: its positions and open orders, issued together."""
+
+    positions: list[VenuePosition]
+    orders: list[OrderState]
 
 
 class Recovery:
@@ -75,10 +96,21 @@ class Recovery:
         self.cfg = svc.cfg.recovery
         self._cv = threading.Condition()
         self._pending: set[str] = set()
-        self._after: dict[str, Phase] = {}
+        self._after: dict[str, PositionState] = {}  # every recovered position, as it reconciled
         self._views: dict[str, VenueView] = {}
         self._views_ready = threading.Event()
+        self.stage = "taking over open positions"
+        self.total = 0
         svc.ctx.on_recovered = self._on_recovered
+
+    def progress(self) -> tuple[str, int, int]:
+        """(what it is doing, positions done, positions to do): the control plane's answer."""
+        with self._cv:
+            return self.stage, self.total - len(self._pending), self.total
+
+    def _expect(self, stage: str, ids: set[str]) -> None:
+        with self._cv:
+            self.stage, self.total, self._pending = stage, len(ids), set(ids)
 
     def _view(self, s: PositionState) -> VenueView | None:
         """Called by a restored actor: what recovery read for it (once; restarts read live)."""
@@ -86,23 +118,34 @@ class Recovery:
             return None
         return self._views.pop(s.id, None)
 
-    def _read_views(self, states: list[PositionState]) -> dict[str, VenueView]:
-        """One read of the venue account and of our unresolved intents, for every position."""
-        svc = self.svc
+    def _read_account(self) -> Account | None:
+        gw, t = self.svc.gateway, self.svc.cfg.deadlines.venue_call_s
         try:
-            positions = self._read("positions", svc.gateway.positions)
-            orders = self._read("open orders", svc.gateway.open_orders, None)
-            unresolved = svc.positions.unresolved_by_position()
+            got = self._read("the venue account", lambda: together({
+                "positions": lambda: gw.positions(timeout=t),
+                "open orders": lambda: gw.open_orders(None, timeout=t)}))
+        except Exception as e:  # start-up goes on: the positions still reconcile, one by one
+            logger.error("recovery: reading the venue account failed ({}); positions read it one by "
+                         "one, and unknown positions and stray orders are not checked this start", e)
+            return None
+        return Account(got["positions"], got["open orders"])
+
+    def _views_for(self, states: list[PositionState], acct: Account | None) -> dict[str, VenueView]:
+        """Each restored position's share of the account read, and its unresolved intents."""
+        if acct is None or not states:
+            return {}
+        try:
+            unresolved = self.svc.positions.unresolved_by_position()
         except Exception as e:  # each position then reads for itself, under supervision
-            logger.error("recovery: reading the venue account failed ({}); positions read it one by one", e)
+            logger.error("recovery: reading unresolved intents failed ({}); positions read them one by one", e)
             return {}
         pos_by: dict[str, list[VenuePosition]] = {}
-        for p in positions:
+        for p in acct.positions:
             pos_by.setdefault(p.symbol, []).append(p)
         ord_by: dict[str, list[OrderState]] = {}
-        for o in orders:
+        for o in acct.orders:
             ord_by.setdefault(o.symbol, []).append(o)
-        last = svc.market_data.last_price
+        last = self.svc.market_data.last_price
         return {s.id: VenueView(tuple(pos_by.get(s.symbol, ())), tuple(ord_by.get(s.symbol, ())),
                                 tuple(unresolved.get(s.id, ())), last.get(s.symbol))
                 for s in states}
@@ -111,7 +154,7 @@ class Recovery:
         with self._cv:
             if s.id in self._pending:
                 self._pending.discard(s.id)
-                self._after[s.id] = s.phase
+                self._after[s.id] = s
                 self._cv.notify_all()
 
     # ---- the run ---------------------------------------------------------------------
@@ -119,41 +162,52 @@ class Recovery:
     def run(self) -> RecoveryReport:
         svc, t0 = self.svc, time.monotonic()
         rep = RecoveryReport()
-        states = svc.positions.take_over_open(svc.defaults)
+        states = svc.positions.take_over_open(svc.defaults)  # the database first, then the venue
         rep.restored = len(states)
         if states:
             logger.info("recovery: {} open positions to restore; epochs raised, reconciling with {}",
                         len(states), svc.gateway.name)
-        with self._cv:
-            self._pending = {s.id for s in states}
+        self._expect("reading the venue account", {s.id for s in states})
         svc.ctx.recovery_view = self._view
         try:
             for s in states:  # each waits in `_view` until the venue has been read for everyone
+                self._route_taken_over(s)
                 svc.supervisor.start_position(s, recover=True)
             # Read the venue only now that every actor exists: an order update from here on
             # reaches its actor's mailbox (handled after reconciling), and anything earlier
             # is already in what we read.
-            self._views = self._read_views(states)
+            acct = self._read_account()
+            self._views = self._views_for(states, acct)
+            with self._cv:
+                self.stage = "reconciling"
             self._views_ready.set()
-            self._wait(rep, t0)
+            self._wait(time.monotonic())
         finally:
             self._views_ready.set()
             svc.ctx.recovery_view = lambda _s: None
-        self._sweep(rep)
+        with self._cv:
+            rep.still_reconciling = sorted(self._pending)
+            rep.reconciled = len(self._after)
+            rep.phases = Counter(s.phase.value for s in self._after.values())
+        if rep.still_reconciling:
+            logger.warning("recovery: {} positions still reconciling after {:g}s; they stay under "
+                           "supervision and act only once reconciled", len(rep.still_reconciling),
+                           self.cfg.reconcile_timeout_s)
+        if acct is not None:
+            self._sweep(acct, states, rep)
         rep.seconds = time.monotonic() - t0
-        if states or rep.unknown_venue_positions or rep.stray_orders_cancelled:
+        if states or rep.unknown_venue_positions or rep.stray_orders_cancelled or rep.stray_orders_kept:
             logger.info("recovery: {} restored, {} reconciled in {:.2f}s ({}); unknown venue "
-                        "positions: {}; stray orders cancelled: {}; foreign orders: {}",
+                        "positions: {}; stray orders cancelled: {}, kept: {}; foreign orders: {}",
                         rep.restored, rep.reconciled, rep.seconds,
                         ", ".join(f"{v} {k}" for k, v in sorted(rep.phases.items())) or "-",
                         len(rep.unknown_venue_positions), len(rep.stray_orders_cancelled),
-                        rep.foreign_orders)
+                        len(rep.stray_orders_kept), rep.foreign_orders)
             svc.positions.record("recovery", rep.as_dict())
         return rep
 
-    def _wait(self, rep: RecoveryReport, t0: float) -> None:
-        """Until every restored position has reconciled (or escalated); progress each second."""
-        total = rep.restored
+    def _wait(self, t0: float) -> None:
+        """Until every expected position has reconciled (or escalated); progress each second."""
         deadline = t0 + self.cfg.reconcile_timeout_s
         next_note = t0 + self.cfg.progress_every_s
         with self._cv:
@@ -161,95 +215,94 @@ class Recovery:
                 self._pending -= set(self.svc.supervisor.escalated)
                 now = time.monotonic()
                 if not self._pending or now >= deadline:
-                    break
+                    return
                 if now >= next_note:
                     logger.info("recovery: {}/{} positions reconciled ({:.1f}s)",
-                                total - len(self._pending), total, now - t0)
+                                self.total - len(self._pending), self.total, now - t0)
                     next_note = now + self.cfg.progress_every_s
                 self._cv.wait(min(deadline, next_note) - now)
-            rep.still_reconciling = sorted(self._pending)
-            rep.reconciled = len(self._after)
-            rep.phases = Counter(p.value for p in self._after.values())
-        if rep.still_reconciling:
-            logger.warning("recovery: {} positions still reconciling after {:g}s; they stay under "
-                           "supervision and act only once reconciled", len(rep.still_reconciling),
-                           self.cfg.reconcile_timeout_s)
 
-    # ---- what no open position accounts for ------------------------------------------
-
-    def _read(self, what: str, fn, *args):
-        t = self.svc.cfg.deadlines.venue_call_s
+    def _read(self, what: str, fn):
         for attempt in range(3):
             try:
-                return fn(*args, timeout=t)
+                return fn()
             except Retryable as e:
                 logger.warning("recovery: reading {} failed ({}); retrying", what, e)
                 time.sleep(0.2 * 2 ** attempt)
-        return fn(*args, timeout=t)
+        return fn()
 
-    def _sweep(self, rep: RecoveryReport) -> None:
+    # ---- what no open position accounts for ------------------------------------------
+
+    def _sweep(self, acct: Account, states: list[PositionState], rep: RecoveryReport) -> None:
+        """Adopt first — with the stop of ours already resting on the position, if there is
+        one — and wait until the adopted are protected; cancel strays after that."""
         svc = self.svc
-        try:
-            venue_positions = self._read("positions", svc.gateway.positions)
-            orders = self._read("open orders", svc.gateway.open_orders, None)
-        except VenueError as e:
-            logger.error("recovery: could not read the venue account ({}); unknown positions and "
-                         "stray orders are not checked this start", e)
-            return
-        held = svc.positions.open_symbols()
-        open_ids = set(held.values())
-        for o in orders:
-            pid = position_id_of(o.cid)
-            if pid is None:
-                rep.foreign_orders += 1
-            elif pid not in open_ids:
-                self._cancel_stray(o, rep)
+        held, open_ids = {s.symbol for s in states}, {s.id for s in states}
+        owned = {c for s in states for c in s.protective_cids}
+        rep.foreign_orders = sum(1 for o in acct.orders if position_id_of(o.cid) is None)
         if rep.foreign_orders:
             logger.warning("recovery: {} open orders of other clients at the venue; left alone",
                            rep.foreign_orders)
             svc.positions.record("foreign_orders", {"count": rep.foreign_orders})
-        for vp in venue_positions:
-            if vp.qty != 0 and vp.symbol not in held:
-                self._unknown_position(vp, rep)
+        strays = [o for o in acct.orders if (pid := position_id_of(o.cid)) is not None
+                  and pid not in open_ids and o.cid not in owned]
+        venue_positions = acct.positions
+        if any(vp.qty != 0 and vp.symbol not in held for vp in venue_positions):
+            # The account was read before reconciling; what nobody of ours holds may have changed
+            # since (a stray stop filled): adopt from a fresh read, never from a stale one.
+            gw, t = svc.gateway, svc.cfg.deadlines.venue_call_s
+            try:
+                venue_positions = self._read("positions", lambda: gw.positions(timeout=t))
+            except Exception as e:
+                logger.error("recovery: reading the venue's positions again failed ({}); adopting from "
+                             "the first read", e)
+        unknown = [vp for vp in venue_positions if vp.qty != 0 and vp.symbol not in held]
+        resting = resting_protection(svc, unknown, strays)
+        adopted = [s for vp in unknown if (s := adopt(svc, vp, rep, resting.get(vp.symbol))) is not None]
+        if adopted:
+            self._expect("protecting adopted positions", {s.id for s in adopted})
+            for s in adopted:
+                self._route_taken_over(s)
+                svc.supervisor.start_position(s, recover=True)
+            self._wait(time.monotonic())
+        taken = {c for s in adopted for c in s.protective_cids}
+        strays = [o for o in strays if o.cid not in taken]
+        with self._cv:
+            self.stage = "cancelling stray orders"
+            settled = {s.symbol for s in self._after.values() if s.phase.final or s.stop_cid is not None}
+        exposed = {p.symbol for p in venue_positions if p.qty != 0} - settled
+        for o in strays:
+            if o.symbol in exposed and o.leg in (Leg.STOP, Leg.TRAILING):
+                self._keep_stray(o, rep)
+        self._cancel_strays([o for o in strays if o.cid not in rep.stray_orders_kept], rep)
 
-    def _cancel_stray(self, o: OrderState, rep: RecoveryReport) -> None:
+    def _route_taken_over(self, s: PositionState) -> None:
+        """Updates of an order a position took over (ids of another position) reach it."""
+        for c in s.protective_cids:
+            if position_id_of(c) != s.id:
+                self.svc.order_owner[c] = s.id
+
+    def _keep_stray(self, o: OrderState, rep: RecoveryReport) -> None:
+        rep.stray_orders_kept.append(o.cid)
+        logger.error("recovery: kept stray order {} on {}: its position is not open in our database, "
+                     "but it protects a position the venue holds that no position of ours protects yet",
+                     o.cid, o.symbol)
+        self.svc.positions.record("stray_order_kept", {"cid": o.cid, "symbol": o.symbol, "leg": o.leg.value},
+                                  position_id=position_id_of(o.cid))
+
+    def _cancel_strays(self, strays: list[OrderState], rep: RecoveryReport) -> None:
+        gw, t = self.svc.gateway, self.svc.cfg.deadlines.venue_call_s
+        done = batched({o.cid: (lambda o=o: self._cancel_one(gw, o, t)) for o in strays})
+        rep.stray_orders_cancelled += [o.cid for o in strays if done[o.cid]]
+
+    def _cancel_one(self, gw, o: OrderState, timeout: float) -> bool:
         try:
-            self.svc.gateway.cancel_order(o.symbol, o.cid, timeout=self.svc.cfg.deadlines.venue_call_s)
-        except VenueError as e:
+            gw.cancel_order(o.symbol, o.cid, timeout=timeout)
+        except Exception as e:  # one failed cancel never stops the start; the order is reported
             logger.error("recovery: stray order {} on {} could not be cancelled: {}", o.cid, o.symbol, e)
-            return
-        rep.stray_orders_cancelled.append(o.cid)
+            return False
         logger.warning("recovery: cancelled stray order {} on {} (its position is not open)", o.cid, o.symbol)
         self.svc.positions.record("stray_order_cancelled", {"cid": o.cid, "symbol": o.symbol,
                                                             "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
-
-    def _unknown_position(self, vp: VenuePosition, rep: RecoveryReport) -> None:
-        svc, policy = self.svc, self.cfg.unknown_venue_position
-        spec = svc.markets.get(vp.symbol)
-        if spec is None:
-            policy = "report"
-        side = Side.LONG if vp.qty > 0 else Side.SHORT
-        data = {"symbol": vp.symbol, "qty": str(vp.qty), "entry": str(vp.entry_price), "action": policy}
-        logger.error("recovery: the venue holds {} {} {} (entry {}) that no open position of ours "
-                     "accounts for; policy: {}", vp.symbol, side.value, abs(vp.qty), vp.entry_price, policy)
-        rep.unknown_venue_positions.append(f"{vp.symbol} {vp.qty}: {policy}")
-        if policy == "report":
-            svc.positions.record("venue_position_unknown", data)
-            svc.health_notes.append(f"unknown venue position {vp.symbol} {vp.qty} (reported only)")
-            return
-        entry = vp.entry_price or svc.gateway.price(vp.symbol, timeout=svc.cfg.deadlines.venue_call_s)
-        p = svc.defaults
-        pid = uuid.uuid4().hex[:12]
-        state = PositionState(
-            id=pid, signal_id=f"adopted-{pid}", wave_id="recovery", symbol=vp.symbol, side=side,
-            params=p, phase=Phase.CLOSING if policy == "close" else Phase.OPEN, qty=abs(vp.qty),
-            entry_price=entry,
-            trailing=tr.Trailing(tr.activation_price(entry, side, p.activation_pct, spec), p.callback_pct),
-            close_reason="unknown venue position: closed by recovery policy" if policy == "close" else None)
-        svc.positions.create(state, origin="adopted")
-        reason = f"adopted on recovery: the venue held {vp.qty} {vp.symbol} the database did not know"
-        svc.positions.flag(pid, reason)
-        svc.positions.record("venue_position_unknown", data | {"position_id": pid}, position_id=pid)
-        svc.health_notes.append(f"{pid}: {reason}")
-        svc.supervisor.start_position(state, recover=True)
+        return True

@@ -48,9 +48,10 @@ def account_problems(db: Database, venue: PaperEngine) -> list[str]:
     for sym, vp in venue_pos.items():
         problems.append(f"venue holds {vp.qty} {sym} that no open position accounts for")
     open_ids = {r.id for r in rows}
+    taken_over = {c for r in rows for c in (r.stop_cid, r.trailing_cid) if c}  # adopted with its stop
     for cid in resting:
         pid = position_id_of(cid)
-        if pid is not None and pid not in open_ids:
+        if pid is not None and pid not in open_ids and cid not in taken_over:
             problems.append(f"order {cid} rests at the venue for a position that is not open")
     if venue.store is not None:
         entries = Counter(position_id_of(cid) for _s, cid, *_ in venue.store.trades()
