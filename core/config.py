@@ -33,6 +33,13 @@ class ExchangeCfg(_Section):
     # 60 s because venues account weight per minute (Binance USD-M: 2,400/min; 50 ms per unit
     # spends half of it): start-up's account-wide reads (40 weight each) must not starve a wave.
     rate_window_s: float = Field(default=60.0, ge=0)
+    # Account set-up at start and before a symbol's first entry (exchange/ccxt/account.py):
+    # one-way position mode is required; margin mode and leverage are set and read back.
+    leverage: int = Field(default=5, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] = "isolated"
+    # For the liquidation estimate an entry's stop is checked against (the venues' lowest
+    # maintenance-margin tiers are 0.4-1 % for majors; more for small symbols).
+    maintenance_margin_pct: Decimal = Field(default=Decimal("1.0"), ge=0, lt=50)
 
 
 class PaperCfg(_Section):
@@ -209,6 +216,9 @@ class Config(_Section):
     def _venue_can_do_it(self) -> "Config":
         """Refuse combinations a venue cannot honour, at start, instead of mid-wave."""
         name = self.exchange.name
+        if name == "bybit" and "trailing_mode" not in self.protection.model_fields_set:
+            # The default follows the venue: Bybit has only the emulated kind.
+            object.__setattr__(self, "protection", self.protection.model_copy(update={"trailing_mode": "emulated"}))
         if name == "bybit" and self.protection.trailing_mode == "native":
             raise ValueError("protection.trailing_mode: bybit has no native percent trailing stop "
                              "(ccxt would send a market close); use trailing_mode = \"emulated\"")
