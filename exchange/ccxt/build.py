@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import ccxt.pro as ccxtpro
 
 from core.config import Config, ConfigError
+from exchange.ccxt.account import account_setup
 from exchange.ccxt.adapter import CcxtGateway
 from exchange.ccxt.venues import VENUES
 
@@ -45,4 +46,4 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
         return ex
 
     return CcxtGateway(venue, make, call_timeout_s=timeout_s, poll_interval_s=x.poll_interval_ms / 1000,
-                       websocket=websocket)
+                       websocket=websocket, account=account_setup(venue.ccxt_id, x.leverage, x.margin_mode))

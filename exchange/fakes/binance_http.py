@@ -24,6 +24,7 @@ from aiohttp import web
 
 from core.position_types import Leg
 from exchange.fakes import binance_wire as wire
+from exchange.fakes.binance_account import BinanceAccountState, account_routes
 from exchange.gateway import OrderNotFound, OrderRequest, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
@@ -111,6 +112,9 @@ class FakeBinance:
             "GET /fapi/v3/balance": lambda p: wire.balance(self.engine.account.balance, _now()),
             "POST /fapi/v1/listenKey": lambda p: {"listenKey": "fake-listen-key"},
         }
+        # ---- account set-up (position mode, leverage, margin type): binance_account.py ----
+        self.account = BinanceAccountState()
+        self._routes.update(account_routes(self.account, VenueError, self._symbol))
 
     # ---- control (tests and the standalone runner) -------------------------------------
 
