@@ -1,0 +1,541 @@
+"""A local venue shaped like Bybit v5 (linear perpetuals, USDT- and USDC-settled), backed by
+the paper engine: REST and websockets on one port.
+
+Contract tests point real ccxt / ccxt.pro clients at it; operators can run it standalone
+(`bin/fake-venue --venue bybit`). It answers in Bybit's envelope, checks signed requests
+(HMAC over timestamp + key + recvWindow + query/body, and the timestamp window), ignores
+parameters it does not know — as Bybit does, which is why the adapter refuses them first —
+and keeps Bybit's documented limits: 10 order creations/cancels per second per account
+(10006), open orders 20 a page by default and 50 at most with a cursor. Documented failure
+modes are injectable per route: an error code (10006, 10002, 110001, …) or HTTP 403, a late
+answer, asynchronous creation (acknowledged now, visible later), a market order cut short
+(zero or partial fill), and history that lags (`history_delay_s`).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+from aiohttp import web
+
+from core.position_types import Leg
+from core.types import MarketSpec
+from exchange.fakes import bybit_wire as wire
+from exchange.fakes.bybit_account import BybitAccountState, account_routes
+from exchange.fakes.bybit_ws import WsHub
+from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
+from exchange.paper.engine import PaperEngine
+from exchange.paper.universe import paper_markets, start_prices
+
+# A USDC-settled perpetual next to the USDT ones (market/instrument.mdx lists both as linear).
+USDC_MARKETS = {"BTC/USDC:USDC": (MarketSpec("BTC/USDC:USDC", Decimal("0.1"), Decimal("0.001"),
+                                             Decimal("0.001"), Decimal("5")), Decimal("65000")),
+                "ETH/USDC:USDC": (MarketSpec("ETH/USDC:USDC", Decimal("0.01"), Decimal("0.01"),
+                                             Decimal("0.01"), Decimal("5")), Decimal("3400"))}
+# docs v5/error (retCode → retMsg)
+MESSAGES = {
+    10001: "params error", 10002: "invalid request, please check your server timestamp or recv_window param",
+    10003: "API key is invalid.", 10004: "error sign!", 10006: "Too many visits!",
+    110001: "order not exists or too late to cancel", 110007: "ab not enough for new order",
+    110017: "Reduce-only rule not satisfied", 110072: "OrderLinkedID is duplicate",
+    110092: "expect Rising, but trigger_price[{}] <= current[{}]",
+    110093: "expect Falling, but trigger_price[{}] >= current[{}]",
+    110094: "Order does not meet minimum order value",
+}
+# paper engine refusal code → Bybit retCode
+_ENGINE_CODES = {-4116: 110072, -2022: 110017, -4164: 110094, -2019: 110007, -1121: 10001, -1111: 10001}
+PUBLIC_PREFIX = "/v5/market/"
+WRITE_PATHS = {"/v5/order/create", "/v5/order/cancel", "/v5/order/amend"}
+WRITES_PER_S = 10  # rate-limit.mdx: per UID per second, each path
+PAGE_DEFAULT, PAGE_MAX = 20, 50  # order/open-order.mdx, order/order-list.mdx: limit [1, 50], default 20
+
+
+class BybitError(Exception):
+    def __init__(self, code: int, msg: str | None = None) -> None:
+        super().__init__(msg or MESSAGES.get(code, "error"))
+        self.code = code
+
+
+@dataclass
+class Inject:
+    """One injected behaviour for requests matching `route` ("POST /v5/order/create", "*")."""
+
+    route: str = "*"
+    code: int | None = None  # answer with this retCode (HTTP 200, Bybit's way)
+    status: int | None = None  # answer with this HTTP status and no JSON (403: IP ban)
+    delay_s: float = 0.0  # answer this much later
+    after: bool = False  # process the request first, then delay / fail: the venue *did* it
+    when: dict[str, str] = field(default_factory=dict)  # only if these request params match
+    hide_s: float = 0.0  # order/create: acknowledged, but invisible to order queries this long
+    fill_qty: Decimal | None = None  # order/create (market): fill only this much, then cancel
+    times: int = 1  # 0 = unlimited
+    fired: int = 0
+
+    def matches(self, route: str, params: dict[str, str]) -> bool:
+        return ((self.route == "*" or self.route == route)
+                and all(str(params.get(k)) == v for k, v in self.when.items())
+                and (self.times == 0 or self.fired < self.times))
+
+
+def default_engine(*, seed: int = 1, volatility: float = 0.0008) -> PaperEngine:
+    """The paper symbols (USDT-settled) plus USDC-settled perpetuals, no slippage."""
+    markets = paper_markets() | {s: spec for s, (spec, _) in USDC_MARKETS.items()}
+    prices = start_prices() | {s: p for s, (_, p) in USDC_MARKETS.items()}
+    return PaperEngine(markets, prices, seed=seed, volatility=volatility, slippage_bps=Decimal(0))
+
+
+class FakeBybit:
+    def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
+                 secret: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 history_delay_s: float = 0.0, writes_per_s: int | None = WRITES_PER_S,
+                 ticker_interval_s: float = 0.1) -> None:
+        self.engine = engine or default_engine()
+        self.latency_s = latency_ms / 1000
+        self.api_key, self.secret = api_key, secret
+        self.host, self.port = host, port
+        self.history_delay_s = history_delay_s
+        self.writes_per_s = writes_per_s
+        self.ticker_interval_s = ticker_interval_s
+        self.clock_offset_ms = 0  # the venue's clock minus ours (drift)
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self.answers: list[tuple[str, int]] = []  # (path, retCode or HTTP status) of every answer
+        self.injects: list[Inject] = []
+        self.orders: dict[str, wire.OrderRecord] = {}  # by orderLinkId
+        self.account = BybitAccountState()
+        self.hub = WsHub(api_key=api_key, secret=secret, snapshot=self._snapshot)
+        self._ids = itertools.count(1_000_000)
+        self._writes: dict[str, list[float]] = {}
+        self._by_id = {wire.market_id(s): s for s in self.engine.markets}
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._sent_prices: dict[str, Decimal] = {}
+        self.url = self.ws_url = ""
+        self._routes: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "GET /v5/market/time": self._time,
+            "GET /v5/market/instruments-info": self._instruments,
+            "GET /v5/market/tickers": self._tickers,
+            "POST /v5/order/create": self._create,
+            "POST /v5/order/cancel": self._cancel,
+            "POST /v5/order/amend": self._amend,
+            "GET /v5/order/realtime": lambda p: self._orders(p, history=False),
+            "GET /v5/order/history": lambda p: self._orders(p, history=True),
+            "GET /v5/position/list": self._positions,
+            **account_routes(self.account, BybitError, self._symbol),
+        }
+        self.engine.add_listener(self._on_engine_update)
+
+    # ---- control (tests and the standalone runner) -------------------------------------
+
+    def start(self) -> str:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-bybit", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Bybit venue did not start")
+        return self.url
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        me = asyncio.current_task()
+        await self.hub.close_all()
+        for task in [t for t in asyncio.all_tasks() if t is not me]:
+            task.cancel()
+        await self._runner.cleanup()
+
+    def inject(self, route: str = "*", **kw: Any) -> Inject:
+        rule = Inject(route, **kw)
+        self.injects.append(rule)
+        return rule
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        self.engine.set_price(symbol, price)
+
+    def add_order(self, **params: Any) -> dict:
+        """Place an order as if through `POST /v5/order/create` (an account's existing orders),
+        without HTTP, signing or the rate limit."""
+        async def run():
+            return self._create({"category": "linear", **params})
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(5)
+
+    def calls(self, route: str) -> list[dict[str, Any]]:
+        method, path = route.split(" ", 1)
+        return [p for m, pa, p in self.requests if m == method and pa == path]
+
+    # ---- HTTP --------------------------------------------------------------------------
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/v5/public/linear", self.hub.public)
+        app.router.add_get("/v5/private", self.hub.private)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port)
+        self._loop.run_until_complete(site.start())
+        self.port = self._runner.addresses[0][1]
+        self.url = f"http://{self.host}:{self.port}"
+        self.ws_url = f"ws://{self.host}:{self.port}"
+        self._loop.create_task(self._push_tickers())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        route = f"{request.method} {request.path}"
+        raw = request.query_string if request.method == "GET" else await request.text()
+        try:
+            params: dict[str, Any] = dict(request.query) if request.method == "GET" else json.loads(raw or "{}")
+        except ValueError:
+            params = {}
+        self.requests.append((request.method, request.path, dict(params)))
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        handler = self._routes.get(route)
+        if handler is None:
+            return web.json_response(wire.envelope({}, 10001, f"route {route} not found"), status=404)
+        rule = next((r for r in self.injects if r.matches(route, params)), None)
+        if rule is not None:
+            rule.fired += 1
+        headers = {"X-Bapi-Limit": str(self.writes_per_s or 0), "X-Bapi-Limit-Status": "9",
+                   "X-Bapi-Limit-Reset-Timestamp": str(self._now())}
+        try:
+            if not request.path.startswith(PUBLIC_PREFIX):
+                self._authenticate(request, raw)
+            if request.path in WRITE_PATHS:
+                self._rate_limit(request.path, headers)
+            if rule is not None and not rule.after:
+                await asyncio.sleep(rule.delay_s)
+                if rule.status is not None:
+                    self.answers.append((request.path, rule.status))
+                    return web.Response(status=rule.status, text=f"{rule.status} Forbidden: access too frequent")
+                if rule.code is not None:
+                    raise BybitError(rule.code)
+            result = handler(params | ({"_inject": rule} if rule is not None else {}))
+            if rule is not None and rule.after:
+                await asyncio.sleep(rule.delay_s)
+                if rule.code is not None:
+                    raise BybitError(rule.code)
+        except BybitError as e:
+            self.answers.append((request.path, e.code))
+            return web.json_response(wire.envelope({}, e.code, str(e)), headers=headers)
+        self.answers.append((request.path, 0))
+        return web.json_response(wire.envelope(result), headers=headers)
+
+    def _now(self) -> int:
+        return wire.now_ms() + self.clock_offset_ms
+
+    def _authenticate(self, request: web.Request, raw: str) -> None:
+        """docs v5/guide "Authentication": sign timestamp + key + recvWindow + (query | body);
+        the timestamp must satisfy server - recvWindow <= timestamp < server + 1000."""
+        key = request.headers.get("X-BAPI-API-KEY")
+        if not key or (self.api_key and key != self.api_key):
+            raise BybitError(10003)
+        ts, window = request.headers.get("X-BAPI-TIMESTAMP", ""), request.headers.get("X-BAPI-RECV-WINDOW", "5000")
+        try:
+            server, stamp, recv = self._now(), int(ts), int(window)
+        except ValueError:
+            raise BybitError(10002) from None
+        if not server - recv <= stamp < server + 1000:
+            raise BybitError(10002, f"{MESSAGES[10002]}. req_timestamp[{stamp}],server_timestamp[{server}],"
+                                    f"recv_window[{recv}]")
+        if self.secret is not None:
+            want = hmac.new(self.secret.encode(), f"{ts}{key}{window}{raw}".encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(want, request.headers.get("X-BAPI-SIGN", "")):
+                raise BybitError(10004)
+
+    def _rate_limit(self, path: str, headers: dict[str, str]) -> None:
+        if not self.writes_per_s:
+            return
+        now = time.monotonic()
+        sent = [t for t in self._writes.get(path, []) if now - t < 1.0]
+        if len(sent) >= self.writes_per_s:
+            self._writes[path] = sent
+            headers["X-Bapi-Limit-Status"] = "0"
+            headers["X-Bapi-Limit-Reset-Timestamp"] = str(self._now() + int((1.0 - (now - sent[0])) * 1000) + 1)
+            raise BybitError(10006)
+        self._writes[path] = [*sent, now]
+        headers["X-Bapi-Limit-Status"] = str(self.writes_per_s - len(sent) - 1)
+
+    # ---- market ------------------------------------------------------------------------
+
+    def _symbol(self, params: dict[str, Any]) -> str:
+        sym = self._by_id.get(str(params.get("symbol", "")))
+        if sym is None:
+            raise BybitError(10001, "params error: symbol invalid")
+        return sym
+
+    def _linear(self, params: dict[str, Any]) -> None:
+        if params.get("category") != "linear":
+            raise BybitError(10001, "params error: category only support linear in this venue")
+
+    def _time(self, p):
+        """market/time.mdx."""
+        now = self._now()
+        return {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}
+
+    def _instruments(self, p):
+        """market/instrument.mdx: one page; an empty cursor is past the end (ccxt asks again with it)."""
+        self._linear(p)
+        if "cursor" in p or p.get("status") == "PreLaunch":
+            return {"category": "linear", "list": [], "nextPageCursor": ""}
+        rows = [wire.instrument(s, spec) for s, spec in self.engine.markets.items()
+                if "symbol" not in p or wire.market_id(s) == p["symbol"]]
+        return {"category": "linear", "list": rows, "nextPageCursor": ""}
+
+    def _tickers(self, p):
+        """market/tickers.mdx."""
+        self._linear(p)
+        syms = [self._symbol(p)] if "symbol" in p else list(self.engine.markets)
+        return {"category": "linear", "list": [wire.ticker(s, self.engine.price(s)) for s in syms]}
+
+    # ---- orders ------------------------------------------------------------------------
+
+    def _create(self, p):
+        """order/create-order.mdx: answers {orderId, orderLinkId} only ("This request is
+        asynchronous"); a market order is IOC and may be cancelled, after a partial fill or none."""
+        self._linear(p)
+        rule: Inject | None = p.get("_inject")
+        sym = self._symbol(p)
+        if self.account.hedged(wire.settle_of(sym)) and str(p.get("positionIdx", "0")) == "0":
+            raise BybitError(10001, "position idx not match position mode")
+        if p.get("orderType") != "Market":
+            raise BybitError(10001, "params error: this venue takes Market orders only")
+        side = {"Buy": "buy", "Sell": "sell"}.get(p.get("side"))
+        qty = _dec(p, "qty")
+        cid = p.get("orderLinkId") or f"fake-{next(self._ids)}"
+        if side is None:
+            raise BybitError(10001, "params error: side invalid")
+        reduce = p.get("reduceOnly") in (True, "true")
+        trigger = _dec(p, "triggerPrice") if p.get("triggerPrice") not in (None, "") else None
+        direction = int(p.get("triggerDirection") or 0)
+        if trigger is not None and direction not in (1, 2):
+            raise BybitError(10001, "params error: TriggerDirection invalid")
+        leg = Leg.STOP if trigger is not None else (Leg.EXIT if reduce else Leg.ENTRY)
+        now = self._now()
+        rec = wire.OrderRecord(str(next(self._ids)), cid, sym, side, qty, leg, trigger, direction, now,
+                               now + int((rule.hide_s if rule else 0) * 1000))
+        if trigger is not None:
+            price = self.engine.price(sym)
+            if (direction == 2 and trigger >= price) or (direction == 1 and trigger <= price):
+                code = 110093 if direction == 2 else 110092
+                raise BybitError(code, MESSAGES[code].format(wire.s(trigger), wire.s(price)))
+        if rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
+            self._cut_short(rec, rule.fill_qty)
+        else:
+            self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger))
+        self.orders[cid] = rec
+        if self.engine.account.orders.get(cid) is not None and self.engine.account.orders[cid].status != "open":
+            rec.closed_ms = now
+        self._publish_soon(cid, fill=rec.status is None and leg is not Leg.STOP or bool(rec.filled))
+        return {"orderId": rec.order_id, "orderLinkId": cid}
+
+    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal) -> None:
+        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest."""
+        if fill > 0:
+            part = OrderRequest(f"{rec.cid}~fill", rec.symbol, rec.leg, rec.side, fill)
+            state = self._place(part)
+            rec.avg = state.avg_price
+        rec.status, rec.filled, rec.closed_ms = "cancelled", fill, self._now()
+
+    def _place(self, req: OrderRequest) -> OrderState:
+        try:
+            return self.engine.place(req)
+        except Rejected as e:
+            code = getattr(e, "code", None)
+            if code == -2021:
+                raise BybitError(110093) from None
+            raise BybitError(_ENGINE_CODES.get(code, 10001), str(e).split(" ", 1)[-1]) from None
+
+    def _find(self, p: dict[str, Any]) -> wire.OrderRecord | None:
+        cid = p.get("orderLinkId")
+        if cid is None and p.get("orderId"):
+            cid = next((c for c, r in self.orders.items() if r.order_id == p["orderId"]), None)
+        rec = self.orders.get(cid or "")
+        if rec is None or ("symbol" in p and rec.symbol != self._symbol(p)) or rec.visible_ms > self._now():
+            return None
+        return rec
+
+    def _cancel(self, p):
+        """order/cancel-order.mdx: {orderId, orderLinkId}; 110001 if not open (or unknown)."""
+        self._linear(p)
+        rec = self._find(p)
+        live = self.engine.account.orders.get(rec.cid) if rec else None
+        if rec is None or live is None or live.status != "open":
+            raise BybitError(110001)
+        try:
+            self.engine.cancel(rec.cid)
+        except OrderNotFound:
+            raise BybitError(110001) from None
+        rec.closed_ms = self._now()
+        self._publish_soon(rec.cid)
+        return {"orderId": rec.order_id, "orderLinkId": rec.cid}
+
+    def _amend(self, p):
+        """order/amend-order.mdx: a resting conditional order's trigger price, in place."""
+        self._linear(p)
+        rec = self._find(p)
+        live = self.engine.account.orders.get(rec.cid) if rec else None
+        if rec is None or live is None or live.status != "open" or rec.leg is not Leg.STOP:
+            raise BybitError(110001)
+        trigger = _dec(p, "triggerPrice")
+        self.engine.cancel(rec.cid)
+        self._place(OrderRequest(rec.cid, rec.symbol, rec.leg, rec.side, rec.qty, stop_price=trigger))
+        rec.trigger_price = trigger
+        self._publish_soon(rec.cid)
+        return {"orderId": rec.order_id, "orderLinkId": rec.cid}
+
+    def _orders(self, p, *, history: bool):
+        """order/open-order.mdx (realtime: open orders; by orderLinkId/orderId also recent
+        closed ones, openOnly ignored) and order/order-list.mdx (history: closed orders only,
+        "asynchronous … may delay"). Newest first, `limit` [1, 50] default 20, cursor paging."""
+        self._linear(p)
+        if not any(p.get(k) for k in ("symbol", "settleCoin", "baseCoin")):
+            raise BybitError(10001, "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
+        limit = int(p.get("limit") or PAGE_DEFAULT)
+        if not 1 <= limit <= PAGE_MAX:
+            raise BybitError(10001, "params error: limit must be in [1, 50]")
+        now, by_id = self._now(), bool(p.get("orderLinkId") or p.get("orderId"))
+        sym = self._symbol(p) if p.get("symbol") else None
+        rows = []
+        for rec in sorted(self.orders.values(), key=lambda r: (r.created_ms, r.order_id), reverse=True):
+            if rec.visible_ms > now or (sym and rec.symbol != sym) or (by_id and self._find(p) is not rec):
+                continue
+            if p.get("settleCoin") and wire.settle_of(rec.symbol) != p["settleCoin"]:
+                continue
+            if p.get("orderFilter") == "StopOrder" and rec.leg is not Leg.STOP:
+                continue
+            is_open = rec.status is None and self.engine.account.orders[rec.cid].status == "open"
+            if history and (is_open or (rec.closed_ms or now) + self.history_delay_s * 1000 > now):
+                continue
+            if not history and not is_open and not by_id:
+                continue
+            rows.append(rec)
+        start = int(p.get("cursor") or 0) if str(p.get("cursor") or "0").isdigit() else 0
+        page = rows[start:start + limit]
+        more = start + limit < len(rows)
+        return {"category": "linear", "list": [wire.order(r, self.engine.account.orders.get(r.cid), now)
+                                                 for r in page],
+                "nextPageCursor": str(start + limit) if more else ""}
+
+    # ---- positions ---------------------------------------------------------------------
+
+    def _positions(self, p):
+        """position/position.mdx: by symbol "regardless of having position or not"; by
+        settleCoin only positions of size > 0; in hedge mode one row per side."""
+        self._linear(p)
+        if p.get("symbol"):
+            syms = [self._symbol(p)]
+        elif p.get("settleCoin"):
+            held = {v.symbol for v in self.engine.positions()}
+            syms = [s for s in self.engine.markets if s in held and wire.settle_of(s) == p["settleCoin"]]
+        else:
+            raise BybitError(10001, "params error: symbol or settleCoin is required")
+        qty = {v.symbol: (v.qty, v.entry_price) for v in self.engine.positions()}
+        rows = []
+        for sym in syms:
+            q, entry = qty.get(sym, (Decimal(0), None))
+            lev = self.account.leverage.get(sym, "10")
+            if self.account.hedged(wire.settle_of(sym)):
+                rows += [wire.position(sym, q if q > 0 else Decimal(0), entry, self.engine.price(sym), lev, 1),
+                         wire.position(sym, q if q < 0 else Decimal(0), entry, self.engine.price(sym), lev, 2)]
+            else:
+                rows.append(wire.position(sym, q, entry, self.engine.price(sym), lev))
+        return {"category": "linear", "list": rows[:200], "nextPageCursor": ""}
+
+    # ---- websocket pushes --------------------------------------------------------------
+
+    def _snapshot(self, topic: str) -> dict | None:
+        kind, _, market = topic.partition(".")
+        sym = self._by_id.get(market) if kind == "tickers" else None
+        return wire.ticker(sym, self.engine.price(sym)) if sym else None
+
+    async def _push_tickers(self) -> None:
+        while True:
+            await asyncio.sleep(self.ticker_interval_s)
+            for sym, price in list(self.engine.account.prices.items()):
+                if self._sent_prices.get(sym) != price:
+                    self._sent_prices[sym] = price
+                    await self.hub.publish_ticker(f"tickers.{wire.market_id(sym)}", wire.ticker(sym, price))
+
+    def _on_engine_update(self, state: OrderState) -> None:
+        """A resting stop triggered (from whichever thread moved the price)."""
+        rec = self.orders.get(state.cid)
+        if rec is None:
+            return
+        if state.status != "open" and rec.closed_ms is None:
+            rec.closed_ms = self._now()
+        self._loop.call_soon_threadsafe(self._publish_now, state.cid, state.status == "filled")
+
+    def _publish_soon(self, cid: str, fill: bool = False) -> None:
+        self._loop.call_soon(self._publish_now, cid, fill)
+
+    def _publish_now(self, cid: str, fill: bool) -> None:
+        rec = self.orders.get(cid)
+        if rec is None:
+            return
+        live = self.engine.account.orders.get(cid)
+        row = wire.order(rec, live, self._now()) | {"category": "linear"}
+        self._loop.create_task(self.hub.publish_private("order", [row]))
+        filled = rec.filled if rec.filled is not None else (live.filled_qty if live else Decimal(0))
+        avg = rec.avg if rec.status is not None else (live.avg_price if live else None)
+        if fill and filled and avg is not None:
+            self._loop.create_task(self.hub.publish_private(
+                "execution", [wire.execution(rec, filled, avg, f"fake-exec-{next(self._ids)}")]))
+            qty = {v.symbol: v for v in self.engine.positions()}.get(rec.symbol)
+            lev = self.account.leverage.get(rec.symbol, "10")
+            pos = wire.position(rec.symbol, qty.qty if qty else Decimal(0), qty.entry_price if qty else None,
+                                self.engine.price(rec.symbol), lev)
+            self._loop.create_task(self.hub.publish_private("position", [pos | {"category": "linear"}]))
+
+
+def _dec(p: dict[str, Any], key: str) -> Decimal:
+    try:
+        return Decimal(str(p[key]))
+    except (KeyError, InvalidOperation):
+        raise BybitError(10001, f"params error: {key} invalid") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="fake-venue --venue bybit",
+                                 description="A local Bybit v5 linear-shaped venue (paper engine).")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
+    ap.add_argument("--latency-ms", type=float, default=0, help="added to every HTTP call")
+    ap.add_argument("--tick-ms", type=float, default=500, help="random-walk step of every price; 0 = prices stand still")
+    ap.add_argument("--volatility", type=float, default=0.0015)
+    ap.add_argument("--history-delay-ms", type=float, default=0, help="closed orders reach order/history this late")
+    args = ap.parse_args(argv)
+    engine = default_engine(seed=7, volatility=args.volatility)
+    venue = FakeBybit(engine, latency_ms=args.latency_ms, host=args.host, port=args.port,
+                      history_delay_s=args.history_delay_ms / 1000)
+    venue.start()
+    print(venue.url, flush=True)
+    print(venue.ws_url, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    while not done.wait(args.tick_ms / 1000 if args.tick_ms > 0 else 3600):
+        engine.step(args.tick_ms / 1000)
+    venue.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,322 @@
+"""Bybit v5 linear through real ccxt over loopback HTTP and ccxt.pro websockets, against the
+fake Bybit venue (paper engine behind it).
+
+The `scenario_*` functions take a fake venue and a gateway on it, so a suite parametrized by
+venue can run them; the tests below run them on Bybit and add Bybit's own cases."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from core.position_types import Leg
+from exchange.ccxt.account import AccountRefused
+from exchange.gateway import Acknowledged, OrderNotFound, Retryable, UnknownOutcome
+from persistence.models import PositionRow, SignalRow
+from tests.bybit_helpers import BTC, BTC_USDC, KEY, SECRET, bybit_gateway, bybit_overrides, entry, fake_bybit, stop
+from tests.helpers import SYM, wait_for, wave
+
+
+@pytest.fixture
+def venue():
+    v = fake_bybit()
+    yield v
+    v.stop()
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    monkeypatch.setenv("BYBIT_API_KEY", KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", SECRET)
+
+
+@pytest.fixture
+def make_gw(venue, keys):
+    made = []
+
+    def _make(*extra: str, websocket: bool = False):
+        g = bybit_gateway(venue, *extra, websocket=websocket)
+        made.append(g)
+        return g
+
+    yield _make
+    for g in made:
+        g.close()
+
+
+@pytest.fixture
+def gw(make_gw):
+    return make_gw()
+
+
+# ---- scenarios (fake venue + gateway) ----------------------------------------------------
+
+
+def scenario_entry_and_stop(venue, gw) -> None:
+    e = gw.place_order(entry(), 2)
+    assert (e.status, e.filled_qty, e.avg_price) == ("filled", Decimal("0.003"), Decimal("65000"))
+    s = gw.place_order(stop(), 2)
+    assert (s.status, s.leg) == ("open", Leg.STOP)
+    first, second = venue.calls("POST /v5/order/create")
+    assert first["orderLinkId"] == "wt-p1-e1-1" and first["orderType"] == "Market" and "reduceOnly" not in first
+    assert second["orderLinkId"] == "wt-p1-s1-2" and second["reduceOnly"] is True
+    assert second["triggerDirection"] == 2 and Decimal(second["triggerPrice"]) == Decimal("63700")
+    (resting,) = gw.open_orders(BTC, 2)
+    assert (resting.cid, resting.stop_price) == ("wt-p1-s1-2", Decimal("63700"))
+    (pos,) = gw.positions(2)
+    assert (pos.symbol, pos.qty, pos.entry_price) == (BTC, Decimal("0.003"), Decimal("65000"))
+
+
+def scenario_stop_fired_reaches_the_feed(venue, gw) -> None:
+    ticks, orders = {}, []
+    gw.subscribe(lambda s, p: ticks.__setitem__(s, p), orders.append)
+    gw.place_order(entry(), 2)
+    gw.place_order(stop(), 2)
+    wait_for(lambda: ticks.get(BTC) == Decimal("65000"), 10, "a first price")
+    venue.set_price(BTC, Decimal("63650"))
+    (fill,) = wait_for(lambda: orders, 10, "the stop's fill")
+    assert (fill.cid, fill.status, fill.avg_price, fill.filled_qty) == (
+        "wt-p1-s1-2", "filled", Decimal("63650"), Decimal("0.003"))
+    assert gw.positions(2) == []
+
+
+def scenario_cancel(venue, gw) -> None:
+    gw.place_order(entry(), 2)
+    gw.place_order(stop(), 2)
+    c = gw.cancel_order(BTC, "wt-p1-s1-2", 2)
+    assert c.status == "cancelled" and gw.open_orders(BTC, 2) == []
+    assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"  # Deactivated
+    with pytest.raises(OrderNotFound):
+        gw.cancel_order(BTC, "wt-p1-s1-2", 2)  # 110001
+
+
+def scenario_lookup_after_a_timeout(venue, gw) -> None:
+    venue.inject("POST /v5/order/create", delay_s=3, after=True)  # placed, answer lost
+    with pytest.raises(UnknownOutcome):
+        gw.place_order(entry(), 1)
+    found = gw.fetch_order(BTC, "wt-p1-e1-1", 2)
+    assert (found.status, found.filled_qty) == ("filled", Decimal("0.003"))
+    with pytest.raises(OrderNotFound):
+        gw.fetch_order(BTC, "wt-p1-e9-9", 2)
+
+
+def scenario_recovery_sees_every_resting_order(venue, gw, n: int = 60) -> None:
+    """More resting orders than one page (Bybit: 20 by default, 50 at most)."""
+    names = ["BTC", "ETH", "SOL"]
+    for i in range(n):
+        sym = SYM[names[i % 3]]
+        price = venue.engine.price(sym) * Decimal("0.9") - venue.engine.markets[sym].tick_size * i
+        venue.add_order(symbol=venue._by_id and sym.split("/")[0] + "USDT", side="Sell", orderType="Market",
+                        qty=str(venue.engine.markets[sym].min_qty * 10), orderLinkId=f"wt-p{i}-s1-1",
+                        triggerPrice=str(venue.engine.markets[sym].floor_price(price)), triggerDirection=2,
+                        reduceOnly=True)
+    assert {o.cid for o in gw.open_orders(None, 5)} == {f"wt-p{i}-s1-1" for i in range(n)}
+    assert len(gw.open_orders(SYM["BTC"], 5)) == n // 3
+    pages = [p for p in venue.calls("GET /v5/order/realtime") if "orderLinkId" not in p]
+    assert all(p["limit"] == "50" for p in pages)
+
+
+# ---- the scenarios on Bybit ---------------------------------------------------------------
+
+
+def test_entry_and_stop(venue, gw):
+    scenario_entry_and_stop(venue, gw)
+
+
+def test_a_fired_stop_reaches_the_position_by_polling(venue, gw):
+    scenario_stop_fired_reaches_the_feed(venue, gw)
+
+
+def test_a_fired_stop_reaches_the_position_over_the_websocket(venue, make_gw):
+    g = make_gw("exchange.poll_interval_ms=600000", websocket=True)  # polling never comes round
+    scenario_stop_fired_reaches_the_feed(venue, g)
+    assert g.feed.stats.polls == 0
+    topics = {a for path, f in venue.hub.frames if path == "/v5/private" for a in f.get("args") or []}
+    assert "order" in topics
+
+
+def test_cancel(venue, gw):
+    scenario_cancel(venue, gw)
+
+
+def test_lookup_after_a_timeout(venue, gw):
+    scenario_lookup_after_a_timeout(venue, gw)
+
+
+def test_recovery_sees_more_than_one_page_of_resting_orders(venue, gw):
+    scenario_recovery_sees_every_resting_order(venue, gw)
+
+
+# ---- settle coins ----------------------------------------------------------------------
+
+
+def test_usdc_settled_positions_and_stops_are_read_with_the_usdt_ones(venue, gw):
+    assert BTC_USDC in gw.markets()
+    gw.place_order(entry(), 2)
+    gw.place_order(entry("wt-p2-e1-1", symbol=BTC_USDC), 2)
+    gw.place_order(stop("wt-p2-s1-2", symbol=BTC_USDC), 2)
+    assert {p.symbol for p in gw.positions(2)} == {BTC, BTC_USDC}
+    assert {o.cid for o in gw.open_orders(None, 2)} == {"wt-p2-s1-2"}
+    settles = {p.get("settleCoin") for p in venue.calls("GET /v5/position/list") if "settleCoin" in p}
+    assert settles == {"USDT", "USDC"}
+
+
+# ---- acknowledged, not read back; refused market orders ----------------------------------
+
+
+def test_an_acknowledged_entry_not_yet_visible_is_not_called_not_placed(venue, gw):
+    venue.inject("POST /v5/order/create", hide_s=5)  # asynchronous creation: visible 5 s later
+    with pytest.raises(Acknowledged):
+        gw.place_order(entry(), 1)
+    assert len(venue.calls("GET /v5/order/realtime")) >= 3  # read back with backoff, not once
+
+
+def _rows(svc):
+    with svc.db.tx("db_read") as tx:
+        return ({p.symbol: p for p in tx.scalars(select(PositionRow))},
+                {s.symbol: s for s in tx.scalars(select(SignalRow))})
+
+
+def _one_wave(svc, *names: str) -> None:
+    svc.submit(wave("w1", *[(SYM[n], "long", 1.0) for n in names]), "test")
+    wait_for(lambda: svc.stats.waves, 30, "the wave")
+
+
+def test_an_acknowledged_entry_the_venue_holds_ends_protected_not_failed(start_service, venue, keys):
+    venue.inject("POST /v5/order/create", hide_s=60)  # the order never shows; the position does
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=1", "deadlines.venue_call_s=1"))
+    _one_wave(svc, "BTC")
+    positions, signals = _rows(svc)
+    assert svc.stats.waves[0].outcomes == {"protected": 1}, signals[BTC].reason
+    (held,) = venue.engine.positions()
+    assert positions[BTC].qty == held.qty and positions[BTC].entry_price == held.entry_price
+    assert [o.cid for o in venue.engine.open_orders(BTC)] == [positions[BTC].stop_cid]
+
+
+def test_a_market_entry_cancelled_with_nothing_filled_is_a_refused_entry(start_service, venue, keys):
+    venue.inject("POST /v5/order/create", fill_qty=Decimal(0))  # IOC found no liquidity
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=1"))
+    _one_wave(svc, "BTC")
+    positions, signals = _rows(svc)
+    assert svc.stats.waves[0].outcomes == {"failed": 1}
+    assert "nothing filled" in signals[BTC].reason
+    assert len(venue.calls("POST /v5/order/create")) == 1  # no stop placed for nothing
+    assert venue.engine.positions() == [] and positions[BTC].phase == "failed"
+
+
+def test_a_partly_filled_market_entry_is_protected_for_what_filled(start_service, venue, keys):
+    venue.inject("POST /v5/order/create", fill_qty=Decimal("0.002"))  # of 0.003
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=1",
+                                         "risk.position_notional_usdt=200"))
+    _one_wave(svc, "BTC")
+    positions, _ = _rows(svc)
+    assert svc.stats.waves[0].outcomes == {"protected": 1}
+    assert positions[BTC].qty == Decimal("0.002")
+    stops = [p for p in venue.calls("POST /v5/order/create") if p.get("triggerPrice")]
+    assert [Decimal(p["qty"]) for p in stops] == [Decimal("0.002")]
+
+
+# ---- rate limits ---------------------------------------------------------------------------
+
+
+def test_order_writes_stay_within_ten_per_second(venue, gw):
+    for i in range(3):
+        gw.place_order(entry(f"wt-q{i}-e1-1", symbol=SYM[["BTC", "ETH", "SOL"][i]], qty="1" if i == 2 else "0.01"), 2)
+    errors: list[Exception] = []
+
+    def place(i: int) -> None:
+        try:
+            gw.place_order(stop(f"wt-q{i}-s1-2", price=str(Decimal("60000") - i), qty="0.001"), 5)
+        except Exception as e:  # noqa: BLE001 — collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=place, args=(i,)) for i in range(25)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == [] and not [a for a in venue.answers if a[1] == 10006]
+    assert len(gw.open_orders(BTC, 5)) == 25
+    assert gw.venue.pacer("create").waited > 0
+
+
+def test_a_403_ban_holds_every_request_for_ten_minutes(venue, gw):
+    venue.inject("GET /v5/market/tickers", status=403)
+    with pytest.raises(Retryable):
+        gw.price(BTC, 2)
+    with pytest.raises(Retryable, match=r"rate limited for (600|59\d)\.\ds more; request not sent"):
+        gw.place_order(stop(), 2)
+    with pytest.raises(Retryable, match="rate limited"):
+        gw.positions(2)
+    assert venue.calls("POST /v5/order/create") == []
+
+
+def test_too_many_visits_holds_requests_only_until_the_budget_resets(venue, gw):
+    venue.inject("GET /v5/market/tickers", code=10006)
+    with pytest.raises(Retryable):
+        gw.price(BTC, 2)
+    assert gw.price(BTC, 3) == Decimal("65000")  # a short hold, then served
+    assert gw._cooldown_until - gw.loop.loop.time() < 5
+
+
+# ---- account set-up --------------------------------------------------------------------------
+
+
+def test_hedge_mode_stops_the_start_with_the_fix_named(venue, keys):
+    venue.account.hedge_coins.add("USDT")
+    with pytest.raises(AccountRefused, match="one-way.*switch-mode mode=0"):
+        bybit_gateway(venue).close()
+
+
+def test_leverage_and_margin_mode_are_set_and_read_back_before_the_first_entry(venue, make_gw):
+    g = make_gw("exchange.leverage=3", "exchange.margin_mode='isolated'")
+    assert venue.account.margin_mode == "ISOLATED_MARGIN"  # a unified account: account-wide
+    assert BTC not in venue.account.leverage
+    g.place_order(entry(), 2)
+    assert venue.account.leverage[BTC] == "3"
+    g.place_order(entry("wt-p1-e1-9"), 2)
+    assert len(venue.calls("POST /v5/position/set-leverage")) == 1  # once per symbol
+    assert g.account.ready() == [BTC]
+
+
+def test_an_entry_whose_symbol_cannot_be_set_up_is_refused_before_it_is_sent(venue, make_gw):
+    g = make_gw("exchange.leverage=3")
+    venue.inject("POST /v5/position/set-leverage", code=10001)
+    with pytest.raises(Exception, match="account set-up of BTC/USDT:USDT"):
+        g.place_order(entry(), 2)
+    assert venue.calls("POST /v5/order/create") == []
+
+
+# ---- the whole service on Bybit ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["websocket", "polling"])
+def test_a_stop_fired_at_the_venue_closes_the_position_at_the_venues_fill_price(start_service, venue, keys, via):
+    extra = ["exchange.poll_interval_ms=600000"] if via == "websocket" else []  # only the socket can tell
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=2", *extra,
+                                         websocket=via == "websocket"))
+    _one_wave(svc, "BTC", "ETH")
+    assert svc.stats.waves[0].outcomes == {"protected": 2}
+    btc = _rows(svc)[0][BTC]
+    venue.set_price(BTC, btc.stop_price - Decimal("50"))
+    closed = wait_for(lambda: (p := _rows(svc)[0][BTC]).phase == "closed" and p, 15, "BTC closed")
+    assert closed.close_reason == "stop-loss triggered"
+    assert closed.exit_price == btc.stop_price - Decimal("50")  # the venue's fill, not a guess
+    assert _rows(svc)[0][SYM["ETH"]].phase == "trailing"
+    assert svc.gateway.feed.stats.polls == 0 if via == "websocket" else svc.gateway.feed.stats.polls > 0
+
+
+def test_emulated_trailing_moves_the_stop_on_bybit_new_first_then_old(start_service, venue, keys):
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=1"))
+    _one_wave(svc, "BTC")
+    first = _rows(svc)[0][BTC]
+    assert first.trailing_cid is None and first.phase == "trailing"  # emulated: Bybit's only kind
+    venue.set_price(BTC, Decimal("66000"))  # past the 1 % activation
+    moved = wait_for(lambda: (p := _rows(svc)[0][BTC]).stop_cid != first.stop_cid and p, 10, "stop moved")
+    assert moved.stop_price > first.stop_price
+    wait_for(lambda: venue.calls("POST /v5/order/cancel"), 5, "old stop cancelled")
+    log = [(pa, p.get("orderLinkId")) for m, pa, p in venue.requests if m == "POST"]
+    assert log.index(("/v5/order/create", moved.stop_cid)) < log.index(("/v5/order/cancel", first.stop_cid))
+    assert [o.cid for o in venue.engine.open_orders(BTC)] == [moved.stop_cid]
