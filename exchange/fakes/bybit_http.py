@@ -225,6 +225,9 @@ class FakeBybit:
                 if rule.status is not None:
                     self.answers.append((request.path, rule.status))
                     return web.Response(status=rule.status, text=f"{rule.status} Forbidden: access too frequent")
+                if rule.code == 10006:  # the budget resets a second from now
+                    headers["X-Bapi-Limit-Status"] = "0"
+                    headers["X-Bapi-Limit-Reset-Timestamp"] = str(self._now() + 1000)
                 if rule.code is not None:
                     raise BybitError(rule.code)
             result = handler(params | ({"_inject": rule} if rule is not None else {}))
