@@ -22,18 +22,18 @@ import json
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable
 
 from aiohttp import web
 
-from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.fakes import bybit_wire as wire
 from exchange.fakes.bybit_account import BybitAccountState, account_routes
+from exchange.fakes.bybit_orders import MESSAGES, BybitError, Inject, OrderEndpoints
 from exchange.fakes.bybit_ws import WsHub
-from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
+from exchange.fakes.server import LoopbackServer
+from exchange.gateway import OrderState
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
 
@@ -42,49 +42,9 @@ USDC_MARKETS = {"BTC/USDC:USDC": (MarketSpec("BTC/USDC:USDC", Decimal("0.1"), De
                                              Decimal("0.001"), Decimal("5")), Decimal("65000")),
                 "ETH/USDC:USDC": (MarketSpec("ETH/USDC:USDC", Decimal("0.01"), Decimal("0.01"),
                                              Decimal("0.01"), Decimal("5")), Decimal("3400"))}
-# docs v5/error (retCode → retMsg)
-MESSAGES = {
-    10001: "params error", 10002: "invalid request, please check your server timestamp or recv_window param",
-    10003: "API key is invalid.", 10004: "error sign!", 10006: "Too many visits!",
-    110001: "order not exists or too late to cancel", 110007: "ab not enough for new order",
-    110017: "Reduce-only rule not satisfied", 110072: "OrderLinkedID is duplicate",
-    110092: "expect Rising, but trigger_price[{}] <= current[{}]",
-    110093: "expect Falling, but trigger_price[{}] >= current[{}]",
-    110094: "Order does not meet minimum order value",
-}
-# paper engine refusal code → Bybit retCode
-_ENGINE_CODES = {-4116: 110072, -2022: 110017, -4164: 110094, -2019: 110007, -1121: 10001, -1111: 10001}
 PUBLIC_PREFIX = "/v5/market/"
 WRITE_PATHS = {"/v5/order/create", "/v5/order/cancel", "/v5/order/amend"}
 WRITES_PER_S = 10  # rate-limit.mdx: per UID per second, each path
-PAGE_DEFAULT, PAGE_MAX = 20, 50  # order/open-order.mdx, order/order-list.mdx: limit [1, 50], default 20
-
-
-class BybitError(Exception):
-    def __init__(self, code: int, msg: str | None = None) -> None:
-        super().__init__(msg or MESSAGES.get(code, "error"))
-        self.code = code
-
-
-@dataclass
-class Inject:
-    """One injected behaviour for requests matching `route` ("POST /v5/order/create", "*")."""
-
-    route: str = "*"
-    code: int | None = None  # answer with this retCode (HTTP 200, Bybit's way)
-    status: int | None = None  # answer with this HTTP status and no JSON (403: IP ban)
-    delay_s: float = 0.0  # answer this much later
-    after: bool = False  # process the request first, then delay / fail: the venue *did* it
-    when: dict[str, str] = field(default_factory=dict)  # only if these request params match
-    hide_s: float = 0.0  # order/create: acknowledged, but invisible to order queries this long
-    fill_qty: Decimal | None = None  # order/create (market): fill only this much, then cancel
-    times: int = 1  # 0 = unlimited
-    fired: int = 0
-
-    def matches(self, route: str, params: dict[str, str]) -> bool:
-        return ((self.route == "*" or self.route == route)
-                and all(str(params.get(k)) == v for k, v in self.when.items())
-                and (self.times == 0 or self.fired < self.times))
 
 
 def default_engine(*, seed: int = 1, volatility: float = 0.0008) -> PaperEngine:
@@ -94,15 +54,17 @@ def default_engine(*, seed: int = 1, volatility: float = 0.0008) -> PaperEngine:
     return PaperEngine(markets, prices, seed=seed, volatility=volatility, slippage_bps=Decimal(0))
 
 
-class FakeBybit:
+class FakeBybit(OrderEndpoints, LoopbackServer):
+    name = "fake-bybit"
+
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  history_delay_s: float = 0.0, writes_per_s: int | None = WRITES_PER_S,
                  ticker_interval_s: float = 0.1) -> None:
+        super().__init__(host, port)
         self.engine = engine or default_engine()
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
-        self.host, self.port = host, port
         self.history_delay_s = history_delay_s
         self.writes_per_s = writes_per_s
         self.ticker_interval_s = ticker_interval_s
@@ -116,11 +78,7 @@ class FakeBybit:
         self._ids = itertools.count(1_000_000)
         self._writes: dict[str, list[float]] = {}
         self._by_id = {wire.market_id(s): s for s in self.engine.markets}
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
         self._sent_prices: dict[str, Decimal] = {}
-        self.url = self.ws_url = ""
         self._routes: dict[str, Callable[[dict[str, Any]], Any]] = {
             "GET /v5/market/time": self._time,
             "GET /v5/market/instruments-info": self._instruments,
@@ -137,27 +95,16 @@ class FakeBybit:
 
     # ---- control (tests and the standalone runner) -------------------------------------
 
-    def start(self) -> str:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-bybit", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Bybit venue did not start")
-        return self.url
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v5/public/linear", self.hub.public)
+        app.router.add_get("/v5/private", self.hub.private)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
 
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
+    async def on_started(self) -> None:
+        self._loop.create_task(self._push_tickers())
 
-    async def _shutdown(self) -> None:
-        me = asyncio.current_task()
+    async def on_stopping(self) -> None:
         await self.hub.close_all()
-        for task in [t for t in asyncio.all_tasks() if t is not me]:
-            task.cancel()
-        await self._runner.cleanup()
 
     def inject(self, route: str = "*", **kw: Any) -> Inject:
         rule = Inject(route, **kw)
@@ -172,30 +119,13 @@ class FakeBybit:
         without HTTP, signing or the rate limit."""
         async def run():
             return self._create({"category": "linear", **params})
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(5)
+        return self.on_loop(run)
 
     def calls(self, route: str) -> list[dict[str, Any]]:
         method, path = route.split(" ", 1)
         return [p for m, pa, p in self.requests if m == method and pa == path]
 
     # ---- HTTP --------------------------------------------------------------------------
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_get("/v5/public/linear", self.hub.public)
-        app.router.add_get("/v5/private", self.hub.private)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, self.port)
-        self._loop.run_until_complete(site.start())
-        self.port = self._runner.addresses[0][1]
-        self.url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}"
-        self._loop.create_task(self._push_tickers())
-        ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.Response:
         route = f"{request.method} {request.path}"
@@ -308,160 +238,6 @@ class FakeBybit:
         syms = [self._symbol(p)] if "symbol" in p else list(self.engine.markets)
         return {"category": "linear", "list": [wire.ticker(s, self.engine.price(s)) for s in syms]}
 
-    # ---- orders ------------------------------------------------------------------------
-
-    def _create(self, p):
-        """order/create-order.mdx: answers {orderId, orderLinkId} only ("This request is
-        asynchronous"); a market order is IOC and may be cancelled, after a partial fill or none."""
-        self._linear(p)
-        rule: Inject | None = p.get("_inject")
-        sym = self._symbol(p)
-        if self.account.hedged(wire.settle_of(sym)) and str(p.get("positionIdx", "0")) == "0":
-            raise BybitError(10001, "position idx not match position mode")
-        if p.get("orderType") != "Market":
-            raise BybitError(10001, "params error: this venue takes Market orders only")
-        side = {"Buy": "buy", "Sell": "sell"}.get(p.get("side"))
-        qty = _dec(p, "qty")
-        cid = p.get("orderLinkId") or f"fake-{next(self._ids)}"
-        if side is None:
-            raise BybitError(10001, "params error: side invalid")
-        reduce = p.get("reduceOnly") in (True, "true")
-        trigger = _dec(p, "triggerPrice") if p.get("triggerPrice") not in (None, "") else None
-        direction = int(p.get("triggerDirection") or 0)
-        if trigger is not None and direction not in (1, 2):
-            raise BybitError(10001, "params error: TriggerDirection invalid")
-        leg = Leg.STOP if trigger is not None else (Leg.EXIT if reduce else Leg.ENTRY)
-        now = self._now()
-        rec = wire.OrderRecord(str(next(self._ids)), cid, sym, side, qty, leg, trigger, direction, now,
-                               now + int((rule.hide_s if rule else 0) * 1000))
-        if trigger is not None:
-            price = self.engine.price(sym)
-            if (direction == 2 and trigger >= price) or (direction == 1 and trigger <= price):
-                code = 110093 if direction == 2 else 110092
-                raise BybitError(code, MESSAGES[code].format(wire.s(trigger), wire.s(price)))
-        if rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
-            self._cut_short(rec, rule.fill_qty)
-        else:
-            self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger))
-        self.orders[cid] = rec
-        if self.engine.account.orders.get(cid) is not None and self.engine.account.orders[cid].status != "open":
-            rec.closed_ms = now
-        self._publish_soon(cid, fill=rec.status is None and leg is not Leg.STOP or bool(rec.filled))
-        return {"orderId": rec.order_id, "orderLinkId": cid}
-
-    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal) -> None:
-        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest."""
-        if fill > 0:
-            part = OrderRequest(f"{rec.cid}~fill", rec.symbol, rec.leg, rec.side, fill)
-            state = self._place(part)
-            rec.avg = state.avg_price
-        rec.status, rec.filled, rec.closed_ms = "cancelled", fill, self._now()
-
-    def _place(self, req: OrderRequest) -> OrderState:
-        try:
-            return self.engine.place(req)
-        except Rejected as e:
-            code = getattr(e, "code", None)
-            if code == -2021:
-                raise BybitError(110093) from None
-            raise BybitError(_ENGINE_CODES.get(code, 10001), str(e).split(" ", 1)[-1]) from None
-
-    def _find(self, p: dict[str, Any]) -> wire.OrderRecord | None:
-        cid = p.get("orderLinkId")
-        if cid is None and p.get("orderId"):
-            cid = next((c for c, r in self.orders.items() if r.order_id == p["orderId"]), None)
-        rec = self.orders.get(cid or "")
-        if rec is None or ("symbol" in p and rec.symbol != self._symbol(p)) or rec.visible_ms > self._now():
-            return None
-        return rec
-
-    def _cancel(self, p):
-        """order/cancel-order.mdx: {orderId, orderLinkId}; 110001 if not open (or unknown)."""
-        self._linear(p)
-        rec = self._find(p)
-        live = self.engine.account.orders.get(rec.cid) if rec else None
-        if rec is None or live is None or live.status != "open":
-            raise BybitError(110001)
-        try:
-            self.engine.cancel(rec.cid)
-        except OrderNotFound:
-            raise BybitError(110001) from None
-        rec.closed_ms = self._now()
-        self._publish_soon(rec.cid)
-        return {"orderId": rec.order_id, "orderLinkId": rec.cid}
-
-    def _amend(self, p):
-        """order/amend-order.mdx: a resting conditional order's trigger price, in place."""
-        self._linear(p)
-        rec = self._find(p)
-        live = self.engine.account.orders.get(rec.cid) if rec else None
-        if rec is None or live is None or live.status != "open" or rec.leg is not Leg.STOP:
-            raise BybitError(110001)
-        trigger = _dec(p, "triggerPrice")
-        self.engine.cancel(rec.cid)
-        self._place(OrderRequest(rec.cid, rec.symbol, rec.leg, rec.side, rec.qty, stop_price=trigger))
-        rec.trigger_price = trigger
-        self._publish_soon(rec.cid)
-        return {"orderId": rec.order_id, "orderLinkId": rec.cid}
-
-    def _orders(self, p, *, history: bool):
-        """order/open-order.mdx (realtime: open orders; by orderLinkId/orderId also recent
-        closed ones, openOnly ignored) and order/order-list.mdx (history: closed orders only,
-        "asynchronous … may delay"). Newest first, `limit` [1, 50] default 20, cursor paging."""
-        self._linear(p)
-        if not any(p.get(k) for k in ("symbol", "settleCoin", "baseCoin")):
-            raise BybitError(10001, "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
-        limit = int(p.get("limit") or PAGE_DEFAULT)
-        if not 1 <= limit <= PAGE_MAX:
-            raise BybitError(10001, "params error: limit must be in [1, 50]")
-        now, by_id = self._now(), bool(p.get("orderLinkId") or p.get("orderId"))
-        sym = self._symbol(p) if p.get("symbol") else None
-        rows = []
-        for rec in sorted(self.orders.values(), key=lambda r: (r.created_ms, r.order_id), reverse=True):
-            if rec.visible_ms > now or (sym and rec.symbol != sym) or (by_id and self._find(p) is not rec):
-                continue
-            if p.get("settleCoin") and wire.settle_of(rec.symbol) != p["settleCoin"]:
-                continue
-            if p.get("orderFilter") == "StopOrder" and rec.leg is not Leg.STOP:
-                continue
-            is_open = rec.status is None and self.engine.account.orders[rec.cid].status == "open"
-            if history and (is_open or (rec.closed_ms or now) + self.history_delay_s * 1000 > now):
-                continue
-            if not history and not is_open and not by_id:
-                continue
-            rows.append(rec)
-        start = int(p.get("cursor") or 0) if str(p.get("cursor") or "0").isdigit() else 0
-        page = rows[start:start + limit]
-        more = start + limit < len(rows)
-        return {"category": "linear", "list": [wire.order(r, self.engine.account.orders.get(r.cid), now)
-                                                 for r in page],
-                "nextPageCursor": str(start + limit) if more else ""}
-
-    # ---- positions ---------------------------------------------------------------------
-
-    def _positions(self, p):
-        """position/position.mdx: by symbol "regardless of having position or not"; by
-        settleCoin only positions of size > 0; in hedge mode one row per side."""
-        self._linear(p)
-        if p.get("symbol"):
-            syms = [self._symbol(p)]
-        elif p.get("settleCoin"):
-            held = {v.symbol for v in self.engine.positions()}
-            syms = [s for s in self.engine.markets if s in held and wire.settle_of(s) == p["settleCoin"]]
-        else:
-            raise BybitError(10001, "params error: symbol or settleCoin is required")
-        qty = {v.symbol: (v.qty, v.entry_price) for v in self.engine.positions()}
-        rows = []
-        for sym in syms:
-            q, entry = qty.get(sym, (Decimal(0), None))
-            lev = self.account.leverage.get(sym, "10")
-            if self.account.hedged(wire.settle_of(sym)):
-                rows += [wire.position(sym, q if q > 0 else Decimal(0), entry, self.engine.price(sym), lev, 1),
-                         wire.position(sym, q if q < 0 else Decimal(0), entry, self.engine.price(sym), lev, 2)]
-            else:
-                rows.append(wire.position(sym, q, entry, self.engine.price(sym), lev))
-        return {"category": "linear", "list": rows[:200], "nextPageCursor": ""}
-
     # ---- websocket pushes --------------------------------------------------------------
 
     def _snapshot(self, topic: str) -> dict | None:
@@ -506,13 +282,6 @@ class FakeBybit:
             pos = wire.position(rec.symbol, qty.qty if qty else Decimal(0), qty.entry_price if qty else None,
                                 self.engine.price(rec.symbol), lev)
             self._loop.create_task(self.hub.publish_private("position", [pos | {"category": "linear"}]))
-
-
-def _dec(p: dict[str, Any], key: str) -> Decimal:
-    try:
-        return Decimal(str(p[key]))
-    except (KeyError, InvalidOperation):
-        raise BybitError(10001, f"params error: {key} invalid") from None
 
 
 def main(argv: list[str] | None = None) -> int:
