@@ -173,6 +173,13 @@ def test_an_acknowledged_entry_not_yet_visible_is_not_called_not_placed(venue, g
     assert len(venue.calls("GET /v5/order/realtime")) >= 3  # read back with backoff, not once
 
 
+def test_a_read_back_refused_after_the_acknowledgement_never_refuses_the_order(venue, gw):
+    venue.inject("GET /v5/order/realtime", code=10001)  # the order was taken; its read-back is refused
+    with pytest.raises(Acknowledged, match="read-back failed"):
+        gw.place_order(entry(), 2)
+    assert [p.symbol for p in gw.positions(2)] == [BTC]
+
+
 def _rows(svc):
     with svc.db.tx("db_read") as tx:
         return ({p.symbol: p for p in tx.scalars(select(PositionRow))},
@@ -322,3 +329,27 @@ def test_emulated_trailing_moves_the_stop_on_bybit_new_first_then_old(start_serv
     log = [(pa, p.get("orderLinkId")) for m, pa, p in venue.requests if m == "POST"]
     assert log.index(("/v5/order/create", moved.stop_cid)) < log.index(("/v5/order/cancel", first.stop_cid))
     assert [o.cid for o in venue.engine.open_orders(BTC)] == [moved.stop_cid]
+
+
+# ---- documented failure modes of the fake itself -------------------------------------------
+
+
+def test_a_drifted_clock_is_answered_with_10002_and_nothing_is_done(venue, gw):
+    venue.clock_offset_ms = 60_000  # the venue's clock a minute ahead: outside recvWindow
+    with pytest.raises(Retryable, match="10002"):
+        gw.positions(2)
+    with pytest.raises(UnknownOutcome, match="10002"):
+        gw.place_order(stop(), 2)
+    assert venue.engine.open_orders() == []
+
+
+def test_history_lags_but_a_lookup_by_order_link_id_finds_a_fresh_fill(venue, gw):
+    venue.history_delay_s = 60
+    gw.place_order(entry(), 2)
+    gw.place_order(stop(), 2)
+    venue.set_price(BTC, Decimal("63600"))
+    assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "filled"  # realtime keeps recent closed orders
+
+    async def history():
+        return await gw.ex.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "wt-p1-s1-2"})
+    assert gw.loop.call(history(), 2) == []  # not in order/history yet

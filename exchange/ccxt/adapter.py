@@ -180,6 +180,8 @@ class CcxtGateway:
                 why = "still working"
             except (Retryable, OrderNotFound) as e:
                 why = str(e)
+            except VenueError as e:  # the order was accepted: a failed read never refuses it
+                raise Acknowledged(f"{self.name}: order {req.cid} acknowledged, read-back failed: {e}") from e
             time.sleep(max(min(pause, deadline - time.monotonic() - 0.05), 0))
             pause *= 2
 
