@@ -29,6 +29,8 @@ def fake_venue_process():
         proc.wait(10)
 
 
+# Waves 3 s apart: none is still opening when the second completes and the run stops (a wave
+# that is, is cut short by the shutdown: see the service's shutdown).
 @pytest.mark.parametrize("feed", ["websocket", "poll"])
 def test_trader_run_on_the_local_bybit_venue_protects_every_position(tmp_path, fake_venue_process, feed):
     rest, ws = fake_venue_process
@@ -37,7 +39,7 @@ def test_trader_run_on_the_local_bybit_venue_protects_every_position(tmp_path, f
            "--waves", "2", "--json",
            *(["--set", f"exchange.ws_url={ws}"] if feed == "websocket" else ["--set", "exchange.feed='poll'"]),
            "--set", f"database.url=sqlite:///{tmp_path / 'cli.db'}", "--set", f"log.file='{log}'",
-           "--set", "signals.demo_interval_s=0.5", "--set", "exchange.poll_interval_ms=200",
+           "--set", "signals.demo_interval_s=3", "--set", "exchange.poll_interval_ms=200",
            "--set", f"run_dir='{tmp_path}'", "--set", "control.metrics_port=0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT_")}
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
