@@ -353,3 +353,26 @@ def test_history_lags_but_a_lookup_by_order_link_id_finds_a_fresh_fill(venue, gw
     async def history():
         return await gw.ex.fetch_canceled_and_closed_orders(BTC, None, None, {"orderLinkId": "wt-p1-s1-2"})
     assert gw.loop.call(history(), 2) == []  # not in order/history yet
+
+
+def test_recovery_with_pages_of_resting_orders_keeps_each_stop_and_sweeps_every_stray(start_service, venue, keys,
+                                                                                     tmp_path):
+    db = f"sqlite:///{tmp_path / 'recovery.db'}"
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=3"), db_url=db)
+    _one_wave(svc, "BTC", "ETH", "SOL")
+    stops = {p.stop_cid for p in _rows(svc)[0].values()}
+    svc.shutdown()
+    strays = []
+    for name in ("BTC", "ETH", "SOL"):  # newer than our stops: they fill the first pages of each symbol
+        sym = SYM[name]
+        spec, price = venue.engine.markets[sym], venue.engine.price(sym)
+        for i in range(22):
+            strays.append(cid := f"wt-gone{name}{i}-s1-1")
+            venue.add_order(symbol=name + "USDT", side="Sell", orderType="Market", qty=str(spec.min_qty),
+                            orderLinkId=cid, reduceOnly=True, triggerDirection=2,
+                            triggerPrice=str(spec.floor_price(price * Decimal("0.8")) - spec.tick_size * i))
+    created = len(venue.calls("POST /v5/order/create"))
+    svc2 = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=3"), db_url=db)
+    assert sorted(svc2.recovery.stray_orders_cancelled) == sorted(strays)
+    assert {o.cid for o in venue.engine.open_orders()} == stops  # each stop kept, none duplicated
+    assert len(venue.calls("POST /v5/order/create")) == created
