@@ -376,3 +376,18 @@ def test_recovery_with_pages_of_resting_orders_keeps_each_stop_and_sweeps_every_
     assert sorted(svc2.recovery.stray_orders_cancelled) == sorted(strays)
     assert {o.cid for o in venue.engine.open_orders()} == stops  # each stop kept, none duplicated
     assert len(venue.calls("POST /v5/order/create")) == created
+
+
+def test_the_private_execution_and_position_topics_reach_ccxt_pro(venue, make_gw):
+    g = make_gw(websocket=True)
+    trades = g.loop.spawn(g.ex.watch_my_trades())
+    assert g.loop.spawn(g.ex.watch_positions()).result(10) == []  # ccxt.pro's REST snapshot first
+    positions = g.loop.spawn(g.ex.watch_positions())
+    wait_for(lambda: {"execution", "position"} <= {t for ts in list(venue.hub.subs.values()) for t in ts},
+             10, "both subscriptions")
+    g.place_order(entry(), 2)
+    (trade,) = trades.result(10)
+    assert (trade["symbol"], trade["side"], trade["amount"], trade["price"]) == (BTC, "buy", 0.003, 65000.0)
+    assert trade["info"]["orderLinkId"] == "wt-p1-e1-1"
+    (pos,) = positions.result(10)
+    assert (pos["symbol"], pos["side"], pos["contracts"]) == (BTC, "long", 0.003)

@@ -190,7 +190,10 @@ class OrderEndpoints:
 
     def _positions(self, p):
         """position/position.mdx: by symbol "regardless of having position or not"; by
-        settleCoin only positions of size > 0; in hedge mode one row per side."""
+        settleCoin only positions of size > 0; in hedge mode one row per side. The venue lists
+        linear contracts only, so other categories hold nothing."""
+        if p.get("category") in ("inverse", "option"):
+            return {"category": p["category"], "list": [], "nextPageCursor": ""}
         self._linear(p)
         if p.get("symbol"):
             syms = [self._symbol(p)]
