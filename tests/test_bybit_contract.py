@@ -163,6 +163,18 @@ def test_usdc_settled_positions_and_stops_are_read_with_the_usdt_ones(venue, gw)
     assert settles == {"USDT", "USDC"}
 
 
+def test_polls_ask_only_the_settle_coins_that_may_hold_a_position_of_ours(venue, gw):
+    def coins():
+        return [p["settleCoin"] for p in venue.calls("GET /v5/position/list") if "settleCoin" in p]
+    gw.place_order(entry(), 2)
+    gw.positions(2)  # the first read asks every settle coin
+    n = len(coins())
+    gw.positions(2)
+    assert sorted(coins()[:n]) == ["USDC", "USDT"] and coins()[n:] == ["USDT"]  # then only where we are
+    gw.place_order(entry("wt-p2-e1-1", symbol=BTC_USDC), 2)
+    assert {p.symbol for p in gw.positions(2)} == {BTC, BTC_USDC}
+
+
 # ---- acknowledged, not read back; refused market orders ----------------------------------
 
 
@@ -358,7 +370,9 @@ def test_history_lags_but_a_lookup_by_order_link_id_finds_a_fresh_fill(venue, gw
 def test_recovery_with_pages_of_resting_orders_keeps_each_stop_and_sweeps_every_stray(start_service, venue, keys,
                                                                                      tmp_path):
     db = f"sqlite:///{tmp_path / 'recovery.db'}"
-    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=3"), db_url=db)
+    # polling once a second: 66 cancels and the restart's reads fit ccxt's request budget
+    conf = bybit_overrides(venue, "risk.max_positions_per_wave=3", "exchange.poll_interval_ms=1000")
+    svc = start_service(*conf, db_url=db)
     _one_wave(svc, "BTC", "ETH", "SOL")
     stops = {p.stop_cid for p in _rows(svc)[0].values()}
     svc.shutdown()
@@ -372,7 +386,7 @@ def test_recovery_with_pages_of_resting_orders_keeps_each_stop_and_sweeps_every_
                             orderLinkId=cid, reduceOnly=True, triggerDirection=2,
                             triggerPrice=str(spec.floor_price(price * Decimal("0.8")) - spec.tick_size * i))
     created = len(venue.calls("POST /v5/order/create"))
-    svc2 = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=3"), db_url=db)
+    svc2 = start_service(*conf, db_url=db)
     assert sorted(svc2.recovery.stray_orders_cancelled) == sorted(strays)
     assert {o.cid for o in venue.engine.open_orders()} == stops  # each stop kept, none duplicated
     assert len(venue.calls("POST /v5/order/create")) == created
@@ -391,3 +405,15 @@ def test_the_private_execution_and_position_topics_reach_ccxt_pro(venue, make_gw
     assert trade["info"]["orderLinkId"] == "wt-p1-e1-1"
     (pos,) = positions.result(10)
     assert (pos["symbol"], pos["side"], pos["contracts"]) == (BTC, "long", 0.003)
+
+
+def test_amending_a_resting_stop_moves_its_trigger_in_place(venue, gw):
+    gw.place_order(entry(), 2)
+    gw.place_order(stop(), 2)
+    oid = venue.orders["wt-p1-s1-2"].order_id
+
+    async def amend():
+        return await gw.ex.edit_order(oid, BTC, "market", "sell", None, None, {"triggerPrice": "64000"})
+    assert gw.loop.call(amend(), 3)["clientOrderId"] == "wt-p1-s1-2"
+    (moved,) = gw.open_orders(BTC, 2)
+    assert (moved.cid, moved.stop_price) == ("wt-p1-s1-2", Decimal("64000"))

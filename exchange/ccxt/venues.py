@@ -306,6 +306,15 @@ class BybitLinear(Venue):
     def __init__(self) -> None:
         self._pacers = {kind: PerSecond(BYBIT_WRITES_PER_S, 1.0, name=f"bybit order/{kind}")
                         for kind in ("create", "cancel", "amend")}
+        # Settle coins that may hold a position of ours: all of them until the first read, then
+        # those holding one and those we ever traded in. Each costs a request on every poll.
+        self._coins: set[str] | None = None
+        self._traded: set[str] = set()
+
+    def order_args(self, req: OrderRequest) -> tuple[str, dict[str, Any]]:
+        out = super().order_args(req)
+        self._traded.add(req.symbol.rsplit(":", 1)[-1])
+        return out
 
     def configure(self, ex, *, api_url, ws_url, demo, sandbox) -> None:
         ex.options["fetchMarkets"] = {"types": ["linear"]}
@@ -380,14 +389,16 @@ class BybitLinear(Venue):
 
     async def positions(self, ex):
         out = []
+        coins = sorted(self._traded | self._coins) if self._coins is not None else self.settle_coins(ex)
         pages = await asyncio.gather(*(ex.fetch_positions(None, {"category": "linear", "settleCoin": c})
-                                       for c in self.settle_coins(ex)))
+                                       for c in coins))
         for p in (p for page in pages for p in page):
             info = p.get("info") or {}
             size = dec(info.get("size")) or Decimal(0)
             if size != 0:
                 signed = size if info.get("side") == "Buy" else -size
                 out.append(VenuePosition(p["symbol"], signed, first_dec(info, "avgPrice")))
+        self._coins = {v.symbol.rsplit(":", 1)[-1] for v in out}
         return out
 
     async def last_prices(self, ex, symbols):
