@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from core.config import load_config
 from core.position_types import Leg
 from exchange.ccxt.build import build_ccxt_gateway
@@ -35,3 +37,16 @@ def entry(cid="wt-p1-e1-1", qty="0.003", side="buy", symbol=BTC):
 
 def stop(cid="wt-p1-s1-2", price="63700.0", side="sell", qty="0.003", symbol=BTC):
     return OrderRequest(cid, symbol, Leg.STOP, side, Decimal(qty), stop_price=Decimal(price))
+
+
+@pytest.fixture
+def venue():
+    v = fake_bybit()
+    yield v
+    v.stop()
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    monkeypatch.setenv("BYBIT_API_KEY", KEY)
+    monkeypatch.setenv("BYBIT_API_SECRET", SECRET)
