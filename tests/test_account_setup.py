@@ -86,3 +86,11 @@ def test_binance_margin_type_already_set_is_success(binance):
         assert g.place_order(entry(), 2).status == "filled"
     finally:
         g.close()
+
+
+def test_binance_keeps_its_weight_unit_of_50_ms(binance):
+    g = gateway(binance.url)
+    try:
+        assert g.ex.rateLimit == 50
+    finally:
+        g.close()

@@ -202,6 +202,12 @@ def test_order_writes_stay_within_ten_per_second(venue, gw):
     assert gw.venue.pacer("create").waited > 0
 
 
+def test_the_request_budget_is_counted_in_bybits_own_weight_unit(venue, make_gw):
+    # ccxt writes Bybit's weights for 20 ms a unit (position/list 5 = 10/s); 50 ms gave 2.5x less
+    assert make_gw().ex.rateLimit == 20
+    assert make_gw("exchange.rate_limit_ms=50").ex.rateLimit == 50
+
+
 def test_a_403_ban_holds_every_request_for_ten_minutes(venue, gw):
     venue.inject("GET /v5/market/tickers", status=403)
     with pytest.raises(Retryable):

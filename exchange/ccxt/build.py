@@ -33,9 +33,9 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
     websocket = x.feed != "poll" and (x.api_url is None or x.ws_url is not None)
 
     def make():
+        unit = {} if x.rate_limit_ms is None else {"rateLimit": max(x.rate_limit_ms, 1)}
         ex = getattr(ccxtpro, venue.ccxt_id)({
-            "apiKey": key, "secret": secret,
-            "enableRateLimit": x.rate_limit_ms > 0, "rateLimit": max(x.rate_limit_ms, 1),
+            "apiKey": key, "secret": secret, "enableRateLimit": x.rate_limit_ms != 0, **unit,
             "rateLimiterAlgorithm": "rollingWindow" if x.rate_window_s > 0 else "leakyBucket",
             "rollingWindowSize": x.rate_window_s * 1000,
             "timeout": int(timeout_s * 1000),
