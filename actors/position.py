@@ -33,13 +33,25 @@ from core.position_types import (
 )
 from core.types import MarketSpec
 from exchange.gateway import (
-    Fenced, Gateway, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, UnknownOutcome,
+    Acknowledged, Fenced, Gateway, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, UnknownOutcome,
     fence_scope,
 )
 from persistence.positions import OrderFate, PositionStore
 
 
 PRICE_FRESH_S = 2.0  # a feed price this recent sizes an entry without a venue round trip
+# An acknowledged market order the venue does not show yet is looked up this many times (with
+# backoff, the position read alongside) before it is believed never to have happened.
+ACK_LOOKUPS = 6
+MARKET_LEGS = (Leg.ENTRY, Leg.EXIT)
+FINAL_UNFILLED = ("cancelled", "expired", "rejected")
+
+
+def nothing_filled(leg: Leg, o: OrderState) -> str | None:
+    """Why a market order that ended with zero fill is a refusal, not a fill at the last price."""
+    if leg in MARKET_LEGS and o.status in FINAL_UNFILLED and not o.filled_qty:
+        return f"{'entry' if leg is Leg.ENTRY else 'exit'} {o.status} at the venue with nothing filled"
+    return None
 
 
 @dataclass
@@ -77,6 +89,7 @@ class PositionActor(pykka.ThreadingActor):
         # be reconciled with the venue before a tick or an order update can move it.
         self.ready = False
         self.early: list[Any] = []
+        self.acked: dict[str, int] = {}  # acknowledged market orders not read back: lookups so far
 
     # ---- mailbox ----------------------------------------------------------------------
 
@@ -223,10 +236,14 @@ class PositionActor(pykka.ThreadingActor):
             o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
             self._fence_after(req, o)
         except (UnknownOutcome, Retryable) as e:
+            if isinstance(e, Acknowledged):
+                self.acked[i.cid] = 0
             return PlaceFailed(i, FailureKind.UNKNOWN, str(e)), OrderFate(i.cid, "unknown", reason=str(e))
         except Rejected as e:
             return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
-        status = "filled" if o.status == "filled" else "open"
+        if (why := nothing_filled(i.leg, o)) is not None:
+            return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, o.status, reason=why)
+        status = "filled" if o.status == "filled" or o.filled_qty else "open"
         return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty)
 
     def _fence_after(self, req: OrderRequest, o) -> None:
@@ -259,16 +276,59 @@ class PositionActor(pykka.ThreadingActor):
         try:
             o = self._venue("lookup", self.ctx.gateway.fetch_order, self.state.symbol, i.cid, write=False)
         except OrderNotFound:
+            if i.cid in self.acked:
+                return self._acked_miss(i)
             return LookedUp(i, False), OrderFate(i.cid, "not_found")
         except (Retryable, UnknownOutcome) as e:
             delay = min(self.state.params.retry_backoff_s * 2, 5.0)
             logger.warning("{}: lookup of {} failed ({}); again in {:.1f}s", self.state.symbol, i.cid, e, delay)
-            ref = self.actor_ref
-            self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
+            self._look_again(i, delay)
             return None
-        found = o.status in ("open", "filled")
+        if (why := nothing_filled(i.leg, o)) is not None:
+            self.acked.pop(i.cid, None)
+            return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, o.status, reason=why)
+        if o.status == "open" and i.leg in MARKET_LEGS and i.cid in self.acked:
+            return self._acked_miss(i)  # still working at the venue: its fill is not known yet
+        self.acked.pop(i.cid, None)
+        found = o.status in ("open", "filled") or o.filled_qty > 0
         return (LookedUp(i, found, o.avg_price, o.filled_qty or None),
                 OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty))
+
+    def _look_again(self, i: OrderIntent, delay: float) -> None:
+        ref = self.actor_ref
+        self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
+
+    def _acked_miss(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
+        """An acknowledged market order the venue does not show as done (creation and history
+        can lag): what the venue holds decides. A held position means the entry filled (an
+        emptied one, that the exit did); otherwise look again with backoff, and only after
+        ACK_LOOKUPS misses with nothing held is it believed never to have happened."""
+        s = self.state
+        try:
+            held = [p for p in self._venue("positions", self.ctx.gateway.positions, write=False)
+                    if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0)]
+        except (Retryable, UnknownOutcome) as e:
+            logger.warning("{}: positions not read while resolving {} ({})", s.symbol, i.cid, e)
+            held = None
+        if held is not None:
+            qty = sum((abs(p.qty) for p in held), Decimal(0))
+            if i.leg is Leg.ENTRY and qty > 0:
+                self.acked.pop(i.cid, None)
+                entry = held[0].entry_price
+                return LookedUp(i, True, entry, qty), OrderFate(i.cid, "filled", entry, qty)
+            if i.leg is Leg.EXIT and qty == 0:
+                self.acked.pop(i.cid, None)
+                return LookedUp(i, True), OrderFate(i.cid, "filled")
+        n = self.acked[i.cid] = self.acked.get(i.cid, 0) + 1
+        if n < ACK_LOOKUPS:
+            delay = min(s.params.retry_backoff_s * 2 ** n, 5.0)
+            logger.warning("{}: acknowledged {} not visible at the venue yet (lookup {}); again in {:.1f}s",
+                           s.symbol, i.cid, n, delay)
+            self._look_again(i, delay)
+            return None
+        self.acked.pop(i.cid, None)
+        why = f"acknowledged, yet after {n} lookups neither the order nor a position shows at the venue"
+        return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, "not_found", reason=why)
 
     def _reconcile(self) -> Reconciled:
         """Resolve every intent of unknown fate, then read what the venue holds for us; if it

@@ -65,7 +65,9 @@ class ExchangeCfg(_Section):
     name: Literal["paper", "binanceusdm", "bybit"] = "paper"
     api_url: str | None = None  # point the client at another base URL (contract tests)
     demo: bool = False  # Binance demo trading / Bybit demo trading
-    rate_limit_ms: int = Field(default=50, ge=0)
+    # Milliseconds per unit of ccxt's request weight; unset: the venue's own unit, the one ccxt's
+    # weights are written for (Binance 50 ms, Bybit 20 ms: at 50 ms Bybit got 2.5x less than its limits).
+    rate_limit_ms: int | None = Field(default=None, ge=0)
     # ---- real venues through ccxt (issue 4); keys come only from environment variables ----
     sandbox: bool = False  # Bybit testnet (Binance has no futures testnet for signed calls any more)
     ws_url: str | None = None  # websocket base; with api_url set and no ws_url, websockets stay off
@@ -79,6 +81,13 @@ class ExchangeCfg(_Section):
     # A stop the venue reports triggered (Binance TRIGGERING/TRIGGERED) but not filled after
     # this long no longer counts as protecting: alarm, and its position reconciles.
     trigger_stuck_s: float = Field(default=10.0, gt=0)
+    # Account set-up at start and before a symbol's first entry (exchange/ccxt/account.py):
+    # one-way position mode is required; margin mode and leverage are set and read back.
+    leverage: int = Field(default=5, ge=1, le=125)
+    margin_mode: Literal["isolated", "cross"] = "isolated"
+    # For the liquidation estimate an entry's stop is checked against (the venues' lowest
+    # maintenance-margin tiers are 0.4-1 % for majors; more for small symbols).
+    maintenance_margin_pct: BoundedDecimal = Field(default=Decimal("1.0"), ge=0, lt=50)
 
     @model_validator(mode="after")
     def _urls(self) -> "ExchangeCfg":
@@ -304,6 +313,9 @@ class Config(_Section):
     def _venue_can_do_it(self) -> "Config":
         """Refuse combinations a venue cannot honour, at start, instead of mid-wave."""
         name = self.exchange.name
+        if name == "bybit" and "trailing_mode" not in self.protection.model_fields_set:
+            # The default follows the venue: Bybit has only the emulated kind.
+            object.__setattr__(self, "protection", self.protection.model_copy(update={"trailing_mode": "emulated"}))
         if name == "bybit" and self.protection.trailing_mode == "native":
             raise ValueError("protection.trailing_mode: bybit has no native percent trailing stop "
                              "(ccxt would send a market close); use trailing_mode = \"emulated\"")

@@ -120,9 +120,27 @@ def _begin(s: PositionState, ev: Begin, spec: MarketSpec) -> Step:
                   f"(min qty {spec.min_qty}, min notional {spec.min_notional})")
         s, cmds = _report(s, Outcome.FAILED, reason)
         return s, [Record("entry_refused", {"reason": reason}), *cmds]
+    if (reason := _liquidates_first(s, ev.price, spec)) is not None:
+        s = replace(s, phase=Phase.FAILED, last_price=ev.price)
+        s, cmds = _report(s, Outcome.FAILED, reason)
+        return s, [Record("entry_refused", {"reason": reason}), *cmds]
     s, intent = _intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty)
     s = replace(s, phase=Phase.ENTERING, last_price=ev.price)
     return _send(s, intent)
+
+
+def _liquidates_first(s: PositionState, price: Decimal, spec: MarketSpec) -> str | None:
+    """Why an entry at `price` must not be made: its stop would lie beyond liquidation."""
+    p = s.params
+    if p.leverage is None:
+        return None
+    stop = tr.initial_stop(price, s.side, p.stop_loss_pct, spec)
+    liq = tr.liquidation_estimate(price, s.side, p.leverage, p.maint_margin_pct)
+    if not tr.beyond_liquidation(stop, liq, s.side):
+        return None
+    return (f"stop {stop} lies beyond the estimated liquidation price {spec.nearest_price(liq)} "
+            f"(leverage {p.leverage}x, maintenance margin {p.maint_margin_pct}%): lower exchange.leverage "
+            f"or tighten protection.stop_loss_pct")
 
 
 def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
@@ -132,6 +150,8 @@ def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
         return s, [Cancel(intent.cid)] if intent.leg in (Leg.STOP, Leg.TRAILING) else []
     s = replace(s, pending=None)
     match intent.leg:
+        case Leg.ENTRY if filled is not None and filled <= 0:
+            return _refused(s, intent, "entry ended with nothing filled")
         case Leg.ENTRY:
             return _entered(s, price or s.last_price, filled or intent.qty, spec)
         case Leg.STOP:

@@ -72,6 +72,8 @@ class Params:
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     replace_min_interval_s: float = 1.0
+    leverage: Decimal | None = None  # the venue's leverage for our symbols; None: unleveraged
+    maint_margin_pct: Decimal = Decimal(1)  # for the liquidation estimate an entry is checked against
 
 
 @dataclass(frozen=True, slots=True)

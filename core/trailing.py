@@ -72,3 +72,16 @@ class Trailing:
         if self.activated and best == self.best and level == self.level:
             return self
         return replace(self, activated=True, best=best, level=level)
+
+
+def liquidation_estimate(entry: Decimal, side: Side, leverage: Decimal, maint_margin_pct: Decimal) -> Decimal:
+    """Where an isolated position opened at `entry` with `leverage` is liquidated: once the loss
+    has eaten the initial margin (1/leverage) down to the maintenance margin. Cross margin is
+    backed by the account's free balance and liquidates later, so this errs on the safe side."""
+    distance = 1 / leverage - pct(maint_margin_pct)
+    return entry * (1 - side.sign * distance)
+
+
+def beyond_liquidation(stop: Decimal, liquidation: Decimal, side: Side) -> bool:
+    """A stop the venue would only reach after liquidating the position."""
+    return stop <= liquidation if side is Side.LONG else stop >= liquidation

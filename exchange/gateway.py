@@ -33,6 +33,11 @@ class UnknownOutcome(VenueError):
     """A write timed out or hit a network error: it may have been accepted. Look it up."""
 
 
+class Acknowledged(UnknownOutcome):
+    """The venue accepted the order (it answered with an id) but its fill could not be read
+    back in time. It counts as placed: a lookup that misses is the venue being slow, not a no."""
+
+
 class Rejected(VenueError):
     """The venue refused the request (invalid order, funds, reduce-only…): do not retry."""
 

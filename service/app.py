@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from loguru import logger
@@ -66,7 +67,9 @@ def position_params(cfg: Config) -> Params:
     return Params(stop_loss_pct=p.stop_loss_pct, activation_pct=p.trailing_activation_pct,
                   callback_pct=p.trailing_callback_pct, trailing_mode=p.trailing_mode,
                   notional=cfg.risk.position_notional_usdt, max_attempts=p.max_attempts,
-                  retry_backoff_s=p.retry_backoff_s, replace_min_interval_s=p.replace_min_interval_s)
+                  retry_backoff_s=p.retry_backoff_s, replace_min_interval_s=p.replace_min_interval_s,
+                  leverage=Decimal(cfg.exchange.leverage),
+                  maint_margin_pct=cfg.exchange.maintenance_margin_pct)
 
 
 @dataclass

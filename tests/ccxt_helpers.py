@@ -33,6 +33,8 @@ PROFILES: dict[str, Profile] = {
     "binanceusdm": Profile(("BINANCE_API_KEY", "BINANCE_API_SECRET"), "POST /fapi/v1/order",
                            "POST /fapi/v1/algoOrder", "GET /fapi/v1/algoOrder", "GET /fapi/v2/ticker/price",
                            -1021, {"code": -1003, "status": 429, "retry_after_s": 30}),
+    "bybit": Profile(("BYBIT_API_KEY", "BYBIT_API_SECRET"), "POST /v5/order/create", "POST /v5/order/create",
+                     "GET /v5/order/realtime", "GET /v5/market/tickers", 10002, {"status": 403}),
 }
 
 

@@ -9,8 +9,20 @@ from exchange.ccxt.build import credentials
 
 def test_native_trailing_on_bybit_is_refused_at_start():
     with pytest.raises(ConfigError, match="trailing_mode"):
-        load_config(None, ["exchange.name=bybit"])
+        load_config(None, ["exchange.name=bybit", "protection.trailing_mode='native'"])
     assert load_config(None, ["exchange.name=bybit", "protection.trailing_mode='emulated'"]).exchange.name == "bybit"
+    # left unset, the trailing mode follows the venue: Bybit has only the emulated kind
+    assert load_config(None, ["exchange.name=bybit"]).protection.trailing_mode == "emulated"
+    assert load_config(None, []).protection.trailing_mode == "native"
+
+
+def test_account_set_up_keys_are_bounded():
+    x = load_config(None, []).exchange
+    assert (x.leverage, x.margin_mode, x.maintenance_margin_pct) == (5, "isolated", 1)
+    for bad in ("exchange.leverage=0", "exchange.leverage=126", "exchange.margin_mode='portfolio'",
+                "exchange.maintenance_margin_pct=-1"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[1]):
+            load_config(None, [bad])
 
 
 def test_binance_has_no_sandbox_any_more():

@@ -51,8 +51,9 @@ def test_markets_come_from_exchange_info_as_exact_decimals(gw, venue):
     specs = gw.markets()
     assert specs == paper_markets()  # tick, lot, min qty, min notional: Decimal-equal, no float drift
     # loading markets took public calls only (exchange info, and the clock offset): no signed
-    # spot/sapi requests
-    assert [(m, p) for m, p, _ in venue.requests] == [("GET", "/fapi/v1/exchangeInfo"), ("GET", "/fapi/v1/time")]
+    # spot/sapi requests; then the account set-up checked the position mode
+    assert [(m, p) for m, p, _ in venue.requests] == [("GET", "/fapi/v1/exchangeInfo"), ("GET", "/fapi/v1/time"),
+                                                      ("GET", "/fapi/v1/positionSide/dual")]
 
 
 def test_entry_stop_and_native_trailing_reach_the_right_endpoints(gw, venue):
@@ -177,12 +178,8 @@ def test_orders_the_adapter_cannot_express_are_refused_before_sending(gw, venue)
 def test_requests_are_signed_with_the_secret_from_the_environment(venue, monkeypatch):
     monkeypatch.setenv("BINANCE_API_KEY", KEY)
     monkeypatch.setenv("BINANCE_API_SECRET", "not-the-secret")
-    g = gateway(venue.url)
-    try:
-        with pytest.raises(Rejected, match="-1022"):
-            g.positions(2)
-    finally:
-        g.close()
+    with pytest.raises(Rejected, match="-1022"):  # the account check at start is signed: no start
+        gateway(venue.url).close()
 
 
 def test_polling_feed_delivers_a_triggered_stop_as_a_fill(gw, venue):

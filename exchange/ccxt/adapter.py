@@ -17,17 +17,20 @@ from loguru import logger
 
 from core.position_types import Leg
 from core.types import MarketSpec
+from exchange.ccxt.account import AccountRefused, AccountSetup
 from exchange.ccxt.errors import classify
 from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
-    UnknownOutcome, VenuePosition, current_fence,
+    Acknowledged, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
+    VenueError, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
 DEFAULT_COOLDOWN_S = 1.0
+# First pause between read-backs of an acknowledged market order (doubling, within the call's timeout).
+READ_BACK_FIRST_S = 0.05
 
 
 def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
@@ -49,8 +52,9 @@ def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
 class CcxtGateway:
     def __init__(self, venue: Venue, make_exchange: Callable[[], ccxt.Exchange], *,
                  call_timeout_s: float, poll_interval_s: float = 1.0, websocket: bool = False,
-                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S) -> None:
+                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S, account: AccountSetup | None = None) -> None:
         self.venue = venue
+        self.account = account
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
         self.loop = VenueLoop(self.name)
@@ -60,6 +64,8 @@ class CcxtGateway:
         try:
             self.ex = self.loop.call(self._make(make_exchange), call_timeout_s)
             self.specs = self._call(self._load_markets, call_timeout_s, write=False)
+            if account is not None:  # refuses to start on an account we cannot trade safely
+                self._call(lambda: account.at_start(self.ex), call_timeout_s, write=False)
         except BaseException:
             self.loop.close(self._close_exchange() if hasattr(self, "ex") else None)
             raise
@@ -77,25 +83,31 @@ class CcxtGateway:
 
     # ---- the call bridge ---------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], Awaitable[Any]], timeout: float, *, write: bool) -> Any:
+    def _call(self, fn: Callable[[], Awaitable[Any]], timeout: float, *, write: bool,
+              pace: str | None = None) -> Any:
         fence = current_fence() if write else None
         try:
-            return self.loop.call(self._guarded(fn, timeout, fence), timeout)
+            return self.loop.call(self._guarded(fn, timeout, fence, pace), timeout)
         except Fenced:
             raise
         except Exception as e:
             raise classify(e, write=write) from e
 
     async def _guarded(self, fn: Callable[[], Awaitable[Any]], timeout: float,
-                       fence: Callable[[], None] | None = None) -> Any:
-        """Honour a rate-limit cool-down before sending; start one when the venue says 429.
+                       fence: Callable[[], None] | None = None, pace: str | None = None) -> Any:
+        """Honour a rate-limit cool-down and the venue's per-second budget for `pace` (a kind
+        of order write) before sending; start a cool-down when the venue says "too many".
         A write checks its actor's epoch after any wait, right before it leaves."""
         loop = self.loop.loop
+        deadline = loop.time() + timeout
         wait = self._cooldown_until - loop.time()
         if wait > 0:
             if wait >= timeout:
                 raise Retryable(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
             await asyncio.sleep(wait)
+        budget = self.venue.pacer(pace) if pace else None
+        if budget is not None:
+            await budget.acquire(deadline)
         if fence is not None:
             fence()
         self.calls += 1
@@ -110,8 +122,8 @@ class CcxtGateway:
                     fence()
                 self.calls += 1
                 return await fn()
-        except ccxt.DDoSProtection:
-            retry_after = self._retry_after()
+        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as e:  # siblings in ccxt 4.5
+            retry_after = self.venue.cooldown_s(e, self._headers()) or self._retry_after()
             self._cooldown_until = max(self._cooldown_until, loop.time() + retry_after)
             logger.warning("{}: rate limited by the venue; holding requests for {:.1f}s", self.name, retry_after)
             raise
@@ -129,8 +141,11 @@ class CcxtGateway:
         value = (getattr(self, "ex", None) and self.ex.options.get("timeDifference"))
         return int(value) if isinstance(value, (int, float)) else None
 
+    def _headers(self) -> dict[str, str]:
+        return getattr(self.ex, "last_response_headers", None) or {}
+
     def _retry_after(self) -> float:
-        headers = getattr(self.ex, "last_response_headers", None) or {}
+        headers = self._headers()
         raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
         try:
             return max(float(raw), 0.1) if raw is not None else DEFAULT_COOLDOWN_S
@@ -152,24 +167,52 @@ class CcxtGateway:
     def place_order(self, req: OrderRequest, timeout: float) -> OrderState:
         self._known(req.symbol)
         order_type, params = self.venue.order_args(req)  # raises Rejected: nothing is sent
-        t0 = time.monotonic()
+        deadline = time.monotonic() + timeout
+        if req.leg is Leg.ENTRY and self.account is not None:
+            self._set_up(req.symbol, timeout)
+            timeout = max(deadline - time.monotonic(), 0.1)
         o = self._call(lambda: self.ex.create_order(req.symbol, order_type, req.side, str(req.qty),
-                                                    None, params), timeout, write=True)
+                                                    None, params), timeout, write=True, pace="create")
         state = self.venue.state(o, req.cid, req.leg)
         if req.leg in (Leg.ENTRY, Leg.EXIT) and state.status != "filled":
-            # Some venues only acknowledge a market order; its fill is read back by client id.
-            left = max(timeout - (time.monotonic() - t0), 0.1)
-            try:
-                state = self.fetch_order(req.symbol, req.cid, left)
-            except (Retryable, OrderNotFound) as e:
-                raise UnknownOutcome(f"{self.name}: order {req.cid} acknowledged, fill not read back: {e}") from e
+            state = self._read_back(req, deadline)
         if state.leg in (Leg.STOP, Leg.TRAILING) and state.status == "open":
             self.feed.watch(req.symbol, req.cid)
         return state
 
+    def _set_up(self, symbol: str, timeout: float) -> None:
+        """Margin mode and leverage of `symbol` set and read back before its first entry."""
+        try:
+            self._call(lambda: self.account.ensure(self.ex, symbol), timeout, write=False)
+        except AccountRefused:
+            raise
+        except VenueError as e:
+            raise Rejected(f"{self.name}: account set-up of {symbol} failed, entry not sent: {e}") from e
+
+    def _read_back(self, req: OrderRequest, deadline: float) -> OrderState:
+        """Some venues only acknowledge a market order (Bybit: creation is asynchronous, its
+        history may lag): read it back by client id, with backoff, until it is final or the
+        call's time is up; then it is `Acknowledged` — placed, fill not yet known."""
+        pause, why = READ_BACK_FIRST_S, "still working"
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0.05:
+                raise Acknowledged(f"{self.name}: order {req.cid} acknowledged, fill not read back: {why}")
+            try:
+                state = self.fetch_order(req.symbol, req.cid, left)
+                if state.status != "open":
+                    return state
+                why = "still working"
+            except (Retryable, OrderNotFound) as e:
+                why = str(e)
+            except VenueError as e:  # the order was accepted: a failed read never refuses it
+                raise Acknowledged(f"{self.name}: order {req.cid} acknowledged, read-back failed: {e}") from e
+            time.sleep(max(min(pause, deadline - time.monotonic() - 0.05), 0))
+            pause *= 2
+
     def cancel_order(self, symbol: str, cid: str, timeout: float) -> OrderState:
         self._known(symbol)
-        o = self._call(lambda: self.venue.cancel(self.ex, symbol, cid), timeout, write=True)
+        o = self._call(lambda: self.venue.cancel(self.ex, symbol, cid), timeout, write=True, pace="cancel")
         self.feed.unwatch(cid)
         state = self.venue.state(o, cid)
         return state if state.status != "open" else _with_status(state, "cancelled")

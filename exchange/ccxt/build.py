@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import ccxt.pro as ccxtpro
 
 from core.config import Config, ConfigError, is_loopback
+from exchange.ccxt.account import account_setup
 from exchange.ccxt.adapter import CcxtGateway
 from exchange.ccxt.venues import VENUES
 
@@ -37,9 +38,9 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
     websocket = x.feed != "poll" and (x.api_url is None or x.ws_url is not None)
 
     def make():
+        unit = {} if x.rate_limit_ms is None else {"rateLimit": max(x.rate_limit_ms, 1)}
         ex = getattr(ccxtpro, venue.ccxt_id)({
-            "apiKey": key, "secret": secret,
-            "enableRateLimit": x.rate_limit_ms > 0, "rateLimit": max(x.rate_limit_ms, 1),
+            "apiKey": key, "secret": secret, "enableRateLimit": x.rate_limit_ms != 0, **unit,
             "rateLimiterAlgorithm": "rollingWindow" if x.rate_window_s > 0 else "leakyBucket",
             "rollingWindowSize": x.rate_window_s * 1000,
             "timeout": int(timeout_s * 1000),
@@ -52,4 +53,5 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
         return ex
 
     return CcxtGateway(venue, make, call_timeout_s=timeout_s, poll_interval_s=x.poll_interval_ms / 1000,
-                       websocket=websocket, trigger_stuck_s=x.trigger_stuck_s)
+                       websocket=websocket, trigger_stuck_s=x.trigger_stuck_s,
+                       account=account_setup(venue.ccxt_id, x.leverage, x.margin_mode))

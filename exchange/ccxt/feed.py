@@ -62,6 +62,7 @@ class Feed:
         self._stuck: set[str] = set()  # triggered past the bound: alarmed, not protecting
         self._recheck: set[str] = set()  # a stream said "filled" without a price: read it by REST
         self._held: dict[str, Decimal] = {}  # position sizes seen by the last poll
+        self._ws_last: dict[str, Decimal] = {}  # last websocket price delivered per symbol
         self._sweep = 0
         self._on_tick: TickHandler | None = None
         self._on_order: OrderHandler | None = None
@@ -206,9 +207,14 @@ class Feed:
         if not self.ws_prices_up:
             self.ws_prices_up = True
             self.stats.ws_connects += 1
-        for sym, t in tickers.items():
+        # One topic per symbol (Bybit): ccxt.pro hands back only the update that woke us; the
+        # ones that arrived meanwhile are in its ticker cache, delivered here if they moved.
+        cached = {s: t for s, t in (getattr(self.gw.ex, "tickers", None) or {}).items()
+                  if s not in tickers and dec(t.get("last")) != self._ws_last.get(s)}
+        for sym, t in {**cached, **tickers}.items():
             price = dec((t.get("info") or {}).get("c")) or dec(t.get("last"))  # Binance's raw close
             if price is not None and sym in self.gw.specs:
+                self._ws_last[sym] = price
                 self._tick(sym, price)
 
     async def _ws_orders_once(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -16,7 +17,9 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 
 from core.position_types import Leg, leg_of
-from exchange.gateway import OrderRequest, OrderState, Rejected, VenuePosition
+from exchange.ccxt.errors import venue_code
+from exchange.ccxt.pacing import PerSecond
+from exchange.gateway import OrderRequest, OrderState, Rejected, Retryable, VenuePosition
 
 Order = dict[str, Any]
 
@@ -130,6 +133,18 @@ class Venue:
     def triggered(self, o: Order) -> bool:
         """The venue says this stop fired and its market order is still under way."""
         return False
+
+    # ---- request budget ----------------------------------------------------------------
+
+    def pacer(self, kind: str) -> PerSecond | None:
+        """The per-second budget for one kind of order write ("create", "cancel"), if the
+        venue has one ccxt's throttle does not keep."""
+        return None
+
+    def cooldown_s(self, exc: Exception, headers: dict[str, str]) -> float | None:
+        """How long every request must wait after this "too many requests" answer, when the
+        venue documents it (None: the generic Retry-After / default rule)."""
+        return None
 
     # ---- reading orders ----------------------------------------------------------------
 
@@ -310,8 +325,27 @@ class BinanceUsdm(Venue):
         return out
 
 
+# Bybit v5: "limit [1, 50], default 20" with cursor paging (order/open-order); more pages than
+# this means something is wrong with the account, not that we should keep reading.
+BYBIT_PAGE = 50
+BYBIT_MAX_PAGES = 40
+# Per second per UID, each of /v5/order/create, /amend, /cancel (rate-limit: "API Rate Limit Table").
+BYBIT_WRITES_PER_S = 10
+# HTTP 403 is an IP ban (rate-limit: "IP Rate Limit", usually 30 minutes): hold everything at
+# least ten minutes rather than hammer the venue once a second.
+BYBIT_BAN_HOLD_S = 600.0
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
 class BybitLinear(Venue):
-    """Bybit v5 linear perpetuals. No native percent trailing: the service emulates it."""
+    """Bybit v5 linear perpetuals. No native percent trailing: the service emulates it.
+
+    Linear covers USDT- and USDC-settled contracts, and Bybit answers account-wide reads
+    (positions, open orders) for one settle coin at a time: every read covers every settle
+    coin of the markets we trade, or a USDC position would look closed."""
 
     ccxt_id = "bybit"
     key_env = ("BYBIT_API_KEY", "BYBIT_API_SECRET")
@@ -322,10 +356,43 @@ class BybitLinear(Venue):
     avg_keys = ("avgPrice",)
     filled_keys = ("cumExecQty",)
 
+    def __init__(self) -> None:
+        self._pacers = {kind: PerSecond(BYBIT_WRITES_PER_S, 1.0, name=f"bybit order/{kind}")
+                        for kind in ("create", "cancel", "amend")}
+        # Settle coins that may hold a position of ours: all of them until the first read, then
+        # those holding one and those we ever traded in. Each costs a request on every poll.
+        self._coins: set[str] | None = None
+        self._traded: set[str] = set()
+
+    def order_args(self, req: OrderRequest) -> tuple[str, dict[str, Any]]:
+        out = super().order_args(req)
+        self._traded.add(req.symbol.rsplit(":", 1)[-1])
+        return out
+
     def configure(self, ex, *, api_url, ws_url, demo, sandbox) -> None:
         ex.options["fetchMarkets"] = {"types": ["linear"]}
         ex.options["loadAllOptions"] = False
         super().configure(ex, api_url=api_url, ws_url=ws_url, demo=demo, sandbox=sandbox)
+
+    def pacer(self, kind: str) -> PerSecond | None:
+        return self._pacers.get(kind)
+
+    def cooldown_s(self, exc: Exception, headers: dict[str, str]) -> float | None:
+        if " 403 " in str(exc):
+            return BYBIT_BAN_HOLD_S
+        if venue_code(exc) == "10006":  # "Too many visits!": the header says when the budget resets
+            reset = _header(headers, "X-Bapi-Limit-Reset-Timestamp")
+            try:
+                return min(max(int(reset) / 1000 - time.time(), 0.1), 5.0) if reset else None
+            except ValueError:
+                return None
+        return None
+
+    @staticmethod
+    def settle_coins(ex: ccxt.Exchange) -> list[str]:
+        """The settle coins of the linear perpetuals we may trade (USDT, USDC)."""
+        return sorted({m["settle"] for m in ex.markets.values()
+                       if m.get("swap") and m.get("linear") and m.get("active") is not False and m.get("settle")})
 
     def status(self, o: Order, filled: Decimal) -> str:
         raw = ((o.get("info") or {}).get("orderStatus") or "")
@@ -353,16 +420,38 @@ class BybitLinear(Venue):
         return await ex.cancel_order(None, symbol, {"orderLinkId": cid})
 
     async def open_orders(self, ex, symbol):
-        return await ex.fetch_open_orders(symbol)
+        if symbol is not None:
+            return await self._paged(ex, symbol, {})
+        pages = await asyncio.gather(*(self._paged(ex, None, {"settleCoin": c}) for c in self.settle_coins(ex)))
+        return [o for page in pages for o in page]
+
+    async def _paged(self, ex: ccxt.Exchange, symbol: str | None, params: dict[str, Any]) -> list[Order]:
+        """Every resting order, 50 a page, following Bybit's nextPageCursor."""
+        out: list[Order] = []
+        cursor = None
+        for _ in range(BYBIT_MAX_PAGES):
+            page = await ex.fetch_open_orders(symbol, None, BYBIT_PAGE,
+                                              {**params, **({"cursor": cursor} if cursor else {})})
+            out += page
+            # ccxt puts the cursor on the first raw row, then sorts the rows by time
+            cursor = next(((o.get("info") or {}).get("nextPageCursor") for o in page
+                           if (o.get("info") or {}).get("nextPageCursor")), None)
+            if not cursor or len(page) < BYBIT_PAGE:
+                return out
+        raise Retryable(f"bybit: more than {BYBIT_MAX_PAGES * BYBIT_PAGE} open orders; not all read")
 
     async def positions(self, ex):
         out = []
-        for p in await ex.fetch_positions(None, {"category": "linear"}):
+        coins = sorted(self._traded | self._coins) if self._coins is not None else self.settle_coins(ex)
+        pages = await asyncio.gather(*(ex.fetch_positions(None, {"category": "linear", "settleCoin": c})
+                                       for c in coins))
+        for p in (p for page in pages for p in page):
             info = p.get("info") or {}
             size = dec(info.get("size")) or Decimal(0)
             if size != 0:
                 signed = size if info.get("side") == "Buy" else -size
                 out.append(VenuePosition(p["symbol"], signed, first_dec(info, "avgPrice")))
+        self._coins = {v.symbol.rsplit(":", 1)[-1] for v in out}
         return out
 
     async def last_prices(self, ex, symbols):

@@ -24,10 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--volatility", type=float, default=0.0015)
     ap.add_argument("--clock-skew-ms", type=int, default=0,
                     help="the venue's clock minus this machine's: rehearse clock drift (-1021 / 10002)")
+    ap.add_argument("--history-delay-ms", type=float, default=0,
+                    help="bybit: closed orders reach order/history this late (documented as delayed)")
     args = ap.parse_args(argv)
     engine = PaperEngine(paper_markets(), start_prices(), seed=7, volatility=args.volatility)
     venue = FAKES[args.venue](engine, latency_ms=args.latency_ms, host=args.host, port=args.port)
     venue.clock_skew_ms = args.clock_skew_ms
+    if args.venue == "bybit":
+        venue.history_delay_s = args.history_delay_ms / 1000
     print(venue.start(), flush=True)
     print(venue.ws_url, flush=True)
     done = threading.Event()

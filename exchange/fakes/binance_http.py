@@ -29,6 +29,7 @@ from exchange.fakes import binance_events as events
 from exchange.fakes import binance_wire as wire
 from exchange.fakes.binance_algo import AlgoBook
 from exchange.fakes.binance_stream import StreamHub
+from exchange.fakes.binance_account import BinanceAccountState, account_routes
 from exchange.gateway import OrderNotFound, OrderRequest, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
@@ -131,6 +132,9 @@ class FakeBinance:
             "PUT /fapi/v1/listenKey": self._listen_key,
             "DELETE /fapi/v1/listenKey": lambda p: (self._listen_keys.clear(), {})[1],
         }
+        # ---- account set-up (position mode, leverage, margin type): binance_account.py ----
+        self.account = BinanceAccountState()
+        self._routes.update(account_routes(self.account, VenueError, self._symbol))
 
     # ---- control (tests and the standalone runner) -------------------------------------
 

@@ -3,7 +3,9 @@ control surface (start/stop, url/ws_url, engine, requests, inject, clock_skew_ms
 from __future__ import annotations
 
 from exchange.fakes.binance_http import FakeBinance
+from exchange.fakes.bybit_http import FakeBybit
 
 FAKES: dict[str, type] = {
     "binanceusdm": FakeBinance,
+    "bybit": FakeBybit,
 }

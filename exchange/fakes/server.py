@@ -1,0 +1,70 @@
+"""An aiohttp application on its own event-loop thread, listening on loopback: the plumbing
+every fake venue shares (start → URL, stop, run a coroutine on the venue's loop)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+
+class LoopbackServer:
+    name = "fake venue"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self.url = self.ws_url = ""
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def on_started(self) -> None:
+        """Background work of the venue (on its loop), once it listens."""
+
+    async def on_stopping(self) -> None:
+        """Close what the venue holds open (websockets) before the listener goes."""
+
+    def start(self) -> str:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name=self.name, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"{self.name} did not start")
+        return self.url
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def on_loop(self, fn: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
+        """Run `fn()` on the venue's loop (from any other thread) and return its result."""
+        return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        self.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, self.port)
+        self._loop.run_until_complete(site.start())
+        self.port = self._runner.addresses[0][1]
+        self.url, self.ws_url = f"http://{self.host}:{self.port}", f"ws://{self.host}:{self.port}"
+        self._loop.run_until_complete(self.on_started())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _shutdown(self) -> None:
+        """Drop answers still being delayed (injected slowness), then close the listener."""
+        await self.on_stopping()
+        me = asyncio.current_task()
+        for task in [t for t in asyncio.all_tasks() if t is not me]:
+            task.cancel()
+        await self._runner.cleanup()
