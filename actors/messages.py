@@ -95,6 +95,8 @@ class PositionClosed:
     position_id: str
     symbol: str
     exit_price: Decimal | None
+    reason: str | None = None
+    net_pnl: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,10 @@ from actors.scheduler import Scheduler
 from actors.together import together
 from core.config import DeadlinesCfg
 from core.faults import FaultPlan, InjectedCrash
+from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Place,
+    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Phase, Place,
     Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
     RetryLater, Tick, leg_of, position_id_of,
 )
@@ -59,6 +60,9 @@ class PositionContext:
     on_decision: Callable[[float], None] = lambda _s: None  # tick-to-decision latency sink
     on_recovered: Callable[[PositionState], None] = lambda _s: None  # reconciled after a restart
     recovery_view: Callable[[PositionState], VenueView | None] = lambda _s: None  # cold start
+    # a position that traded has closed: P&L known (None if it could not be computed); must
+    # not block (the service queues alerts and logs on its own threads)
+    on_closed: Callable[[PositionState, Realized | None], None] = lambda _s, _p: None
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -77,6 +81,7 @@ class PositionActor(pykka.ThreadingActor):
         # be reconciled with the venue before a tick or an order update can move it.
         self.ready = False
         self.early: list[Any] = []
+        self.realized: Realized | None = None
 
     # ---- mailbox ----------------------------------------------------------------------
 
@@ -131,7 +136,7 @@ class PositionActor(pykka.ThreadingActor):
                     self.ctx.on_decision(time.perf_counter() - ts)
             case OrderUpdate(order=o):
                 if o.status == "filled" and o.avg_price is not None:
-                    self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty))
+                    self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty, fee=o.fee))
                 elif o.status in ("expired", "cancelled", "rejected") and o.cid in self.state.protective_cids:
                     logger.warning("{}: {} is {} at the venue, not by us; reconciling",
                                    self.state.symbol, o.cid, o.status)
@@ -156,9 +161,22 @@ class PositionActor(pykka.ThreadingActor):
 
     def _finish(self) -> None:
         s = self.state
-        self.ctx.coordinator().tell(PositionClosed(s.id, s.symbol, s.exit_price))
+        if s.entry_price is not None and s.exit_price is not None:
+            self._log_exit(s)
+            self.ctx.on_closed(s, self.realized)
+        self.ctx.coordinator().tell(PositionClosed(s.id, s.symbol, s.exit_price, s.close_reason,
+                                                   self.realized.net if self.realized else None))
         self.ctx.on_final(s.id, s.epoch)
         self.stop()
+
+    def _log_exit(self, s: PositionState) -> None:
+        """One line per exit, with its reason and money: the story an operator reads."""
+        p = self.realized
+        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {p.fees:.4f}"
+                 if p else "P&L unknown")
+        level = "ERROR" if s.phase is Phase.EMERGENCY_CLOSED else "INFO"
+        logger.log(level, "{} {} closed: {} at {} (entry {}); {}", s.symbol, s.side, s.close_reason,
+                   s.exit_price, s.entry_price, money)
 
     # ---- the loop: step, persist, execute ---------------------------------------------
 
@@ -179,7 +197,9 @@ class PositionActor(pykka.ThreadingActor):
     def _persist(self, s: PositionState, intents, fates, records) -> None:
         self._fence()
         with self.handle.op("db_write", self.ctx.deadlines.operation_s):
-            self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+            pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        if pnl is not None:
+            self.realized = pnl
 
     def _execute(self, cmd, queue: deque) -> None:
         match cmd:
@@ -226,7 +246,7 @@ class PositionActor(pykka.ThreadingActor):
         except Rejected as e:
             return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
         status = "filled" if o.status == "filled" else "open"
-        return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty)
+        return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty, fee=o.fee)
 
     def _fence_after(self, req: OrderRequest, o) -> None:
         """The epoch moved while our order was on the wire: take back what we just placed,
@@ -250,7 +270,7 @@ class PositionActor(pykka.ThreadingActor):
             logger.warning("{}: cancel {} failed ({}); reconciliation will retry", self.state.symbol, cid, e)
             return None, OrderFate(cid, "open", reason=f"cancel failed: {e}")
         if o.status == "filled" and o.avg_price is not None:
-            return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty)
+            return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty, fee=o.fee)
         return None, OrderFate(cid, o.status if o.status != "open" else "cancelled")
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
@@ -267,7 +287,7 @@ class PositionActor(pykka.ThreadingActor):
             return None
         found = o.status in ("open", "filled")
         return (LookedUp(i, found, o.avg_price, o.filled_qty or None),
-                OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty))
+                OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty, fee=o.fee))
 
     def _reconcile(self) -> Reconciled:
         """Resolve every intent of unknown fate, then read what the venue holds for us; if it
@@ -329,7 +349,7 @@ class PositionActor(pykka.ThreadingActor):
             o = self.ctx.gateway.fetch_order(self.state.symbol, cid, timeout=self.ctx.deadlines.venue_call_s)
         except OrderNotFound:
             return OrderFate(cid, "not_found"), None
-        return OrderFate(cid, o.status, o.avg_price, o.filled_qty), o
+        return OrderFate(cid, o.status, o.avg_price, o.filled_qty, fee=o.fee), o
 
     def _inject(self, op: str) -> None:
         rule = self.ctx.faults.pick(op, self.state.symbol)

@@ -46,6 +46,10 @@ class PaperCfg(_Section):
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
     state_file: str | None = None
+    # Commission in % of each fill's notional; defaults are Binance USD-M's regular (VIP 0)
+    # rates. Market orders and triggered stops take liquidity: they pay the taker rate.
+    taker_fee_pct: Decimal = Field(default=Decimal("0.05"), ge=0, le=1, allow_inf_nan=False)
+    maker_fee_pct: Decimal = Field(default=Decimal("0.02"), ge=0, le=1, allow_inf_nan=False)
 
 
 class RiskCfg(_Section):
@@ -189,6 +193,29 @@ class RecoveryCfg(_Section):
     progress_every_s: float = Field(default=1.0, gt=0)
 
 
+class AlertsCfg(_Section):
+    """Alerts through apprise. The URLs carry tokens: they are read only from the environment."""
+
+    urls_env: str = "WAVE_TRADER_ALERT_URLS"
+    queue_size: int = Field(default=100, ge=1, le=10_000)
+
+
+class ReportCfg(_Section):
+    """How money is reported: the day that "today" means."""
+
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> "ReportCfg":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r} (an IANA name: UTC, Europe/Berlin, …)") from None
+        return self
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -204,6 +231,8 @@ class Config(_Section):
     run_dir: str = "var"
     control: ControlCfg = ControlCfg()
     health: HealthCfg = HealthCfg()
+    report: ReportCfg = ReportCfg()
+    alerts: AlertsCfg = AlertsCfg()
 
     @model_validator(mode="after")
     def _venue_can_do_it(self) -> "Config":

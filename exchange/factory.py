@@ -17,7 +17,8 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
         p = cfg.paper
         engine = PaperEngine(paper_markets(p.extra_symbols), start_prices(p.extra_symbols),
                              seed=p.seed, volatility=p.volatility, slippage_bps=p.slippage_bps,
-                             store=paper_store(cfg))
+                             store=paper_store(cfg), taker_fee_pct=p.taker_fee_pct,
+                             maker_fee_pct=p.maker_fee_pct)
         return PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                             tick_interval_s=p.tick_interval_ms / 1000, faults=faults, seed=p.seed)
     if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt (issue 4)

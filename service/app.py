@@ -34,6 +34,8 @@ from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
+from service.alerts import Alerts, urls_from_env
+from service.money import Ledger
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
@@ -112,6 +114,9 @@ class Service:
         self._shut_down = False
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
+        self.money = Ledger(self, cfg.report.timezone)
+        self.alerts = Alerts(urls_from_env(cfg.alerts.urls_env), queue_size=cfg.alerts.queue_size)
+        self.ctx.on_closed = self._on_closed
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -242,6 +247,7 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.alerts.close(max(0.5, deadline - time.monotonic()))
         return stuck
 
     # ---- callbacks -----------------------------------------------------------------------
@@ -263,6 +269,16 @@ class Service:
 
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")
+        self.alerts.notify("needs_attention", f"wave-trader: {key} needs an operator", msg)
+
+    def _on_closed(self, s, pnl) -> None:
+        """A traded position closed (its own thread: only queue, never wait)."""
+        money = f"P&L {pnl.net:+.2f} USDT ({pnl.pct:+.2f}%)" if pnl else "P&L unknown"
+        what = f"{s.symbol} {s.side}: {s.close_reason} at {s.exit_price} (entry {s.entry_price}); {money}"
+        if s.phase is Phase.EMERGENCY_CLOSED:
+            self.alerts.notify("emergency_close", f"EMERGENCY CLOSE {s.symbol}", what)
+        elif s.close_reason and "stop" in s.close_reason:
+            self.alerts.notify("stop_fired", f"stop fired: {s.symbol}", what)
 
     # ---- reporting -----------------------------------------------------------------------
 
@@ -305,7 +321,15 @@ class Service:
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
             "recovery": self.recovery.as_dict(),
+            "pnl": self._pnl(),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
+
+    def _pnl(self) -> dict | None:
+        try:
+            return self.money.snapshot().as_dict()
+        except Exception as e:  # a summary must not fail because the money could not be read
+            logger.warning("run summary: P&L not available: {}", e)
+            return None
 
     def signals_health(self) -> dict | None:
         """The signal source's own report (connected/reconnecting, counts), when it has one."""

@@ -160,6 +160,9 @@ class HealthMonitor:
                 if h.status != self._last_status:
                     level = {"healthy": "INFO", "degraded": "WARNING", "critical": "CRITICAL"}[h.status]
                     logger.log(level, "health: {} -> {}", self._last_status, self.line(h))
+                    alerts = getattr(self.svc, "alerts", None)
+                    if h.status == "critical" and alerts is not None:
+                        alerts.notify("health_critical", "wave-trader health CRITICAL", "; ".join(h.reasons))
                     self._last_status = h.status
                     last_log = now
                 elif self.cfg.log_interval_s and now - last_log >= self.cfg.log_interval_s:

@@ -84,7 +84,7 @@ class Metrics:
 class InstrumentedGateway:
     """The gateway the actors call, timing every call; everything else passes through."""
 
-    _TIMED = ("price", "place_order", "cancel_order", "fetch_order", "open_orders", "positions")
+    _TIMED = ("price", "place_order", "cancel_order", "fetch_order", "open_orders", "positions", "balance")
 
     def __init__(self, inner, metrics: Metrics) -> None:
         self.inner, self.metrics = inner, metrics

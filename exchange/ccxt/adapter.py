@@ -22,7 +22,7 @@ from exchange.ccxt.feed import Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
+    Balance, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
     UnknownOutcome, VenuePosition, current_fence,
 )
 
@@ -171,6 +171,9 @@ class CcxtGateway:
     def positions(self, timeout: float) -> list[VenuePosition]:
         return self._call(lambda: self.venue.positions(self.ex), timeout, write=False)
 
+    def balance(self, timeout: float) -> Balance:
+        return parse_balance(self._call(lambda: self.ex.fetch_balance(), timeout, write=False))
+
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self.feed.start(on_tick, on_order)
 
@@ -189,4 +192,19 @@ class CcxtGateway:
 
 
 def _with_status(s: OrderState, status: str) -> OrderState:
-    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price)
+    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price, s.fee)
+
+
+def parse_balance(b: dict, asset: str = "USDT") -> Balance:
+    """ccxt's `fetch_balance` as wallet, unrealized and equity. The venues' own account fields
+    come first (Binance USD-M `totalWalletBalance`/`totalUnrealizedProfit`/`totalMarginBalance`;
+    Bybit unified `totalWalletBalance`/`totalPerpUPL`/`totalEquity`); ccxt's unified `total`
+    and `free` of the asset otherwise."""
+    info = b.get("info") or {}
+    if isinstance(info.get("result"), dict):  # Bybit: {"result": {"list": [account]}}
+        info = (info["result"].get("list") or [{}])[0]
+    wallet = dec(info.get("totalWalletBalance")) or dec((b.get("total") or {}).get(asset)) or Decimal(0)
+    unrealized = dec(info.get("totalUnrealizedProfit")) or dec(info.get("totalPerpUPL")) or Decimal(0)
+    equity = dec(info.get("totalMarginBalance")) or dec(info.get("totalEquity")) or wallet + unrealized
+    available = dec(info.get("availableBalance")) or dec((b.get("free") or {}).get(asset))
+    return Balance(asset, wallet, unrealized, equity, available)

@@ -37,6 +37,15 @@ def dec(value: Any) -> Decimal | None:
     return d
 
 
+def order_fee(o: Order) -> Decimal | None:
+    """The commission ccxt parsed for an order (`fees`, else `fee`), in the quote asset; None
+    when the venue's order reply carries none (Binance reports it only on its trades)."""
+    fees = o.get("fees") or ([o["fee"]] if o.get("fee") else [])
+    costs = [dec(f.get("cost")) for f in fees if f and f.get("currency") in (None, "USDT")]
+    costs = [c for c in costs if c is not None]
+    return sum(costs, Decimal(0)) if costs else None
+
+
 def first_dec(info: dict, *keys: str) -> Decimal | None:
     for k in keys:
         d = dec(info.get(k))
@@ -130,7 +139,7 @@ class Venue:
         avg = first_dec(info, *self.avg_keys) or dec(o.get("average"))
         stop = first_dec(info, *self.stop_keys) or dec(o.get("triggerPrice"))
         return OrderState(cid, o.get("symbol") or "", leg, self.status(o, filled), filled,
-                          avg if filled else None, stop)
+                          avg if filled else None, stop, order_fee(o) if filled else None)
 
     def status(self, o: Order, filled: Decimal) -> str:
         return {"open": "open", "closed": "filled", "canceled": "cancelled", "rejected": "rejected",
