@@ -12,9 +12,10 @@ neither pile up without limit nor race each other for the same slots.
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +36,12 @@ from signals.wave import SignalIn, Wave
 
 
 OPENED = {o.value for o in Outcome if o.opened}
+_SYMBOL_OR_RANK = re.compile(r"\S+/\S+:\S+ |; rank \d+")
+
+
+def skip_kind(reason: str) -> str:
+    """A skip reason without its symbol and rank, so a wave's skips can be counted by kind."""
+    return _SYMBOL_OR_RANK.sub("", reason).strip()
 
 
 @dataclass
@@ -49,6 +56,7 @@ class WaveProgress:
     pending: set[str] = field(default_factory=set)  # signal ids without an outcome
     overdue: bool = False
     note: str | None = None  # why the whole wave was skipped, if it was
+    skips: Counter = field(default_factory=Counter)  # skip reasons by kind, for the summary line
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,10 @@ class WaveCoordinator(pykka.ThreadingActor):
                     del self.open_symbols[sym]
             case WaveDeadline(wave_id=wid):
                 self._on_deadline(wid)
-            case SetPaused(paused=p):
+            case SetPaused(paused=p, why=why):
                 self.paused = p
-                logger.warning("coordinator: {} taking new waves", "STOPPED" if p else "resumed")
+                logger.log("INFO" if why == "shutdown" or not p else "WARNING", "coordinator: {} taking new waves ({})",
+                           "STOPPED" if p else "resumed", why)
                 self._admit_next()  # queued waves wait out a pause, then take their turn
             case CoordinatorStatus():
                 return {"paused": self.paused, "open_symbols": dict(self.open_symbols),
@@ -309,7 +318,10 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     def _decide(self, wp: WaveProgress, signal_id: str, outcome: Outcome, reason: str) -> None:
         if self.waves.set_outcome(signal_id, outcome, reason):
-            logger.info("wave {}: signal {} {}: {}", wp.id, signal_id, outcome.value, reason)
+            # one line per wave says what was skipped and why (see _check_done)
+            logger.debug("wave {}: signal {} {}: {}", wp.id, signal_id, outcome.value, reason)
+            if outcome is Outcome.SKIPPED:
+                wp.skips[skip_kind(reason)] += 1
         wp.pending.discard(signal_id)
 
     def _check_done(self, wp: WaveProgress) -> None:
@@ -319,8 +331,9 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.waves.complete(wp.id, wp.note)
         outcomes = dict(self.waves.outcomes(wp.id))
         secs = time.monotonic() - wp.started
-        logger.info("wave {} complete in {:.2f}s: {}", wp.id, secs,
-                    ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items())))
+        skipped = "".join(f"; skipped {n}: {why}" for why, n in wp.skips.most_common())
+        logger.info("wave {} complete in {:.2f}s: {}{}", wp.id, secs,
+                    ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items())), skipped)
         self.on_wave_done(WaveSummary(wp.id, outcomes, secs, wp.overdue))
         self._admit_next()
 

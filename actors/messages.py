@@ -107,6 +107,7 @@ class WaveDeadline:
 @dataclass(frozen=True, slots=True)
 class SetPaused:
     paused: bool
+    why: str = "operator"  # "shutdown": the normal end of a run, not worth a warning
 
 
 @dataclass(frozen=True, slots=True)

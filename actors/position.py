@@ -28,7 +28,7 @@ from core.faults import FaultPlan, InjectedCrash
 from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Phase, Place,
+    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
     Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
     RetryLater, Tick, leg_of, position_id_of,
 )
@@ -82,6 +82,7 @@ class PositionActor(pykka.ThreadingActor):
         self.ready = False
         self.early: list[Any] = []
         self.realized: Realized | None = None
+        self.finished = False  # messages queued behind the final step must not finish it again
 
     # ---- mailbox ----------------------------------------------------------------------
 
@@ -160,6 +161,9 @@ class PositionActor(pykka.ThreadingActor):
                 pass
 
     def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
         s = self.state
         if s.entry_price is not None and s.exit_price is not None:
             self._log_exit(s)
@@ -216,7 +220,8 @@ class PositionActor(pykka.ThreadingActor):
             case Report(outcome=o, reason=r):
                 s = self.state
                 self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, o, r))
-                logger.info("{} {} {}: {}", s.symbol, s.side, o.value, r)
+                bad = o in (Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
+                logger.log("ERROR" if bad else "INFO", "{} {} {}: {}", s.symbol, s.side, o.value, r)
             case Record():
                 pass
 

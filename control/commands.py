@@ -67,6 +67,7 @@ class ControlHandler:
             case "restart": return self.restart(args)
             case "supervisor": return self.supervisor()
             case "events": return self.q.events(args)
+            case "trades": return self.q.trades(args)
         raise p.ProtocolError(p.UNKNOWN_COMMAND, f"no handler for {cmd}")
 
     # ---- status ------------------------------------------------------------------------
@@ -92,7 +93,22 @@ class ControlHandler:
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
-            health=self.health.report())
+            health=self.health.report(), money=self.money())
+
+    def money(self) -> r.MoneyOut | None:
+        ledger = getattr(self.svc, "money", None)
+        if ledger is None:
+            return None
+        try:
+            m = ledger.snapshot(timeout_s=min(self.timeout_s, self.svc.cfg.deadlines.venue_call_s))
+        except Exception:  # the database is down: status still answers, without money
+            return None
+        b = m.balance
+        return r.MoneyOut(realized=m.realized.net, realized_today=m.today.net, fees=m.realized.fees,
+                          fees_today=m.today.fees, trades=m.realized.trades, trades_today=m.today.trades,
+                          unrealized=m.unrealized.quantize(Decimal("0.0001")),
+                          balance=b.wallet if b else None, equity=b.equity if b else None,
+                          balance_age_s=m.balance_age_s, timezone=ledger.timezone, day_start=m.day_start)
 
     def supervisor(self) -> r.SupervisorReply:
         sup, now = self.svc.supervisor, time.monotonic()

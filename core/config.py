@@ -267,7 +267,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            raise ConfigError(f"config file not found: {Path(path).absolute()}") from None
+        except OSError as e:  # a directory, no permission, …
+            raise ConfigError(f"config file {Path(path).absolute()}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     for item in overrides or []:

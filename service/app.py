@@ -236,7 +236,7 @@ class Service:
         if self.source is not None:
             self.source.stop()
         if self._coordinator is not None:
-            self._coordinator.tell(SetPaused(True))
+            self._coordinator.tell(SetPaused(True, "shutdown"))
         while time.monotonic() < deadline - 1 and any(
                 h.phase in ("new", "entering", "open", "protected", "closing")
                 for k, h in list(self.supervisor.children.items()) if k != "coordinator"):

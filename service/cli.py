@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from loguru import logger
 
@@ -50,8 +51,45 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def caller_dir() -> Path:
+    """Where the operator ran bin/trader from (it changes into the checkout before Python starts)."""
+    return Path(os.environ.get("WAVE_TRADER_CWD") or os.getcwd())
+
+
+def from_caller(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else caller_dir() / p
+
+
+def resolve_signals_file(cfg: Config) -> None:
+    """`signals.source = file:PATH` (or a bare path) is the caller's, like any FILE argument;
+    a missing file stops the start with the path that was tried."""
+    src = cfg.signals.source
+    if src == "demo" or src.startswith(("ws://", "wss://")):
+        return
+    given = src.removeprefix("file:")
+    path = from_caller(given)
+    if not path.is_file():
+        raise ConfigError(f"signals.source: signals file not found: {path}"
+                          + (f" ({given!r} relative to {caller_dir()})" if not Path(given).is_absolute() else ""))
+    cfg.signals.source = f"file:{path}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; output cut short by a closed pipe (`bin/trader positions | head`) is
+    not an error worth a traceback."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader is gone: send whatever Python still wants to flush into the void
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):
+        args.config = str(from_caller(args.config))
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
         return replay(args)
@@ -60,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return chaos(args)
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.command == "run":
+            resolve_signals_file(cfg)
     except ConfigError as e:
         print(f"bin/trader: {e}", file=sys.stderr)
         return 2
