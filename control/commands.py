@@ -93,7 +93,8 @@ class ControlHandler:
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
-            health=self.health.report(), money=self.money())
+            health=self.health.report(), money=self.money(),
+            limits=r.LimitsOut(**svc.guard.status()) if getattr(svc, "guard", None) else None)
 
     def money(self) -> r.MoneyOut | None:
         ledger = getattr(self.svc, "money", None)
@@ -128,8 +129,11 @@ class ControlHandler:
     def pause(self, paused: bool) -> r.ActionReply:
         self.settings.record_paused(paused, "operator")
         self.svc.pause(paused)
+        guard = getattr(self.svc, "guard", None)
+        lifted = not paused and guard is not None and guard.lift("operator")
         msg = ("paused: no new waves are taken; open positions stay protected" if paused
-               else "resumed: taking new waves")
+               else "resumed: taking new waves" + ("; the daily loss limit is lifted for the rest of today"
+                                                   if lifted else ""))
         return r.ActionReply(message=msg, paused=paused)
 
     def _live(self, target: str):

@@ -83,6 +83,20 @@ def money(m: r.MoneyOut | None) -> str:
             f"({m.trades} trades, fees {m.fees:.2f}) | unrealized {_usdt(m.unrealized)} | {bal}")
 
 
+def limits(x: r.LimitsOut | None) -> list[str]:
+    if x is None:
+        return []
+    lines = []
+    if x.halted:
+        lines.append(f"HALTED: {x.reason}")
+    elif x.daily_loss_limit_usdt:
+        lines.append(f"daily loss limit: {x.daily_loss_limit_usdt} USDT"
+                     + (" (lifted by the operator for today)" if x.lifted_today else ""))
+    if x.cooldowns:
+        lines.append("cooling down after a stop-out: " + ", ".join(f"{s} {_dur(v)}" for s, v in x.cooldowns.items()))
+    return lines
+
+
 def health(h: r.HealthReply) -> str:
     lines = [f"health: {h.status.upper()}" + (" (PAUSED: not taking new waves)" if h.paused else "")]
     lines += [f"  - {x}" for x in h.reasons]
@@ -101,13 +115,15 @@ def status(s: r.StatusReply) -> str:
     d = s.defaults
     return "\n".join([
         f"wave-trader {s.version} pid {s.pid}, up {_dur(s.uptime_s)}: "
-        + ("PAUSED (not taking new waves)" if s.paused else "taking waves"),
+        + ("PAUSED (not taking new waves)" if s.paused else
+           "HALTED by the daily loss limit (not taking new waves)" if s.limits and s.limits.halted else "taking waves"),
         f"venue: {s.venue}, {s.markets} markets, last tick {_dur(s.last_tick_age_s) + ' ago' if s.last_tick_age_s is not None else 'none yet'}",
         f"database: {s.database} " + (f"(ping {s.db_ping_ms:.1f}ms)" if s.db_error is None else f"(UNREACHABLE: {s.db_error})"),
         f"positions: {s.children} supervised | waves: {s.waves_completed} completed, {s.waves_in_progress} in progress, "
         f"{s.waves_rejected} rejected",
         f"defaults: stop-loss {d.get('stop-loss')}%, activation {d.get('activation')}%, callback {d.get('callback')}%",
         money(s.money),
+        *limits(s.limits),
         f"metrics: {s.metrics_url + '/metrics' if s.metrics_url else 'off'} | socket: {s.socket}",
         health(s.health),
     ])

@@ -87,6 +87,15 @@ class MoneyOut(_Reply):
     day_start: float
 
 
+class LimitsOut(_Reply):
+    daily_loss_limit_usdt: Decimal | None  # None: no limit
+    halted: bool  # the limit was hit today: no new waves
+    reason: str | None = None
+    lifted_today: bool = False  # an operator resumed past it
+    cooldown_after_stop_s: float = 0
+    cooldowns: dict[str, float] = {}  # symbol -> seconds left
+
+
 class TradeOut(_Reply):
     id: str
     symbol: str
@@ -165,6 +174,7 @@ class StatusReply(_Reply):
     socket: str
     health: HealthReply
     money: MoneyOut | None = None  # None: the database could not be read
+    limits: LimitsOut | None = None
 
 
 class PositionsReply(_Reply):

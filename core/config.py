@@ -57,6 +57,18 @@ class RiskCfg(_Section):
     max_open_positions: int = Field(default=50, ge=1)
     max_concurrent_opens: int = Field(default=0, ge=0)  # 0 = no limit
     position_notional_usdt: Decimal = Field(default=Decimal(200), gt=0)
+    # fixed: position_notional_usdt each; equity_pct: that % of equity; risk_pct: the size whose
+    # stop-out (at protection.stop_loss_pct) loses risk_pct % of equity
+    sizing: Literal["fixed", "equity_pct", "risk_pct"] = "fixed"
+    equity_pct: Decimal = Field(default=Decimal(2), gt=0, le=100, allow_inf_nan=False)
+    risk_pct: Decimal = Field(default=Decimal("0.5"), gt=0, le=10, allow_inf_nan=False)
+    max_position_usdt: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)  # per trade; 0 = none
+    max_exposure_usdt: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)  # all open; 0 = none
+    balance_refresh_s: float = Field(default=5.0, gt=0)  # how often equity is re-read for sizing
+    # Stop taking waves once today's P&L (realized + unrealized) is this far below zero;
+    # 0 = no limit. Open positions stay protected; `resume` or the next day lifts it.
+    daily_loss_limit_usdt: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    cooldown_after_stop_s: float = Field(default=0.0, ge=0)  # a stopped-out symbol waits; 0 = off
 
 
 class ProtectionCfg(_Section):

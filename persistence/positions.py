@@ -201,6 +201,12 @@ class PositionStore:
             return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
                                    .where(PositionRow.active_symbol.is_not(None))).all())
 
+    def open_notional(self) -> dict[str, Decimal]:
+        """Position id → planned entry notional of every position holding its symbol."""
+        with self.db.tx("db_read") as tx:
+            return dict(tx.execute(select(PositionRow.id, PositionRow.notional)
+                                   .where(PositionRow.active_symbol.is_not(None))).all())
+
     def record(self, kind: str, data: dict, *, position_id: str | None = None) -> None:
         """Append one entry to the event log that belongs to no position step (recovery)."""
         with self.db.tx("db_write") as tx:

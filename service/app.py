@@ -35,6 +35,7 @@ from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
 from service.alerts import Alerts, urls_from_env
+from service.limits import RiskGuard
 from service.money import Ledger
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
@@ -117,11 +118,17 @@ class Service:
         self.money = Ledger(self, cfg.report.timezone)
         self.alerts = Alerts(urls_from_env(cfg.alerts.urls_env), queue_size=cfg.alerts.queue_size)
         self.ctx.on_closed = self._on_closed
+        self.guard = RiskGuard(self, cfg.risk, cfg.report.timezone)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
+        self.guard.restore()
+        if self.money.balance() is None:  # the first equity, before the first wave is sized
+            logger.warning("venue balance not available at start; equity unknown until it answers")
+        if self.cfg.risk.sizing != "fixed":
+            self.money.start_refresh(self.cfg.risk.balance_refresh_s)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
@@ -141,7 +148,8 @@ class Service:
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
-                                    self.scheduler, self.defaults, handle, self._on_wave_done)
+                                    self.scheduler, self.defaults, handle, self._on_wave_done,
+                                    guard=self.guard)
         if self.paused:
             ref.tell(SetPaused(True))
         if self._recovered:  # a restarted coordinator picks up where its predecessor was
@@ -247,6 +255,7 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.money.stop()
         self.alerts.close(max(0.5, deadline - time.monotonic()))
         return stuck
 

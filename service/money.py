@@ -9,6 +9,7 @@ rather than none.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +68,7 @@ class Ledger:
         self.svc, self.timezone = svc, timezone
         self._balance: Balance | None = None
         self._balance_at: float | None = None
+        self._stop = threading.Event()
 
     def unrealized(self) -> Decimal:
         with self.svc.db.tx("db_read") as tx:
@@ -81,6 +83,9 @@ class Ledger:
                 total += gross(Side(side), qty, entry, price)
         return total
 
+    def realized_since(self, since_ts: float) -> Decimal:
+        return totals(self.svc.db, since_ts).net
+
     def balance(self, timeout_s: float | None = None) -> Balance | None:
         """The venue's balance now, or the last good answer if the venue does not give one."""
         t = timeout_s or self.svc.cfg.deadlines.venue_call_s
@@ -90,6 +95,19 @@ class Ledger:
         except Exception as e:  # the venue may be what is down; money figures must still show
             logger.debug("balance: venue did not answer ({}); keeping the last one", e)
         return self._balance
+
+    def last_balance(self) -> Balance | None:
+        return self._balance
+
+    def start_refresh(self, interval_s: float) -> None:
+        """Keep the balance fresh on a thread of its own (for sizing by equity)."""
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                self.balance()
+        threading.Thread(target=run, name="balance", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def snapshot(self, *, refresh_balance: bool = True, timeout_s: float | None = None) -> MoneySnapshot:
         start = day_start(self.timezone)

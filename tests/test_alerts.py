@@ -2,7 +2,6 @@
 answers slows down nothing but the alerts (bounded queue, drops counted)."""
 from __future__ import annotations
 
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import select

@@ -2,7 +2,6 @@
 the alert and the log line of a stop-out, and totals that add up."""
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
 
 import pytest

@@ -22,8 +22,8 @@ from exchange.ccxt.feed import Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Balance, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
-    UnknownOutcome, VenuePosition, current_fence,
+    Balance, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
+    TickHandler, UnknownOutcome, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
@@ -172,7 +172,7 @@ class CcxtGateway:
         return self._call(lambda: self.venue.positions(self.ex), timeout, write=False)
 
     def balance(self, timeout: float) -> Balance:
-        return parse_balance(self._call(lambda: self.ex.fetch_balance(), timeout, write=False))
+        return self._call(lambda: self.venue.balance(self.ex), timeout, write=False)
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self.feed.start(on_tick, on_order)
@@ -194,17 +194,3 @@ class CcxtGateway:
 def _with_status(s: OrderState, status: str) -> OrderState:
     return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price, s.fee)
 
-
-def parse_balance(b: dict, asset: str = "USDT") -> Balance:
-    """ccxt's `fetch_balance` as wallet, unrealized and equity. The venues' own account fields
-    come first (Binance USD-M `totalWalletBalance`/`totalUnrealizedProfit`/`totalMarginBalance`;
-    Bybit unified `totalWalletBalance`/`totalPerpUPL`/`totalEquity`); ccxt's unified `total`
-    and `free` of the asset otherwise."""
-    info = b.get("info") or {}
-    if isinstance(info.get("result"), dict):  # Bybit: {"result": {"list": [account]}}
-        info = (info["result"].get("list") or [{}])[0]
-    wallet = dec(info.get("totalWalletBalance")) or dec((b.get("total") or {}).get(asset)) or Decimal(0)
-    unrealized = dec(info.get("totalUnrealizedProfit")) or dec(info.get("totalPerpUPL")) or Decimal(0)
-    equity = dec(info.get("totalMarginBalance")) or dec(info.get("totalEquity")) or wallet + unrealized
-    available = dec(info.get("availableBalance")) or dec((b.get("free") or {}).get(asset))
-    return Balance(asset, wallet, unrealized, equity, available)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 
 from core.position_types import Leg, leg_of
-from exchange.gateway import OrderRequest, OrderState, Rejected, VenuePosition
+from exchange.gateway import Balance, OrderRequest, OrderState, Rejected, VenuePosition
 
 Order = dict[str, Any]
 
@@ -171,6 +171,22 @@ class Venue:
     async def last_prices(self, ex: ccxt.Exchange, symbols: list[str] | None) -> dict[str, Decimal]:
         raise NotImplementedError
 
+    async def balance(self, ex: ccxt.Exchange) -> Balance:
+        return parse_balance(await ex.fetch_balance())
+
+
+def parse_balance(b: dict, asset: str = "USDT") -> Balance:
+    """ccxt's `fetch_balance` as wallet, unrealized and equity: Bybit's unified account fields
+    (`totalWalletBalance`, `totalPerpUPL`, `totalEquity`) when present, else ccxt's `total`."""
+    info = b.get("info") or {}
+    if isinstance(info.get("result"), dict):  # Bybit v5: {"result": {"list": [account]}}
+        info = (info["result"].get("list") or [{}])[0]
+    wallet = dec(info.get("totalWalletBalance")) or dec((b.get("total") or {}).get(asset)) or Decimal(0)
+    unrealized = dec(info.get("totalPerpUPL")) or Decimal(0)
+    equity = dec(info.get("totalEquity")) or wallet + unrealized
+    available = dec(info.get("totalAvailableBalance")) or dec((b.get("free") or {}).get(asset))
+    return Balance(asset, wallet, unrealized, equity, available)
+
 
 class BinanceUsdm(Venue):
     """Binance USD-M futures: stops and trailing stops live on the algo-order endpoints."""
@@ -252,6 +268,14 @@ class BinanceUsdm(Venue):
                 out.append(VenuePosition(ex.safe_symbol(r["symbol"], None, None, "swap"), qty,
                                          first_dec(r, "entryPrice")))
         return out
+
+    async def balance(self, ex):
+        """GET /fapi/v3/balance (Futures Account Balance V3): per asset `balance` (wallet),
+        `crossUnPnl` and `availableBalance`."""
+        row = next((r for r in await ex.fapiPrivateV3GetBalance() if r.get("asset") == "USDT"), {})
+        wallet = dec(row.get("balance")) or Decimal(0)
+        unrealized = dec(row.get("crossUnPnl")) or Decimal(0)
+        return Balance("USDT", wallet, unrealized, wallet + unrealized, dec(row.get("availableBalance")))
 
     async def last_prices(self, ex, symbols):
         if symbols is not None and len(symbols) == 1:
