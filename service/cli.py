@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--timeout", type=float, default=300, metavar="S", help="give up after S seconds")
     chaos.add_argument("--json", action="store_true", help="print the report as one JSON line")
     chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    conf = sub.add_parser("config", help="every configuration key: type, default, current value, description")
+    _common(conf)
+    conf.add_argument("key", nargs="?", help="one key (risk.sizing) or a section (risk)")
+    conf.add_argument("--json", action="store_true", help="a JSON list of {key, type, default, current, description}")
+    conf.add_argument("--markdown", action="store_true", help="the README's configuration table")
     from control.cli import add_subcommands  # control plane: status, positions, close, console, …
     add_subcommands(sub, _common)
     return ap
@@ -105,6 +110,8 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "db":
         return _db(cfg, args.action)
+    if args.command == "config":
+        return _config(cfg, args)
     if getattr(args, "control_command", None):
         from control.cli import main as control_main
         return control_main(cfg, args)
@@ -122,6 +129,27 @@ def _db(cfg: Config, action: str) -> int:
     else:
         cur, head = current_revision(engine), head_revision()
         print(f"current: {cur or 'empty'}  head: {head}  {'(up to date)' if cur == head else '(run: bin/trader db upgrade)'}")
+    return 0
+
+
+def _config(cfg: Config, args) -> int:
+    import difflib
+
+    from core.config_docs import keys, markdown_table, text_table
+
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    items = keys(cfg)
+    if args.key:
+        wanted = [k for k in items if k.key == args.key or k.key.startswith((args.key + ".", args.key + "[]."))]
+        if not wanted:
+            near = difflib.get_close_matches(args.key, [k.key for k in items], n=3)
+            print(f"bin/trader config: no key {args.key!r}" + (f"; did you mean {', '.join(near)}?" if near else ""),
+                  file=sys.stderr)
+            return 2
+        items = wanted
+    print(json.dumps([k.as_dict() for k in items], indent=2) if args.json else text_table(items))
     return 0
 
 
