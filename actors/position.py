@@ -215,6 +215,8 @@ class PositionActor(pykka.ThreadingActor):
                 if (res := self._run_lookup(i)) is not None:
                     queue.append(res)
             case RetryLater(intent=i, delay_s=d):
+                self._log_leg(i, "{}: {} order not placed; retrying in {:.2f}s (attempt {} of {})",
+                              self.state.symbol, i.leg.name.lower(), d, i.attempt + 1, self.state.params.max_attempts)
                 ref = self.actor_ref
                 self.ctx.scheduler.call_later(d, lambda: ref.tell(Retry(i)))
             case Report(outcome=o, reason=r):
@@ -247,11 +249,21 @@ class PositionActor(pykka.ThreadingActor):
             o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
             self._fence_after(req, o)
         except (UnknownOutcome, Retryable) as e:
+            self._log_leg(i, "{}: {} order {} (attempt {}) has no answer ({}); looking it up by client id",
+                          s.symbol, i.leg.name.lower(), i.cid, i.attempt, e)
             return PlaceFailed(i, FailureKind.UNKNOWN, str(e)), OrderFate(i.cid, "unknown", reason=str(e))
         except Rejected as e:
+            self._log_leg(i, "{}: {} order {} (attempt {}) refused by the venue: {}",
+                          s.symbol, i.leg.name.lower(), i.cid, i.attempt, e)
             return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
         status = "filled" if o.status == "filled" else "open"
         return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty, fee=o.fee)
+
+    @staticmethod
+    def _log_leg(i: OrderIntent, fmt: str, *args) -> None:
+        """Trouble with a protective order (stop, trailing, exit) is the operator's business:
+        WARNING; with an entry it only means a position did not open."""
+        logger.log("INFO" if i.leg is Leg.ENTRY else "WARNING", fmt, *args)
 
     def _fence_after(self, req: OrderRequest, o) -> None:
         """The epoch moved while our order was on the wire: take back what we just placed,
@@ -283,6 +295,8 @@ class PositionActor(pykka.ThreadingActor):
         try:
             o = self._venue("lookup", self.ctx.gateway.fetch_order, self.state.symbol, i.cid, write=False)
         except OrderNotFound:
+            self._log_leg(i, "{}: lookup of {} order {}: not at the venue, never placed", self.state.symbol,
+                          i.leg.name.lower(), i.cid)
             return LookedUp(i, False), OrderFate(i.cid, "not_found")
         except (Retryable, UnknownOutcome) as e:
             delay = min(self.state.params.retry_backoff_s * 2, 5.0)
@@ -291,6 +305,8 @@ class PositionActor(pykka.ThreadingActor):
             self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
             return None
         found = o.status in ("open", "filled")
+        self._log_leg(i, "{}: lookup of {} order {}: {}", self.state.symbol, i.leg.name.lower(), i.cid,
+                      o.status if found else f"{o.status}, not placed")
         return (LookedUp(i, found, o.avg_price, o.filled_qty or None),
                 OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty, fee=o.fee))
 

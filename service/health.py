@@ -126,6 +126,9 @@ class HealthMonitor:
             crit.append(f"database: the last {db_n} calls all failed")
         elif db_err > 0:
             degr.append(f"database: {db_err:.0%} of the last {db_n} calls failed")
+        src = self.svc.signals_health() if hasattr(self.svc, "signals_health") else None
+        if src and src.get("state") != "connected" and src.get("last_error"):
+            degr.append(f"signal source {src.get('source')} is {src['state']}: {src['last_error']}")
         v_n, v_err = m.venue.error_ratio()
         if v_n >= 4 and v_err >= 0.5:
             degr.append(f"venue: {v_err:.0%} of the last {v_n} calls failed on the network")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,28 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
         os.close(write_end)
     assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0
+
+
+def test_a_signal_source_that_is_down_degrades_health_with_its_reason(tmp_path):
+    from control.plane import ControlPlane
+    from service.app import Service
+    from tests.helpers import make_config, wait_for
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: every connection attempt is refused
+    cfg = make_config(tmp_path, f"signals.source=ws://127.0.0.1:{port}/signals", "signals.reconnect_min_s=0.05",
+                      "signals.reconnect_max_s=0.2", "control.metrics_port=-1", "health.db_p99_degraded_s=30")
+    plane = ControlPlane(cfg)
+    svc = Service(cfg)
+    plane.attach(svc)
+    svc.start(with_source=True)
+    plane.start()
+    try:
+        h = wait_for(lambda: (r := plane.health.report()).status != "healthy" and r, what="health not healthy")
+        assert h.status == "degraded"
+        assert any(x.startswith(f"signal source ws://127.0.0.1:{port}/signals is ") for x in h.reasons), h.reasons
+    finally:
+        plane.stop()
+        svc.shutdown()
