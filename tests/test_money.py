@@ -117,16 +117,3 @@ def test_run_summary_pnl_is_the_trades_total_and_venue_equity(start_service):
     assert Decimal(pnl["equity"]) == b.equity.quantize(Decimal("0.0001"))
     assert Decimal(pnl["fees"]) > 0
 
-
-def test_a_502_on_a_stop_its_lookup_and_retry_are_warnings(start_service, log_lines):
-    from core.faults import FaultRule
-
-    svc = start_service()
-    svc.venue_faults.rules.append(FaultRule("unavailable", op="place_order", leg="stop", times=1))
-    svc.submit(wave("w1", (SYM["BTC"], "long", 0.9)), "test")
-    wait_for(lambda: svc.stats.waves, what="the wave")
-    assert svc.stats.waves[0].outcomes == {"protected": 1}
-    warn = [x for x in log_lines if x.startswith("WARNING ")]
-    assert any("stop order" in x and "502 Bad Gateway" in x and "looking it up by client id" in x for x in warn), warn
-    assert any("lookup of stop order" in x and "never placed" in x for x in warn), warn
-    assert any("stop order not placed; retrying in" in x for x in warn), warn
