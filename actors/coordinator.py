@@ -326,8 +326,10 @@ class WaveCoordinator(pykka.ThreadingActor):
         size = notional(rules, equity, self.defaults.stop_loss_pct)
         if isinstance(size, str):
             return size
+        if not risk.max_exposure_usdt:
+            return size
         held = sum(self.exposure.values(), Decimal(0))
-        if risk.max_exposure_usdt and held + size > risk.max_exposure_usdt:
+        if held + size > risk.max_exposure_usdt:
             return (f"exposure cap: {held} USDT open + {size} would pass "
                     f"risk.max_exposure_usdt={risk.max_exposure_usdt}")
         return size

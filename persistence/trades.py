@@ -5,6 +5,8 @@ always adds up to the realized figure of `status` and the run summary.
 """
 from __future__ import annotations
 
+import bisect
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -14,6 +16,7 @@ from persistence.db import Database
 from persistence.models import PositionRow
 
 CLOSED_PHASES = ("closed", "emergency_closed")
+REREAD_S = 120.0  # far past any database call timeout
 ZERO = Decimal(0)
 
 
@@ -63,6 +66,48 @@ def closed_trades(db: Database, since_ts: float | None = None, symbol: str | Non
 
 def totals(db: Database, since_ts: float | None = None) -> Totals:
     return totals_of(closed_trades(db, since_ts))
+
+
+class RealizedBook:
+    """Realized totals for the live view, /metrics and the loss limit, read incrementally:
+    each call fetches only the positions closed since the last one (a closed position's P&L
+    does not change), so the cost does not grow with the length of the history."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()  # one reader updates the book at a time
+        self._ts: list[float] = []  # closed_ts, ascending, with the same index as _rows
+        self._rows: list[tuple[Decimal, Decimal, Decimal]] = []  # (gross, fees, net)
+        self._ids: set[str] = set()
+
+    def totals(self, since_ts: float | None = None) -> Totals:
+        with self._lock:
+            self._catch_up()
+            start = 0 if since_ts is None else bisect.bisect_left(self._ts, since_ts)
+            rows = self._rows[start:]
+        return Totals(len(rows), sum((r[0] for r in rows), ZERO), sum((r[1] for r in rows), ZERO),
+                      sum((r[2] for r in rows), ZERO), sum(1 for r in rows if r[2] > 0))
+
+    def _catch_up(self) -> None:
+        last = self._ts[-1] if self._ts else None
+        q = (select(PositionRow.id, PositionRow.closed_ts, PositionRow.gross_pnl, PositionRow.fees,
+                    PositionRow.net_pnl)
+             .where(PositionRow.phase.in_(CLOSED_PHASES), PositionRow.entry_price.is_not(None),
+                    PositionRow.closed_ts.is_not(None))
+             .order_by(PositionRow.closed_ts, PositionRow.id))
+        if last is not None:
+            # a row's closed_ts is taken before its commit waits for the database: one may
+            # appear later with an older time, so a recent window is read again (seen ids skip)
+            q = q.where(PositionRow.closed_ts >= last - REREAD_S)
+        with self.db.tx("db_read") as tx:
+            new = tx.execute(q).all()
+        for pid, ts, g, f, n in new:
+            if pid in self._ids:
+                continue
+            self._ids.add(pid)
+            i = bisect.bisect_right(self._ts, ts)
+            self._ts.insert(i, ts)
+            self._rows.insert(i, (g or ZERO, f or ZERO, n or ZERO))
 
 
 def by_wave(db: Database, wave_ids: list[str]) -> dict[str, Totals]:

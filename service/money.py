@@ -24,7 +24,7 @@ from core.types import Side
 from exchange.gateway import Balance
 from persistence.models import PositionRow
 from persistence.positions import OPEN_PHASES
-from persistence.trades import Totals, totals
+from persistence.trades import RealizedBook, Totals
 
 ZERO = Decimal(0)
 CENT = Decimal("0.0001")
@@ -66,6 +66,7 @@ class MoneySnapshot:
 class Ledger:
     def __init__(self, svc, timezone: str = "UTC") -> None:
         self.svc, self.timezone = svc, timezone
+        self.book = RealizedBook(svc.db)
         self._balance: Balance | None = None
         self._balance_at: float | None = None
         self._stop = threading.Event()
@@ -84,7 +85,7 @@ class Ledger:
         return total
 
     def realized_since(self, since_ts: float) -> Decimal:
-        return totals(self.svc.db, since_ts).net
+        return self.book.totals(since_ts).net
 
     def balance(self, timeout_s: float | None = None) -> Balance | None:
         """The venue's balance now, or the last good answer if the venue does not give one."""
@@ -113,4 +114,4 @@ class Ledger:
         start = day_start(self.timezone)
         b = self.balance(timeout_s) if refresh_balance else self._balance
         age = None if self._balance_at is None else round(time.monotonic() - self._balance_at, 3)
-        return MoneySnapshot(totals(self.svc.db), totals(self.svc.db, start), self.unrealized(), b, age, start)
+        return MoneySnapshot(self.book.totals(), self.book.totals(start), self.unrealized(), b, age, start)
