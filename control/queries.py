@@ -230,7 +230,7 @@ class Queries:
 def order_out(o: OrderRow) -> r.OrderOut:
     return r.OrderOut(cid=o.cid, leg=o.leg, side=o.side, qty=o.qty, status=o.status, epoch=o.epoch,
                       stop_price=o.stop_price, activation=o.activation, callback_pct=o.callback_pct,
-                      avg_price=o.avg_price, reason=o.reason)
+                      avg_price=o.avg_price, fee=o.fee, reason=o.reason)
 
 
 def event_out(e: EventRow) -> r.EventOut:

@@ -160,8 +160,8 @@ def position(d: r.PositionDetailReply) -> str:
     if d.orders:
         lines.append("orders:")
         lines.append(tabulate([[o.cid, o.leg, o.side, o.qty, o.status, _v(o.stop_price or o.activation),
-                                _v(o.avg_price), o.reason or ""] for o in d.orders],
-                              headers=["cid", "leg", "side", "qty", "status", "stop/act", "avg", "reason"],
+                                _v(o.avg_price), _fee(o.fee), o.reason or ""] for o in d.orders],
+                              headers=["cid", "leg", "side", "qty", "status", "stop/act", "avg", "fee", "reason"],
                               tablefmt="simple", disable_numparse=True))
     if d.venue_error:
         lines.append(f"venue: could not list orders: {d.venue_error}")

@@ -59,6 +59,7 @@ class OrderOut(_Reply):
     activation: Decimal | None = None
     callback_pct: Decimal | None = None
     avg_price: Decimal | None = None
+    fee: Decimal | None = None  # commission on its fill, USDT
     reason: str | None = None
 
 

@@ -71,3 +71,23 @@ def test_trading_is_unaffected_by_an_endpoint_that_never_answers(start_service, 
     assert svc.alerts.sent == 0 and svc.alerts.failed == 0  # the first send is still waiting
     assert svc.alerts.depth() <= 2 and svc.alerts.dropped >= 0
     assert svc.alerts.queued + svc.alerts.dropped == 3
+
+
+def test_an_escalated_position_alerts_that_it_needs_an_operator(start_service, monkeypatch):
+    from core.faults import FaultRule
+
+    r = Receiver()
+    try:
+        monkeypatch.setenv("WAVE_TRADER_ALERT_URLS", r.apprise_url)
+        svc = start_service("supervisor.max_restarts=1", "supervisor.restart_window_s=60")
+        btc = SYM["BTC"]
+        svc.submit(wave("w", (btc, "long", .9)), "t")
+        wait_for(lambda: svc.stats.waves, what="wave")
+        svc.actor_faults.add(FaultRule("crash", op="recover", symbols=[btc]))
+        with svc.db.tx("db_read") as tx:
+            pid = tx.scalars(select(PositionRow.id)).one()
+        svc.supervisor.child_failed(svc.supervisor.children[pid], "test: forced restart")
+        got = r.next(timeout=20)
+        assert got["title"] == f"wave-trader: {pid} needs an operator" and "restart intensity" in got["message"]
+    finally:
+        r.stop()

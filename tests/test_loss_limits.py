@@ -52,6 +52,12 @@ def test_daily_loss_limit_refuses_waves_keeps_stops_resting_and_resume_lifts_it(
     open_positions(svc, "w3", (sol, "long", 0.9))
     assert [s.outcome for s in _signals(svc, "w3")] == ["protected"]
 
+    control_service.stop(svc)  # the operator's lift is kept across a restart (for today)
+    svc, plane, client = control_service("risk.daily_loss_limit_usdt=3")
+    assert client.call("status").limits.lifted_today
+    open_positions(svc, "w4", (SYM["XRP"], "long", 0.9))
+    assert [s.outcome for s in _signals(svc, "w4")] == ["protected"]
+
 
 def test_a_stopped_out_symbol_cools_down(control_service):
     svc, plane, client = control_service("risk.cooldown_after_stop_s=600")

@@ -117,3 +117,14 @@ def test_run_summary_pnl_is_the_trades_total_and_venue_equity(start_service):
     assert Decimal(pnl["equity"]) == b.equity.quantize(Decimal("0.0001"))
     assert Decimal(pnl["fees"]) > 0
 
+
+
+def test_ccxt_order_fees_are_read_from_fees_or_fee():
+    from exchange.ccxt.venues import order_fee
+
+    # ccxt's unified order structure: `fee` {cost, currency} and/or `fees` [..]
+    assert order_fee({"fees": [{"cost": 0.0325, "currency": "USDT"}, {"cost": "0.01", "currency": "USDT"}]}) \
+        == Decimal("0.0425")
+    assert order_fee({"fee": {"cost": "0.1", "currency": "USDT"}, "fees": []}) == Decimal("0.1")
+    assert order_fee({"fee": None, "fees": []}) is None  # Binance order replies carry none: unknown, not 0
+    assert order_fee({"fees": [{"cost": "0.001", "currency": "BNB"}]}) is None  # not in the quote asset

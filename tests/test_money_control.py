@@ -81,3 +81,12 @@ def test_positions_table_fits_the_terminal_and_wide_shows_every_column(control_s
     assert "P&L USDT" in narrow and "trailing" not in narrow.splitlines()[0]
     wide = render.render(data, wide=True)
     assert all(h in wide.splitlines()[0] for h in ("trailing", "epoch", "id", "size USDT"))
+
+
+def test_position_detail_shows_each_fills_fee(control_service):
+    svc, plane, client = control_service()
+    open_positions(svc, "w1", (SYM["BTC"], "long", 0.9))
+    d = client.call("position", target="BTC")
+    entry = next(o for o in d.orders if o.leg == "e")
+    assert entry.fee == (entry.avg_price * entry.qty * Decimal("0.0005")).quantize(Decimal("1e-8"))
+    assert f"{entry.fee:.4f}" in render.render(d)
