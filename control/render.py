@@ -98,7 +98,8 @@ def limits(x: r.LimitsOut | None) -> list[str]:
 
 
 def health(h: r.HealthReply) -> str:
-    lines = [f"health: {h.status.upper()}" + (" (PAUSED: not taking new waves)" if h.paused else "")]
+    lines = [f"health: {h.status.upper()}" + (" (PAUSED: not taking new waves)" if h.paused else "")
+             + (" (HALTED by the daily loss limit: not taking new waves)" if h.halted else "")]
     lines += [f"  - {x}" for x in h.reasons]
     lines.append(f"coverage: {h.trailing}/{h.open} trailing ({h.coverage:.0%}), {h.protected}/{h.open} with a stop-loss")
     for u in h.unprotected:

@@ -153,6 +153,7 @@ class HealthReply(_Reply):
     db_p99_ms: float | None = None
     db_ok: bool = True
     paused: bool = False
+    halted: bool = False  # the daily loss limit was hit: no new waves (reported, not degraded)
 
 
 class StatusReply(_Reply):

@@ -89,7 +89,8 @@ class HealthMonitor:
             venue_p50_ms=_ms(m.venue.quantile(0.5)), venue_p99_ms=_ms(m.venue.quantile(0.99)),
             venue_calls=m.venue.calls, venue_errors=m.venue.errors,
             db_p50_ms=_ms(m.db.quantile(0.5)), db_p99_ms=_ms(m.db.quantile(0.99)),
-            db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)))
+            db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)),
+            halted=bool((guard := getattr(self.svc, "guard", None)) and guard.status()["halted"]))
 
     def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
                abandoned: int) -> tuple[list[str], list[str]]:

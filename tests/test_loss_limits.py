@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from control import render
+from control.console import Console
 from core.position_types import Leg
 from persistence.models import PositionRow, SignalRow
 from tests.control_support import control_service, open_positions  # noqa: F401
@@ -39,6 +41,8 @@ def test_daily_loss_limit_refuses_waves_keeps_stops_resting_and_resume_lifts_it(
     assert "open positions stay protected" in sig.reason and sol not in _rows(svc)
     st = client.call("status")
     assert st.limits.halted and st.limits.reason == sig.reason
+    assert st.health.halted and "HALTED by the daily loss limit" in render.render(st)
+    assert Console(client).refresh_prompt() == "wave-trader[healthy HALTED]> "  # the console's prompt
     # ETH is still open and protected: its stop-loss and trailing stop rest at the venue
     eth_row = _rows(svc)[eth]
     resting = {o.cid: o for o in svc.gateway.engine.open_orders(eth)}
