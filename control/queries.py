@@ -223,8 +223,11 @@ class Queries:
             else:
                 rows = list(reversed(s.scalars(q.order_by(desc(EventRow.id)).limit(args.limit)).all()))
             last = s.scalar(select(func.max(EventRow.id)))
+            pids = {e.position_id for e in rows if e.position_id}
+            symbols = dict(s.execute(select(PositionRow.id, PositionRow.symbol)
+                                     .where(PositionRow.id.in_(pids))).all()) if pids else {}
         last_id = rows[-1].id if rows else (args.after_id if args.after_id is not None else last)
-        return r.EventsReply(events=[event_out(e) for e in rows], last_id=last_id)
+        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id)) for e in rows], last_id=last_id)
 
 
 def order_out(o: OrderRow) -> r.OrderOut:
@@ -233,9 +236,9 @@ def order_out(o: OrderRow) -> r.OrderOut:
                       avg_price=o.avg_price, fee=o.fee, reason=o.reason)
 
 
-def event_out(e: EventRow) -> r.EventOut:
-    return r.EventOut(id=e.id, ts=e.ts, kind=e.kind, position_id=e.position_id, wave_id=e.wave_id,
-                      epoch=e.epoch, data=e.data or {})
+def event_out(e: EventRow, symbol: str | None = None) -> r.EventOut:
+    return r.EventOut(id=e.id, ts=e.ts, kind=e.kind, position_id=e.position_id, symbol=symbol,
+                      wave_id=e.wave_id, epoch=e.epoch, data=e.data or {})
 
 
 def wave_out(w: WaveRow, outcomes: dict[str, int], money: trades.Totals | None = None) -> r.WaveOut:

@@ -177,7 +177,7 @@ def position(d: r.PositionDetailReply) -> str:
 
 def event_line(e: r.EventOut) -> str:
     data = ", ".join(f"{k}={v}" for k, v in e.data.items())
-    who = e.position_id or e.wave_id or "service"
+    who = (f"{e.symbol} ({e.position_id})" if e.symbol else e.position_id) or e.wave_id or "service"
     return f"  #{e.id} {_clock(e.ts)} {e.kind:<22} {who} {data}"
 
 

@@ -43,6 +43,7 @@ class EventOut(_Reply):
     ts: float
     kind: str
     position_id: str | None = None
+    symbol: str | None = None  # of its position
     wave_id: str | None = None
     epoch: int | None = None
     data: dict = {}

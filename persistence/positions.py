@@ -46,6 +46,7 @@ _UPDATE_PNL = (
     update(PositionRow).where(PositionRow.id == bindparam("_id"), PositionRow.epoch == bindparam("_epoch"))
     .values({c: bindparam(c) for c in ("gross_pnl", "fees", "net_pnl", "pnl_pct")})
 )
+_FIRST_PNL = _UPDATE_PNL.where(PositionRow.net_pnl.is_(None))
 _INSERT_ORDER = insert(OrderRow)
 _INSERT_EVENT = insert(EventRow)
 
@@ -160,8 +161,15 @@ class PositionStore:
                 # written once, with the step that learned of it)
                 fees = sum(conn.execute(_POSITION_FEES, {"_id": s.id}).scalars(), Decimal(0))
                 pnl = realized(s.side, s.qty, s.entry_price, s.exit_price, fees)
-                conn.execute(_UPDATE_PNL, dict(_id=s.id, _epoch=s.epoch, gross_pnl=pnl.gross, fees=pnl.fees,
-                                               net_pnl=pnl.net, pnl_pct=pnl.pct))
+                values = dict(_id=s.id, _epoch=s.epoch, gross_pnl=pnl.gross, fees=pnl.fees,
+                              net_pnl=pnl.net, pnl_pct=pnl.pct)
+                if conn.execute(_FIRST_PNL, values).rowcount == 1:  # the close itself: into the event log
+                    conn.execute(_INSERT_EVENT, [dict(
+                        ts=now, kind="realized", position_id=s.id, wave_id=s.wave_id, epoch=s.epoch,
+                        data={"symbol": s.symbol, "reason": s.close_reason, "net": str(pnl.net),
+                              "fees": str(pnl.fees), "gross": str(pnl.gross), "pct": str(pnl.pct)})])
+                else:
+                    conn.execute(_UPDATE_PNL, values)
             if records:
                 conn.execute(_INSERT_EVENT, [dict(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
                                                   epoch=s.epoch, data=r.data) for r in records])

@@ -62,6 +62,11 @@ def test_status_positions_trades_waves_and_metrics_show_the_money(control_servic
     assert t.duration_s is not None and t.duration_s >= 0
     assert client.call("trades", symbol="BTC").trades == []
 
+    ev = client.call("events", target="ETH")
+    (closed,) = [e for e in ev.events if e.kind == "realized"]  # the event log says what it made
+    assert closed.symbol == eth and closed.data["net"] == str(eth_row.net_pnl)
+    assert closed.data["reason"] == "stop-loss triggered" and eth in render.render(ev)
+
     waves = client.call("waves")
     assert waves.waves[0].pnl == eth_row.net_pnl and waves.waves[0].closed == 1
 
