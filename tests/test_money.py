@@ -12,6 +12,7 @@ from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
 from persistence.models import OrderRow, PositionRow
 from persistence.trades import closed_trades, totals
+from service.view import status_line
 from tests.helpers import SYM, wait_for, wave
 from tests.webhook import Receiver
 
@@ -99,6 +100,8 @@ def test_stop_out_through_the_paper_venue_trade_pnl_alert_and_log_line(start_ser
                     what="the exit's log line")
     assert line.startswith("INFO ") and btc in line and f"P&L {gross - fees:+.4f} USDT" in line
     assert f"fees {fees:.4f}" in line
+    # and the live view's periodic status line carries the day's money
+    assert f"P&L today {gross - fees:+.2f} USDT (1 closed)" in status_line(svc)
 
 
 def test_run_summary_pnl_is_the_trades_total_and_venue_equity(start_service):
