@@ -270,8 +270,9 @@ class BinanceUsdm(Venue):
         return out
 
     async def balance(self, ex):
-        """GET /fapi/v3/balance (Futures Account Balance V3): per asset `balance` (wallet),
-        `crossUnPnl` and `availableBalance`."""
+        """GET /fapi/v3/balance (Futures Account Balance V3, weight 5): per asset `balance`
+        (wallet), `crossUnPnl` (unrealized of cross positions) and `availableBalance`.
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Futures-Account-Balance-V3"""
         row = next((r for r in await ex.fapiPrivateV3GetBalance() if r.get("asset") == "USDT"), {})
         wallet = dec(row.get("balance")) or Decimal(0)
         unrealized = dec(row.get("crossUnPnl")) or Decimal(0)

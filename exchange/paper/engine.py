@@ -24,7 +24,8 @@ from exchange.gateway import Balance, OrderNotFound, OrderRequest, OrderState, R
 from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
 
 CALLBACK_RANGE = (Decimal("0.1"), Decimal("10"))
-# Binance USD-M futures, regular user (VIP 0): maker 0.0200 %, taker 0.0500 % of the notional.
+# Binance USD-M futures, regular user (VIP 0): maker 0.0200 %, taker 0.0500 % of the notional;
+# market orders always take. https://www.binance.com/en/support/faq/360033544231
 TAKER_FEE_PCT = Decimal("0.05")
 MAKER_FEE_PCT = Decimal("0.02")
 FEE_QUANTUM = Decimal("0.00000001")  # commissions are reported to 8 decimals
