@@ -91,3 +91,23 @@ def test_an_escalated_position_alerts_that_it_needs_an_operator(start_service, m
         assert got["title"] == f"wave-trader: {pid} needs an operator" and "restart intensity" in got["message"]
     finally:
         r.stop()
+
+
+def test_health_turning_critical_alerts(monkeypatch, tmp_path):
+    from core.faults import FaultRule
+    from tests.control_support import FAST, start_controlled, stop_controlled
+    from tests.helpers import make_config
+
+    r = Receiver()
+    monkeypatch.setenv("WAVE_TRADER_ALERT_URLS", r.apprise_url)
+    svc, plane = start_controlled(make_config(tmp_path, *FAST, "health.grace_s=0",
+                                              "health.coverage_critical_below=1"))
+    try:
+        # the trailing stop never gets placed: the position is protected but not trailing
+        svc.venue_faults.add(FaultRule("hang", op="place_order", leg="trailing"))
+        svc.submit(wave("w1", (SYM["BTC"], "long", 0.9)), "test")
+        got = r.next(timeout=20)
+        assert got["title"] == "wave-trader health CRITICAL" and "coverage" in got["message"]
+    finally:
+        stop_controlled(svc, plane)
+        r.stop()

@@ -13,6 +13,7 @@ from core.position_types import Leg
 from persistence.models import PositionRow, SignalRow
 from tests.control_support import control_service, open_positions  # noqa: F401
 from tests.helpers import SYM, wait_for
+from tests.webhook import Receiver
 
 
 def _rows(svc):
@@ -25,7 +26,9 @@ def _signals(svc, wave_id):
         return list(tx.scalars(select(SignalRow).where(SignalRow.wave_id == wave_id)))
 
 
-def test_daily_loss_limit_refuses_waves_keeps_stops_resting_and_resume_lifts_it(control_service):
+def test_daily_loss_limit_refuses_waves_keeps_stops_resting_and_resume_lifts_it(control_service, monkeypatch):
+    receiver = Receiver()
+    monkeypatch.setenv("WAVE_TRADER_ALERT_URLS", receiver.apprise_url)
     # each position is ~200 USDT: a 2 % stop-out loses ~4 USDT plus fees; the limit is 3
     svc, plane, client = control_service("risk.daily_loss_limit_usdt=3")
     btc, eth, sol = SYM["BTC"], SYM["ETH"], SYM["SOL"]
@@ -39,6 +42,10 @@ def test_daily_loss_limit_refuses_waves_keeps_stops_resting_and_resume_lifts_it(
     (sig,) = _signals(svc, "w2")
     assert sig.outcome == "skipped" and sig.reason.startswith("daily loss limit hit: today's P&L -")
     assert "open positions stay protected" in sig.reason and sol not in _rows(svc)
+    alerts = [receiver.next(), receiver.next()]  # the stop that fired, then the limit
+    assert [a["title"] for a in alerts] == [f"stop fired: {btc}", "wave-trader: daily loss limit hit"]
+    assert alerts[1]["message"] == sig.reason
+    receiver.stop()
     st = client.call("status")
     assert st.limits.halted and st.limits.reason == sig.reason
     assert st.health.halted and "HALTED by the daily loss limit" in render.render(st)
