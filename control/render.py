@@ -185,14 +185,14 @@ def events(e: r.EventsReply) -> str:
     return "\n".join(event_line(x) for x in e.events) if e.events else "no events"
 
 
-def waves(w: r.WavesReply) -> str:
+def waves(w: r.WavesReply, wide: bool = False) -> str:
     if not w.waves:
         return "no waves yet"
-    return tabulate([[x.id, x.status, _ago(x.received_ts), x.n_signals,
-                      f"{_usdt(x.pnl)} ({x.closed} closed)" if x.closed else "-",
-                      ", ".join(f"{v} {k}" for k, v in sorted(x.outcomes.items())) or (x.reason or "")]
-                     for x in w.waves], headers=["wave", "status", "received", "signals", "realized USDT", "outcomes"],
-                    tablefmt="simple", disable_numparse=True)
+    return fit([[x.id, x.status, _ago(x.received_ts), x.n_signals,
+                 f"{_usdt(x.pnl)} ({x.closed} closed)" if x.closed else "-",
+                 ", ".join(f"{v} {k}" for k, v in sorted(x.outcomes.items())) or (x.reason or "")]
+                for x in w.waves], ["wave", "status", "received", "signals", "realized USDT", "outcomes"],
+               ["received", "status"], wide)
 
 
 TRADE_COLUMNS = ["closed", "symbol", "side", "qty", "entry", "exit", "fees", "net USDT", "net %", "gross",
@@ -238,14 +238,14 @@ def _stamp(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%m-%d %H:%M")
 
 
-def wave(w: r.WaveReply) -> str:
+def wave(w: r.WaveReply, wide: bool = False) -> str:
     x = w.wave
     head = (f"wave {x.id}: {x.status}, {x.n_signals} signals, received {_ago(x.received_ts)} from {x.source}"
             + (f" — {x.reason}" if x.reason else ""))
     rows = [[s.rank, s.symbol, s.side, _v(s.score), s.outcome or "pending", s.reason or "", s.position_id or ""]
             for s in w.signals]
-    return head + "\n" + tabulate(rows, headers=["rank", "symbol", "side", "score", "outcome", "reason", "position"],
-                                  tablefmt="simple", disable_numparse=True)
+    return head + "\n" + fit(rows, ["rank", "symbol", "side", "score", "outcome", "reason", "position"],
+                             ["position", "score", "rank"], wide)
 
 
 def supervisor(s: r.SupervisorReply) -> str:
@@ -272,7 +272,7 @@ RENDER = {
     r.WavesReply: waves, r.WaveReply: wave, r.HealthReply: health, r.ActionReply: action,
     r.SupervisorReply: supervisor, r.EventsReply: events, r.TradesReply: trades,
 }
-WIDE = {positions, trades}  # tables with columns to spare on a narrow terminal
+WIDE = {positions, trades, waves, wave}  # tables with columns to spare on a narrow terminal
 
 
 def render(data: BaseModel, *, wide: bool = False) -> str:

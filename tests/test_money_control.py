@@ -86,6 +86,10 @@ def test_positions_table_fits_the_terminal_and_wide_shows_every_column(control_s
     assert "P&L USDT" in narrow and "trailing" not in narrow.splitlines()[0]
     wide = render.render(data, wide=True)
     assert all(h in wide.splitlines()[0] for h in ("trailing", "epoch", "id", "size USDT"))
+    monkeypatch.setenv("COLUMNS", "60")
+    for reply, optional in ((client.call("waves"), "received"), (client.call("wave", wave_id="w1"), "position")):
+        narrow, wide = render.render(reply), render.render(reply, wide=True)
+        assert optional not in narrow and optional in wide  # the reason column is never dropped
 
 
 def test_position_detail_shows_each_fills_fee(control_service):
