@@ -104,7 +104,8 @@ class ControlHandler:
         if ledger is None:
             return None
         try:
-            m = ledger.snapshot(timeout_s=min(self.timeout_s, self.svc.cfg.deadlines.venue_call_s))
+            # a venue that is slow to answer shows its last balance, not a slow status
+            m = ledger.snapshot(timeout_s=min(2.0, self.timeout_s, self.svc.cfg.deadlines.venue_call_s))
         except Exception:  # the database is down: status still answers, without money
             return None
         b = m.balance
