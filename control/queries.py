@@ -193,9 +193,11 @@ class Queries:
                 raise p.ProtocolError(p.NOT_FOUND, f"no wave {args.wave_id!r}")
             sigs = s.scalars(select(SignalRow).where(SignalRow.wave_id == w.id).order_by(SignalRow.rank)).all()
             counts = self._outcomes(s, [w.id])
-        return r.WaveReply(wave=wave_out(w, counts.get(w.id, {})), signals=[
+            net = dict(s.execute(select(PositionRow.id, PositionRow.net_pnl).where(PositionRow.wave_id == w.id)).all())
+        money = trades.by_wave(self.svc.db, [w.id]).get(w.id)
+        return r.WaveReply(wave=wave_out(w, counts.get(w.id, {}), money), signals=[
             r.SignalOut(id=x.id, rank=x.rank, symbol=x.symbol, side=x.side, score=x.score, outcome=x.outcome,
-                        reason=x.reason, position_id=x.position_id) for x in sigs])
+                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id)) for x in sigs])
 
     @staticmethod
     def _outcomes(s: Session, wave_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -241,10 +241,11 @@ def _stamp(ts: float | None) -> str:
 def wave(w: r.WaveReply, wide: bool = False) -> str:
     x = w.wave
     head = (f"wave {x.id}: {x.status}, {x.n_signals} signals, received {_ago(x.received_ts)} from {x.source}"
-            + (f" — {x.reason}" if x.reason else ""))
-    rows = [[s.rank, s.symbol, s.side, _v(s.score), s.outcome or "pending", s.reason or "", s.position_id or ""]
-            for s in w.signals]
-    return head + "\n" + fit(rows, ["rank", "symbol", "side", "score", "outcome", "reason", "position"],
+            + (f" — {x.reason}" if x.reason else "")
+            + (f"; realized {_usdt(x.pnl)} USDT over {x.closed} closed" if x.closed else ""))
+    rows = [[s.rank, s.symbol, s.side, _v(s.score), s.outcome or "pending", _usdt(s.pnl), s.reason or "",
+             s.position_id or ""] for s in w.signals]
+    return head + "\n" + fit(rows, ["rank", "symbol", "side", "score", "outcome", "net USDT", "reason", "position"],
                              ["position", "score", "rank"], wide)
 
 

@@ -230,6 +230,7 @@ class SignalOut(_Reply):
     outcome: str | None
     reason: str | None
     position_id: str | None
+    pnl: Decimal | None = None  # its position's realized P&L net of fees, once closed
 
 
 class WavesReply(_Reply):

@@ -69,6 +69,9 @@ def test_status_positions_trades_waves_and_metrics_show_the_money(control_servic
 
     waves = client.call("waves")
     assert waves.waves[0].pnl == eth_row.net_pnl and waves.waves[0].closed == 1
+    one = client.call("wave", wave_id="w1")
+    assert one.wave.pnl == eth_row.net_pnl
+    assert {x.symbol: x.pnl for x in one.signals} == {btc: None, eth: eth_row.net_pnl}
 
     m = scrape(plane)
     assert Decimal(str(m[("wavetrader_realized_pnl_usdt", ())])).quantize(CENT) == eth_row.net_pnl.quantize(CENT)
