@@ -12,10 +12,12 @@ neither pile up without limit nor race each other for the same slots.
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Callable
 
 import pykka
@@ -28,6 +30,7 @@ from actors.messages import (
 from actors.scheduler import Scheduler
 from core.config import Config
 from core.position_types import Outcome, Params, Phase, PositionState
+from core.sizing import Sizing, notional
 from core.types import Side
 from persistence.positions import PositionStore, SymbolBusy
 from persistence.waves import WaveStore
@@ -35,6 +38,12 @@ from signals.wave import SignalIn, Wave
 
 
 OPENED = {o.value for o in Outcome if o.opened}
+_SYMBOL_OR_RANK = re.compile(r"\S+/\S+:\S+ |; rank \d+|\d+s left of ")
+
+
+def skip_kind(reason: str) -> str:
+    """A skip reason without its symbol and rank, so a wave's skips can be counted by kind."""
+    return _SYMBOL_OR_RANK.sub("", reason).strip()
 
 
 @dataclass
@@ -49,6 +58,7 @@ class WaveProgress:
     pending: set[str] = field(default_factory=set)  # signal ids without an outcome
     overdue: bool = False
     note: str | None = None  # why the whole wave was skipped, if it was
+    skips: Counter = field(default_factory=Counter)  # skip reasons by kind, for the summary line
 
 
 @dataclass(frozen=True)
@@ -64,14 +74,16 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     def __init__(self, cfg: Config, waves: WaveStore, positions: PositionStore, supervisor,
                  scheduler: Scheduler, defaults: Params, handle,
-                 on_wave_done: Callable[[WaveSummary], None] = lambda _w: None) -> None:
+                 on_wave_done: Callable[[WaveSummary], None] = lambda _w: None, guard=None) -> None:
         super().__init__()
         self.cfg, self.waves, self.positions = cfg, waves, positions
         self.supervisor, self.scheduler, self.defaults = supervisor, scheduler, defaults
         self.handle = handle
         self.on_wave_done = on_wave_done
+        self.guard = guard  # loss limits (service/limits.py); None: none
         self.paused = False
         self.open_symbols: dict[str, str] = {}  # symbol -> position id (open or opening)
+        self.exposure: dict[str, Decimal] = {}  # position id -> its entry notional, while it is held
         self.active: dict[str, WaveProgress] = {}
         self.by_signal: dict[str, str] = {}  # signal id -> wave id
         self.inbox = WaveInbox(cfg.signals.inbox_size)
@@ -93,14 +105,18 @@ class WaveCoordinator(pykka.ThreadingActor):
                     reply.set_result(status)
             case PositionOutcome():
                 self._db(self._on_outcome, msg)
-            case PositionClosed(symbol=sym, position_id=pid):
+            case PositionClosed(symbol=sym, position_id=pid, reason=why):
                 if self.open_symbols.get(sym) == pid:
                     del self.open_symbols[sym]
+                self.exposure.pop(pid, None)
+                if self.guard is not None:
+                    self.guard.note_closed(sym, why)
             case WaveDeadline(wave_id=wid):
                 self._on_deadline(wid)
-            case SetPaused(paused=p):
+            case SetPaused(paused=p, why=why):
                 self.paused = p
-                logger.warning("coordinator: {} taking new waves", "STOPPED" if p else "resumed")
+                logger.log("INFO" if why == "shutdown" or not p else "WARNING", "coordinator: {} taking new waves ({})",
+                           "STOPPED" if p else "resumed", why)
                 self._admit_next()  # queued waves wait out a pause, then take their turn
             case CoordinatorStatus():
                 return {"paused": self.paused, "open_symbols": dict(self.open_symbols),
@@ -118,6 +134,7 @@ class WaveCoordinator(pykka.ThreadingActor):
         """After a restart: know what is held, and finish every wave left incomplete.
         Returns the ids of the waves it is finishing."""
         self.open_symbols = dict(open_symbols)
+        self.exposure = self.positions.open_notional()
         pending = self.waves.pending_signals()
         by_wave: dict[str, list] = {w.id: [] for w in self.waves.open_waves()}  # incl. all decided
         for row in pending:
@@ -228,6 +245,8 @@ class WaveCoordinator(pykka.ThreadingActor):
             wp.pending.add(s.id)
         if self.paused and skip_reason is None:
             skip_reason = "service paused: not taking new waves"
+        if skip_reason is None and q.signals and self.guard is not None:
+            skip_reason = self.guard.halt_reason()
         if skip_reason is not None:
             for s in q.signals:
                 self._decide(wp, s.id, Outcome.SKIPPED, skip_reason)
@@ -252,6 +271,10 @@ class WaveCoordinator(pykka.ThreadingActor):
                 if sig.symbol in self.open_symbols:
                     self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
                     continue
+                if self.guard is not None and (left := self.guard.cooldown_left(sig.symbol)) > 0:
+                    self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} cooling down after a stop-out "
+                                 f"({left:.0f}s left of risk.cooldown_after_stop_s)")
+                    continue
                 self._launch(wp, sig, created)
         finally:
             # Every row first, then every actor: started one by one, the actors' own commits
@@ -275,10 +298,14 @@ class WaveCoordinator(pykka.ThreadingActor):
         return sum(self._opening(w) for w in self.active.values())
 
     def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> None:
-        """Create the position's row; the caller starts its actor."""
+        """Size the position and create its row; the caller starts its actor."""
+        size = self._size()
+        if isinstance(size, str):
+            self._decide(wp, sig.id, Outcome.SKIPPED, f"not opened: {size}")
+            return
         pid = uuid.uuid4().hex[:12]
         state = PositionState(id=pid, signal_id=sig.id, wave_id=wp.id, symbol=sig.symbol,
-                              side=sig.side, params=self.defaults)
+                              side=sig.side, params=replace(self.defaults, notional=size))
         try:
             self.positions.create(state)
         except SymbolBusy:
@@ -286,7 +313,26 @@ class WaveCoordinator(pykka.ThreadingActor):
             return
         wp.launched[pid] = sig.id
         self.open_symbols[sig.symbol] = pid
+        self.exposure[pid] = size
         created.append(state)
+
+    def _size(self) -> Decimal | str:
+        """The next position's notional (risk.sizing, capped per trade), or why it has none:
+        the equity is unknown, or it would take the account past risk.max_exposure_usdt."""
+        risk = self.cfg.risk
+        rules = Sizing(risk.sizing, risk.position_notional_usdt, risk.equity_pct, risk.risk_pct,
+                       risk.max_position_usdt)
+        equity = self.guard.equity() if self.guard is not None else None
+        size = notional(rules, equity, self.defaults.stop_loss_pct)
+        if isinstance(size, str):
+            return size
+        if not risk.max_exposure_usdt:
+            return size
+        held = sum(self.exposure.values(), Decimal(0))
+        if held + size > risk.max_exposure_usdt:
+            return (f"exposure cap: {held} USDT open + {size} would pass "
+                    f"risk.max_exposure_usdt={risk.max_exposure_usdt}")
+        return size
 
     # ---- outcomes -------------------------------------------------------------------------
 
@@ -303,13 +349,18 @@ class WaveCoordinator(pykka.ThreadingActor):
             wp.opened += 1
         if o.outcome is Outcome.FAILED and self.open_symbols.get(o.symbol) == o.position_id:
             del self.open_symbols[o.symbol]
+        if o.outcome is Outcome.FAILED:
+            self.exposure.pop(o.position_id, None)
         for w in [wp, *(w for w in self.active.values() if w is not wp)]:
             self._fill(w)
             self._check_done(w)
 
     def _decide(self, wp: WaveProgress, signal_id: str, outcome: Outcome, reason: str) -> None:
         if self.waves.set_outcome(signal_id, outcome, reason):
-            logger.info("wave {}: signal {} {}: {}", wp.id, signal_id, outcome.value, reason)
+            # one line per wave says what was skipped and why (see _check_done)
+            logger.debug("wave {}: signal {} {}: {}", wp.id, signal_id, outcome.value, reason)
+            if outcome is Outcome.SKIPPED:
+                wp.skips[skip_kind(reason)] += 1
         wp.pending.discard(signal_id)
 
     def _check_done(self, wp: WaveProgress) -> None:
@@ -319,8 +370,9 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.waves.complete(wp.id, wp.note)
         outcomes = dict(self.waves.outcomes(wp.id))
         secs = time.monotonic() - wp.started
-        logger.info("wave {} complete in {:.2f}s: {}", wp.id, secs,
-                    ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items())))
+        skipped = "".join(f"; skipped {n}: {why}" for why, n in wp.skips.most_common())
+        logger.info("wave {} complete in {:.2f}s: {}{}", wp.id, secs,
+                    ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items())), skipped)
         self.on_wave_done(WaveSummary(wp.id, outcomes, secs, wp.overdue))
         self._admit_next()
 

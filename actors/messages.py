@@ -95,6 +95,8 @@ class PositionClosed:
     position_id: str
     symbol: str
     exit_price: Decimal | None
+    reason: str | None = None
+    net_pnl: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class WaveDeadline:
 @dataclass(frozen=True, slots=True)
 class SetPaused:
     paused: bool
+    why: str = "operator"  # "shutdown": the normal end of a run, not worth a warning
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,10 @@ from actors.scheduler import Scheduler
 from actors.together import together
 from core.config import DeadlinesCfg
 from core.faults import FaultPlan, InjectedCrash
+from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Place,
+    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
     Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
     RetryLater, Tick, leg_of, position_id_of,
 )
@@ -71,6 +72,9 @@ class PositionContext:
     on_decision: Callable[[float], None] = lambda _s: None  # tick-to-decision latency sink
     on_recovered: Callable[[PositionState], None] = lambda _s: None  # reconciled after a restart
     recovery_view: Callable[[PositionState], VenueView | None] = lambda _s: None  # cold start
+    # a position that traded has closed: P&L known (None if it could not be computed); must
+    # not block (the service queues alerts and logs on its own threads)
+    on_closed: Callable[[PositionState, Realized | None], None] = lambda _s, _p: None
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -90,6 +94,8 @@ class PositionActor(pykka.ThreadingActor):
         self.ready = False
         self.early: list[Any] = []
         self.acked: dict[str, int] = {}  # acknowledged market orders not read back: lookups so far
+        self.realized: Realized | None = None
+        self.finished = False  # messages queued behind the final step must not finish it again
 
     # ---- mailbox ----------------------------------------------------------------------
 
@@ -144,7 +150,7 @@ class PositionActor(pykka.ThreadingActor):
                     self.ctx.on_decision(time.perf_counter() - ts)
             case OrderUpdate(order=o):
                 if o.status == "filled" and o.avg_price is not None:
-                    self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty))
+                    self._drive(Filled(o.cid, o.avg_price), OrderFate(o.cid, "filled", o.avg_price, o.filled_qty, fee=o.fee))
                 elif (o.status in ("expired", "cancelled", "rejected", "stuck", "not_found")
                       and o.cid in self.state.protective_cids):
                     logger.warning("{}: {} is {} at the venue, not by us; reconciling",
@@ -169,10 +175,26 @@ class PositionActor(pykka.ThreadingActor):
                 pass
 
     def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
         s = self.state
-        self.ctx.coordinator().tell(PositionClosed(s.id, s.symbol, s.exit_price))
+        if s.entry_price is not None and s.exit_price is not None:
+            self._log_exit(s)
+            self.ctx.on_closed(s, self.realized)
+        self.ctx.coordinator().tell(PositionClosed(s.id, s.symbol, s.exit_price, s.close_reason,
+                                                   self.realized.net if self.realized else None))
         self.ctx.on_final(s.id, s.epoch)
         self.stop()
+
+    def _log_exit(self, s: PositionState) -> None:
+        """One line per exit, with its reason and money: the story an operator reads."""
+        p = self.realized
+        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {p.fees:.4f}"
+                 if p else "P&L unknown")
+        level = "ERROR" if s.phase is Phase.EMERGENCY_CLOSED else "INFO"
+        logger.log(level, "{} {} closed: {} at {} (entry {}); {}", s.symbol, s.side, s.close_reason,
+                   s.exit_price, s.entry_price, money)
 
     # ---- the loop: step, persist, execute ---------------------------------------------
 
@@ -193,7 +215,9 @@ class PositionActor(pykka.ThreadingActor):
     def _persist(self, s: PositionState, intents, fates, records) -> None:
         self._fence()
         with self.handle.op("db_write", self.ctx.deadlines.operation_s):
-            self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+            pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        if pnl is not None:
+            self.realized = pnl
 
     def _execute(self, cmd, queue: deque) -> None:
         match cmd:
@@ -205,12 +229,15 @@ class PositionActor(pykka.ThreadingActor):
                 if (res := self._run_lookup(i)) is not None:
                     queue.append(res)
             case RetryLater(intent=i, delay_s=d):
+                self._log_leg(i, "{}: {} order not placed; retrying in {:.2f}s (attempt {} of {})",
+                              self.state.symbol, i.leg.name.lower(), d, i.attempt + 1, self.state.params.max_attempts)
                 ref = self.actor_ref
                 self.ctx.scheduler.call_later(d, lambda: ref.tell(Retry(i)))
             case Report(outcome=o, reason=r):
                 s = self.state
                 self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, o, r))
-                logger.info("{} {} {}: {}", s.symbol, s.side, o.value, r)
+                bad = o in (Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
+                logger.log("ERROR" if bad else "INFO", "{} {} {}: {}", s.symbol, s.side, o.value, r)
             case Record():
                 pass
 
@@ -238,13 +265,23 @@ class PositionActor(pykka.ThreadingActor):
         except (UnknownOutcome, Retryable) as e:
             if isinstance(e, Acknowledged):
                 self.acked[i.cid] = 0
+            self._log_leg(i, "{}: {} order {} (attempt {}) has no answer ({}); looking it up by client id",
+                          s.symbol, i.leg.name.lower(), i.cid, i.attempt, e)
             return PlaceFailed(i, FailureKind.UNKNOWN, str(e)), OrderFate(i.cid, "unknown", reason=str(e))
         except Rejected as e:
+            self._log_leg(i, "{}: {} order {} (attempt {}) refused by the venue: {}",
+                          s.symbol, i.leg.name.lower(), i.cid, i.attempt, e)
             return PlaceFailed(i, FailureKind.REJECTED, str(e)), OrderFate(i.cid, "rejected", reason=str(e))
         if (why := nothing_filled(i.leg, o)) is not None:
             return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, o.status, reason=why)
         status = "filled" if o.status == "filled" or o.filled_qty else "open"
-        return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty)
+        return Placed(i, o.avg_price, o.filled_qty or None), OrderFate(i.cid, status, o.avg_price, o.filled_qty, fee=o.fee)
+
+    @staticmethod
+    def _log_leg(i: OrderIntent, fmt: str, *args) -> None:
+        """Trouble with a protective order (stop, trailing, exit) is the operator's business:
+        WARNING; with an entry it only means a position did not open."""
+        logger.log("INFO" if i.leg is Leg.ENTRY else "WARNING", fmt, *args)
 
     def _fence_after(self, req: OrderRequest, o) -> None:
         """The epoch moved while our order was on the wire: take back what we just placed,
@@ -268,7 +305,7 @@ class PositionActor(pykka.ThreadingActor):
             logger.warning("{}: cancel {} failed ({}); reconciliation will retry", self.state.symbol, cid, e)
             return None, OrderFate(cid, "open", reason=f"cancel failed: {e}")
         if o.status == "filled" and o.avg_price is not None:
-            return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty)
+            return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty, fee=o.fee)
         return None, OrderFate(cid, o.status if o.status != "open" else "cancelled")
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
@@ -278,6 +315,8 @@ class PositionActor(pykka.ThreadingActor):
         except OrderNotFound:
             if i.cid in self.acked:
                 return self._acked_miss(i)
+            self._log_leg(i, "{}: lookup of {} order {}: not at the venue, never placed", self.state.symbol,
+                          i.leg.name.lower(), i.cid)
             return LookedUp(i, False), OrderFate(i.cid, "not_found")
         except (Retryable, UnknownOutcome) as e:
             delay = min(self.state.params.retry_backoff_s * 2, 5.0)
@@ -291,8 +330,10 @@ class PositionActor(pykka.ThreadingActor):
             return self._acked_miss(i)  # still working at the venue: its fill is not known yet
         self.acked.pop(i.cid, None)
         found = o.status in ("open", "filled") or o.filled_qty > 0
+        self._log_leg(i, "{}: lookup of {} order {}: {}", self.state.symbol, i.leg.name.lower(), i.cid,
+                      o.status if found else f"{o.status}, not placed")
         return (LookedUp(i, found, o.avg_price, o.filled_qty or None),
-                OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty))
+                OrderFate(i.cid, o.status if found else "not_found", o.avg_price, o.filled_qty, fee=o.fee))
 
     def _look_again(self, i: OrderIntent, delay: float) -> None:
         ref = self.actor_ref
@@ -392,7 +433,7 @@ class PositionActor(pykka.ThreadingActor):
             o = self.ctx.gateway.fetch_order(self.state.symbol, cid, timeout=self.ctx.deadlines.venue_call_s)
         except OrderNotFound:
             return OrderFate(cid, "not_found"), None
-        return OrderFate(cid, o.status, o.avg_price, o.filled_qty), o
+        return OrderFate(cid, o.status, o.avg_price, o.filled_qty, fee=o.fee), o
 
     def _inject(self, op: str) -> None:
         rule = self.ctx.faults.pick(op, self.state.symbol)

@@ -57,21 +57,63 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         print("bin/trader close-all: refusing without --yes (it closes every open position); "
               "the console asks interactively", file=sys.stderr)
         return USAGE
-    return execute(client, spec, args, sys.stdout)
+    return execute(client, spec, args, sys.stdout, cfg=cfg)
+
+
+class OfflineTrades:
+    """`trades` while no service runs: the same reply, read from the configured database."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def call(self, cmd: str, **args):
+        from control.queries import trades_reply
+        from persistence.db import Database
+
+        from control.commands import masked_db_url
+        from persistence.schema import current_revision, head_revision
+
+        db = Database(self.cfg.database.url, call_timeout_s=self.cfg.deadlines.db_call_s, pool_size=1)
+        try:
+            rev = current_revision(db.engine)
+            if rev != head_revision():
+                raise p.ProtocolError(p.NOT_FOUND, f"no service running, and the database "
+                                      f"{masked_db_url(self.cfg.database.url)} has "
+                                      + ("no trader schema" if rev is None else
+                                         f"schema {rev} (run: bin/trader db upgrade)"))
+            a = p.TradesArgs.model_validate(args)
+            sym = a.symbol and guess_symbol(a.symbol)
+            return trades_reply(db, a, sym)
+        finally:
+            db.dispose()
+
+
+def guess_symbol(text: str) -> str:
+    """BTC, BTCUSDT, btc/usdt:usdt → BTC/USDT:USDT (without a venue to ask)."""
+    t = text.strip().upper()
+    return t if "/" in t else f"{t.removesuffix('USDT')}/USDT:USDT"
 
 
 def execute(client: ControlClient, spec: Spec, ns: argparse.Namespace, out: TextIO,
-            stop: threading.Event | None = None) -> int:
+            stop: threading.Event | None = None, cfg: Config | None = None) -> int:
     """Send one parsed command and print its reply; the exit code says how it went."""
     try:
         data = client.call(spec.name, **spec.args(ns))
-        print(render.as_json(data) if getattr(ns, "json", False) else render.render(data), file=out, flush=True)
+        if getattr(ns, "json", False):
+            text = render.as_json(data)
+        elif getattr(ns, "csv", False):
+            text = render.trades_csv(data)
+        else:
+            text = render.render(data, wide=getattr(ns, "wide", False))
+        print(text, file=out, flush=True)
         if spec.name == "events" and ns.follow:
             _follow(client, spec, ns, data.last_id, out, stop or threading.Event())
         if spec.name == "health":
             return {"healthy": OK, "degraded": 1, "critical": 2}[data.status]
         return OK
     except NotRunning as e:
+        if spec.name == "trades" and cfg is not None:  # history needs no service: read the database
+            return execute(OfflineTrades(cfg), spec, ns, out, stop)
         print(f"{e}", file=sys.stderr, flush=True)
         return NOT_RUNNING
     except p.ProtocolError as e:

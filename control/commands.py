@@ -23,8 +23,11 @@ from control import replies as r
 from control.queries import Queries, live_states
 from control.protocol import PARAMS
 from control.settings import InvalidSetting, SettingsStore, params_with, validate
+from core import trailing as tr
 from core.position_types import CloseRequested, SetParams
 from persistence.db import masked_url
+
+MOVED = "moved"
 
 try:
     VERSION = metadata.version("wave-trader")
@@ -63,6 +66,7 @@ class ControlHandler:
             case "restart": return self.restart(args)
             case "supervisor": return self.supervisor()
             case "events": return self.q.events(args)
+            case "trades": return self.q.trades(args)
         raise p.ProtocolError(p.UNKNOWN_COMMAND, f"no handler for {cmd}")
 
     # ---- status ------------------------------------------------------------------------
@@ -89,7 +93,24 @@ class ControlHandler:
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
-            health=self.health.report())
+            health=self.health.report(), money=self.money(),
+            limits=r.LimitsOut(**svc.guard.status()) if getattr(svc, "guard", None) else None)
+
+    def money(self) -> r.MoneyOut | None:
+        ledger = getattr(self.svc, "money", None)
+        if ledger is None:
+            return None
+        try:
+            # a venue that is slow to answer shows its last balance, not a slow status
+            m = ledger.snapshot(timeout_s=min(2.0, self.timeout_s, self.svc.cfg.deadlines.venue_call_s))
+        except Exception:  # the database is down: status still answers, without money
+            return None
+        b = m.balance
+        return r.MoneyOut(realized=m.realized.net, realized_today=m.today.net, fees=m.realized.fees,
+                          fees_today=m.today.fees, trades=m.realized.trades, trades_today=m.today.trades,
+                          unrealized=m.unrealized.quantize(Decimal("0.0001")),
+                          balance=b.wallet if b else None, equity=b.equity if b else None,
+                          balance_age_s=m.balance_age_s, timezone=ledger.timezone, day_start=m.day_start)
 
     def supervisor(self) -> r.SupervisorReply:
         sup, now = self.svc.supervisor, time.monotonic()
@@ -109,8 +130,11 @@ class ControlHandler:
     def pause(self, paused: bool) -> r.ActionReply:
         self.settings.record_paused(paused, "operator")
         self.svc.pause(paused)
+        guard = getattr(self.svc, "guard", None)
+        lifted = not paused and guard is not None and guard.lift("operator")
         msg = ("paused: no new waves are taken; open positions stay protected" if paused
-               else "resumed: taking new waves")
+               else "resumed: taking new waves" + ("; the daily loss limit is lifted for the rest of today"
+                                                   if lifted else ""))
         return r.ActionReply(message=msg, paused=paused)
 
     def _live(self, target: str):
@@ -180,9 +204,10 @@ class ControlHandler:
         value = self._valid(args.param, args.value, self.svc.defaults)  # limits are per field
         if args.symbol is not None:
             h = self._live(args.symbol)
+            before = live_states([h], self.timeout_s)
             self._tell(h, event)
-            targets = self._confirm([h], self._params_result)
-            return r.ActionReply(message=f"{h.symbol}: {args.param} set to {value}%; now {targets[0].result}",
+            targets = self._confirm([h], lambda s: self._venue_effect(args.param, value, before.get(s.id), s))
+            return r.ActionReply(message=f"{h.symbol}: {args.param} set to {value}%; {targets[0].result}",
                                  targets=targets)
         svc = self.svc
         new = params_with(svc.defaults, {args.param: value})
@@ -196,17 +221,34 @@ class ControlHandler:
             except (pykka.Timeout, pykka.ActorDeadError):
                 pass
         handles = [h for h in self.q.position_handles() if not h.retired]
+        before = live_states(handles, self.timeout_s)
         for h in handles:
             self._tell(h, event)
-        targets = self._confirm(handles, self._params_result)
-        return r.ActionReply(message=f"default {args.param} set to {value}% for new positions and "
-                                     f"{len(handles)} open", targets=targets, defaults=defaults_of(new))
+        targets = self._confirm(handles, lambda s: self._venue_effect(args.param, value, before.get(s.id), s))
+        moved = sum(1 for t in targets if t.result.startswith(MOVED))
+        return r.ActionReply(message=f"default {args.param} set to {value}% for new positions; at the venue "
+                                     f"{moved} of {len(handles)} open positions changed", targets=targets,
+                             defaults=defaults_of(new))
 
-    @staticmethod
-    def _params_result(s) -> str:
-        p_ = s.params
-        return (f"stop-loss {p_.stop_loss_pct}% (stop {s.stop_price}), activation {p_.activation_pct}%, "
-                f"callback {p_.callback_pct}%")
+    def _venue_effect(self, param: str, value: Decimal, old, s) -> str:
+        """What the change did at the venue for one position, and why not when it did nothing
+        (a stop only ever tightens; a trailing stop the service emulates has no venue order)."""
+        if old is None or s.entry_price is None:
+            return f"{param} {value}% recorded; nothing rests at the venue yet ({s.phase.value})"
+        if param == "stop-loss":
+            if s.stop_price != old.stop_price:
+                return f"{MOVED}: stop-loss {old.stop_price} -> {s.stop_price} at the venue"
+            level = tr.initial_stop(s.entry_price, s.side, value, self.svc.markets[s.symbol])
+            why = ("a stop only tightens" if not tr.is_tighter(level, s.stop_price, s.side)
+                   else "the position is busy; reconciliation applies it")
+            return f"unchanged at the venue: stop-loss stays at {s.stop_price} ({value}% from entry is {level}; {why})"
+        if s.params.trailing_mode != "native":
+            return f"unchanged at the venue: the service trails this position; {param} {value}% applies from the next move"
+        if s.trailing_cid != old.trailing_cid:
+            return f"{MOVED}: trailing stop re-placed at the venue ({s.trailing_cid}, callback {s.params.callback_pct}%)"
+        if old.trailing is not None and old.trailing.activated and param == "activation":
+            return "unchanged at the venue: the trailing stop is already active, activation no longer applies"
+        return f"unchanged at the venue: trailing stop {s.trailing_cid} still rests ({s.phase.value})"
 
     @staticmethod
     def _valid(param: str, value: Decimal, current) -> Decimal:

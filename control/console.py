@@ -102,7 +102,7 @@ class Console:
     def refresh_prompt(self) -> str:
         try:
             h = self.client.call("health")
-            self.state = h.status + (" PAUSED" if h.paused else "")
+            self.state = h.status + (" PAUSED" if h.paused else "") + (" HALTED" if h.halted or h.loss_limit_hit else "")
         except NotRunning:
             self.state = "no service"
         except (p.ProtocolError, OSError):

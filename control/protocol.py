@@ -127,6 +127,12 @@ class EventsArgs(_Args):
     target: str | None = Field(default=None, min_length=1, max_length=100)
 
 
+class TradesArgs(_Args):
+    since_ts: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # closed at or after
+    symbol: str | None = Field(default=None, min_length=1, max_length=100)
+    limit: int = Field(default=10_000, ge=1, le=100_000)
+
+
 # command -> (args model, reply data model)
 COMMANDS: dict[str, tuple[type[_Args], type[BaseModel]]] = {
     "status": (StatusArgs, r.StatusReply),
@@ -143,6 +149,7 @@ COMMANDS: dict[str, tuple[type[_Args], type[BaseModel]]] = {
     "restart": (RestartArgs, r.ActionReply),
     "supervisor": (SupervisorArgs, r.SupervisorReply),
     "events": (EventsArgs, r.EventsReply),
+    "trades": (TradesArgs, r.TradesReply),
 }
 
 

@@ -17,18 +17,28 @@ from sqlalchemy.orm import Session
 from actors.messages import GetState
 from control import protocol as p
 from control import replies as r
+from core.pnl import gross
 from core.position_types import PositionState
 from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
+from persistence import trades
 from persistence.positions import OPEN_PHASES
 
 CENT = Decimal("0.0001")
+PCT = Decimal("0.01")
 
 
 def pnl(side: str, qty, entry, price) -> Decimal | None:
     if qty is None or entry is None or price is None:
         return None
-    return ((price - entry) * qty * Side(side).sign).quantize(CENT)
+    return gross(Side(side), qty, entry, price).quantize(CENT)
+
+
+def money_fields(qty, entry, value: Decimal | None) -> dict:
+    """P&L, its percentage of the entry notional, and that notional (USDT)."""
+    notional = qty * entry if qty is not None and entry is not None else None
+    pct = (value / notional * 100).quantize(PCT) if value is not None and notional else None
+    return {"pnl": value, "pnl_pct": pct, "qty_usdt": None if notional is None else notional.quantize(PCT)}
 
 
 def trailing_summary(mode: str, activation, activated: bool, best, level, callback) -> str:
@@ -47,7 +57,8 @@ def from_state(s: PositionState, needs_attention: bool = False) -> r.PositionOut
         entry=s.entry_price, last=s.last_price, stop=s.stop_price,
         trailing=trailing_summary(s.params.trailing_mode, t.activation if t else None,
                                   bool(t and t.activated), t and t.best, t and t.level, s.params.callback_pct),
-        pnl=pnl(s.side.value, s.qty, s.entry_price, price), activation_pct=s.params.activation_pct,
+        **money_fields(s.qty, s.entry_price, pnl(s.side.value, s.qty, s.entry_price, price)),
+        activation_pct=s.params.activation_pct,
         callback_pct=s.params.callback_pct, stop_loss_pct=s.params.stop_loss_pct, live=True,
         needs_attention=needs_attention)
 
@@ -59,7 +70,9 @@ def from_row(row: PositionRow) -> r.PositionOut:
         entry=row.entry_price, last=row.last_price, stop=row.stop_price,
         trailing=trailing_summary(row.trailing_mode, row.activation_price, row.trailing_activated,
                                   row.best_price, row.trail_level, row.callback_pct),
-        pnl=pnl(row.side, row.qty, row.entry_price, row.exit_price if final else row.last_price),
+        **money_fields(row.qty, row.entry_price,
+                       row.net_pnl.quantize(CENT) if final and row.net_pnl is not None
+                       else pnl(row.side, row.qty, row.entry_price, row.exit_price if final else row.last_price)),
         activation_pct=row.activation_pct, callback_pct=row.callback_pct, stop_loss_pct=row.stop_loss_pct,
         live=False, needs_attention=row.needs_attention)
 
@@ -104,7 +117,9 @@ class Queries:
         live = live_states([h for h in handles if not h.retired], min(2.0, self.timeout_s))
         out = [from_state(live[row.id], row.needs_attention) if row.id in live else from_row(row)
                for row in rows]
-        return r.PositionsReply(positions=sorted(out, key=lambda x: x.symbol))
+        open_pnl = [x.pnl for x in out if x.phase in OPEN_PHASES and x.pnl is not None]
+        return r.PositionsReply(positions=sorted(out, key=lambda x: x.symbol),
+                                unrealized=sum(open_pnl, Decimal(0)).quantize(CENT))
 
     def find_row(self, target: str) -> PositionRow | None:
         """A position by id, or the open (else most recent) position of a symbol."""
@@ -160,7 +175,16 @@ class Queries:
         with self.session() as s:
             rows = s.scalars(select(WaveRow).order_by(desc(WaveRow.received_ts)).limit(args.limit)).all()
             counts = self._outcomes(s, [w.id for w in rows])
-        return r.WavesReply(waves=[wave_out(w, counts.get(w.id, {})) for w in rows])
+        money = trades.by_wave(self.svc.db, [w.id for w in rows])
+        return r.WavesReply(waves=[wave_out(w, counts.get(w.id, {}), money.get(w.id)) for w in rows])
+
+    def trades(self, args: p.TradesArgs) -> r.TradesReply:
+        sym = None
+        if args.symbol is not None:
+            sym = self.symbol(args.symbol)
+            if sym is None:
+                raise p.ProtocolError(p.NOT_FOUND, f"{args.symbol!r} is not a known symbol")
+        return trades_reply(self.svc.db, args, sym)
 
     def wave(self, args: p.WaveArgs) -> r.WaveReply:
         with self.session() as s:
@@ -169,9 +193,11 @@ class Queries:
                 raise p.ProtocolError(p.NOT_FOUND, f"no wave {args.wave_id!r}")
             sigs = s.scalars(select(SignalRow).where(SignalRow.wave_id == w.id).order_by(SignalRow.rank)).all()
             counts = self._outcomes(s, [w.id])
-        return r.WaveReply(wave=wave_out(w, counts.get(w.id, {})), signals=[
+            net = dict(s.execute(select(PositionRow.id, PositionRow.net_pnl).where(PositionRow.wave_id == w.id)).all())
+        money = trades.by_wave(self.svc.db, [w.id]).get(w.id)
+        return r.WaveReply(wave=wave_out(w, counts.get(w.id, {}), money), signals=[
             r.SignalOut(id=x.id, rank=x.rank, symbol=x.symbol, side=x.side, score=x.score, outcome=x.outcome,
-                        reason=x.reason, position_id=x.position_id) for x in sigs])
+                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id)) for x in sigs])
 
     @staticmethod
     def _outcomes(s: Session, wave_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -199,21 +225,39 @@ class Queries:
             else:
                 rows = list(reversed(s.scalars(q.order_by(desc(EventRow.id)).limit(args.limit)).all()))
             last = s.scalar(select(func.max(EventRow.id)))
+            pids = {e.position_id for e in rows if e.position_id}
+            symbols = dict(s.execute(select(PositionRow.id, PositionRow.symbol)
+                                     .where(PositionRow.id.in_(pids))).all()) if pids else {}
         last_id = rows[-1].id if rows else (args.after_id if args.after_id is not None else last)
-        return r.EventsReply(events=[event_out(e) for e in rows], last_id=last_id)
+        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id)) for e in rows], last_id=last_id)
 
 
 def order_out(o: OrderRow) -> r.OrderOut:
     return r.OrderOut(cid=o.cid, leg=o.leg, side=o.side, qty=o.qty, status=o.status, epoch=o.epoch,
                       stop_price=o.stop_price, activation=o.activation, callback_pct=o.callback_pct,
-                      avg_price=o.avg_price, reason=o.reason)
+                      avg_price=o.avg_price, fee=o.fee, reason=o.reason)
 
 
-def event_out(e: EventRow) -> r.EventOut:
-    return r.EventOut(id=e.id, ts=e.ts, kind=e.kind, position_id=e.position_id, wave_id=e.wave_id,
-                      epoch=e.epoch, data=e.data or {})
+def event_out(e: EventRow, symbol: str | None = None) -> r.EventOut:
+    return r.EventOut(id=e.id, ts=e.ts, kind=e.kind, position_id=e.position_id, symbol=symbol,
+                      wave_id=e.wave_id, epoch=e.epoch, data=e.data or {})
 
 
-def wave_out(w: WaveRow, outcomes: dict[str, int]) -> r.WaveOut:
+def wave_out(w: WaveRow, outcomes: dict[str, int], money: trades.Totals | None = None) -> r.WaveOut:
     return r.WaveOut(id=w.id, status=w.status, source=w.source, received_ts=w.received_ts,
-                     completed_ts=w.completed_ts, n_signals=w.n_signals, outcomes=outcomes, reason=w.reason)
+                     completed_ts=w.completed_ts, n_signals=w.n_signals, outcomes=outcomes, reason=w.reason,
+                     pnl=money.net if money else None, closed=money.trades if money else 0)
+
+
+def trades_reply(db, args: p.TradesArgs, symbol: str | None) -> r.TradesReply:
+    rows = trades.closed_trades(db, args.since_ts, symbol)[-args.limit:]
+    t = trades.totals_of(rows)
+    return r.TradesReply(trades=[trade_out(x) for x in rows], count=t.trades, gross=t.gross,
+                         fees=t.fees, net=t.net, wins=t.wins)
+
+
+def trade_out(x: PositionRow) -> r.TradeOut:
+    return r.TradeOut(id=x.id, symbol=x.symbol, side=x.side, qty=x.qty, entry=x.entry_price, exit=x.exit_price,
+                      gross=x.gross_pnl, fees=x.fees, net=x.net_pnl, pct=x.pnl_pct, reason=x.close_reason,
+                      wave_id=x.wave_id, opened_ts=x.opened_ts, closed_ts=x.closed_ts,
+                      duration_s=None if x.closed_ts is None else round(x.closed_ts - x.opened_ts, 3))

@@ -28,7 +28,9 @@ class PositionOut(_Reply):
     last: Decimal | None = None
     stop: Decimal | None = None
     trailing: str = "-"  # human summary: armed at X / trailing, level Y / -
-    pnl: Decimal | None = None  # unrealized (open) or realized estimate (closed), in quote
+    pnl: Decimal | None = None  # USDT: unrealized at the last price (open), realized net of fees (closed)
+    pnl_pct: Decimal | None = None  # of the entry notional
+    qty_usdt: Decimal | None = None  # entry notional
     activation_pct: Decimal
     callback_pct: Decimal
     stop_loss_pct: Decimal
@@ -41,6 +43,7 @@ class EventOut(_Reply):
     ts: float
     kind: str
     position_id: str | None = None
+    symbol: str | None = None  # of its position
     wave_id: str | None = None
     epoch: int | None = None
     data: dict = {}
@@ -57,6 +60,7 @@ class OrderOut(_Reply):
     activation: Decimal | None = None
     callback_pct: Decimal | None = None
     avg_price: Decimal | None = None
+    fee: Decimal | None = None  # commission on its fill, USDT
     reason: str | None = None
 
 
@@ -65,6 +69,60 @@ class VenueOrderOut(_Reply):
     leg: str
     status: str
     stop_price: Decimal | None = None
+
+
+class MoneyOut(_Reply):
+    """USDT. Realized is net of fees, from the fills of closed positions; unrealized is the
+    open positions at the latest price; balance and equity are the venue's own figures."""
+
+    realized: Decimal
+    realized_today: Decimal
+    fees: Decimal
+    fees_today: Decimal
+    trades: int
+    trades_today: int
+    unrealized: Decimal
+    balance: Decimal | None = None
+    equity: Decimal | None = None
+    balance_age_s: float | None = None  # None: the venue never answered
+    timezone: str = "UTC"  # what "today" means
+    day_start: float
+
+
+class LimitsOut(_Reply):
+    daily_loss_limit_usdt: Decimal | None  # None: no limit
+    halted: bool  # the limit was hit today: no new waves
+    reason: str | None = None
+    lifted_today: bool = False  # an operator resumed past it
+    cooldown_after_stop_s: float = 0
+    cooldowns: dict[str, float] = {}  # symbol -> seconds left
+
+
+class TradeOut(_Reply):
+    id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    entry: Decimal
+    exit: Decimal | None  # None: closed by the supervisor without a known fill
+    gross: Decimal | None
+    fees: Decimal | None
+    net: Decimal | None
+    pct: Decimal | None
+    reason: str | None
+    wave_id: str
+    opened_ts: float
+    closed_ts: float | None
+    duration_s: float | None
+
+
+class TradesReply(_Reply):
+    trades: list[TradeOut]
+    count: int
+    gross: Decimal
+    fees: Decimal
+    net: Decimal
+    wins: int
 
 
 class UnprotectedOut(_Reply):
@@ -98,6 +156,7 @@ class HealthReply(_Reply):
     paused: bool = False
     recovering: str | None = None  # start-up recovery still running: "recovering N of M positions (…)"
     halted: str | None = None  # trading stopped for good (the database lease was lost)
+    loss_limit_hit: bool = False  # the daily loss limit was hit: no new waves (reported, not degraded)
 
 
 class StatusReply(_Reply):
@@ -120,10 +179,13 @@ class StatusReply(_Reply):
     metrics_url: str | None
     socket: str
     health: HealthReply
+    money: MoneyOut | None = None  # None: the database could not be read
+    limits: LimitsOut | None = None
 
 
 class PositionsReply(_Reply):
     positions: list[PositionOut]
+    unrealized: Decimal | None = None  # sum of the open positions' P&L
 
 
 class PositionDetailReply(_Reply):
@@ -158,6 +220,8 @@ class WaveOut(_Reply):
     n_signals: int
     outcomes: dict[str, int]
     reason: str | None
+    pnl: Decimal | None = None  # realized, net of fees, of this wave's closed positions
+    closed: int = 0  # of its positions, how many have closed
 
 
 class SignalOut(_Reply):
@@ -169,6 +233,7 @@ class SignalOut(_Reply):
     outcome: str | None
     reason: str | None
     position_id: str | None
+    pnl: Decimal | None = None  # its position's realized P&L net of fees, once closed
 
 
 class WavesReply(_Reply):

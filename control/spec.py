@@ -7,7 +7,9 @@ never disagree, and both turn a line into the same protocol request.
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from control.protocol import PARAMS
@@ -50,22 +52,54 @@ def _target(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="symbol (BTC/USDT:USDT, BTCUSDT or BTC) or position id")
 
 
+def _wide(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wide", action="store_true", help="every column, whatever the terminal width")
+
+
+_RELATIVE = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`--since`: an ISO date or time (UTC unless it says otherwise: 2026-11-21,
+    2026-11-21T10:00+01:00) or a span back from now (30m, 24h, 7d)."""
+    t = text.strip()
+    if t[:-1].isdigit() and t[-1:] in _RELATIVE:
+        return (time.time() if now is None else now) - int(t[:-1]) * _RELATIVE[t[-1]]
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--since {text!r}: expected a date (2026-11-21), a time "
+                                         f"(2026-11-21T10:00) or a span (30m, 24h, 7d)") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _trades(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=parse_since, metavar="WHEN",
+                   help="closed at or after: 2026-11-21, 2026-11-21T10:00 (UTC) or 24h, 7d")
+    p.add_argument("--symbol", help="one symbol (BTC, BTCUSDT or BTC/USDT:USDT)")
+    p.add_argument("--csv", action="store_true", help="CSV with a header row (for a spreadsheet)")
+    p.add_argument("--limit", type=int, default=10_000, help="the most recent N trades")
+    _wide(p)
+
+
 SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("status", "service, venue, database, supervisor and coverage at a glance",
          "One screen for an incident: is the service trading, is every open position protected, "
          "are the venue and database answering, and what has the supervisor done."),
-    Spec("positions", "table of open positions: entry, last, stop, trailing state, epoch, P&L",
+    Spec("positions", "table of open positions: entry, last, stop, P&L in USDT and %",
          "Live figures from each position's actor; a row marked '*' comes from the database because "
-         "its actor did not answer in time (it may be stuck: see `supervisor`)."),
+         "its actor did not answer in time (it may be stuck: see `supervisor`). The table fits the "
+         "terminal; --wide adds the trailing state, epoch, size and id.", _wide),
     Spec("position", "one position in full: params, orders, what the venue holds, recent events",
          "Accepts a symbol (its open position, else the most recent) or a position id.",
          lambda p: (_target(p), p.add_argument("--events", type=int, default=20, help="how many recent events")),
          lambda ns: {"target": ns.target, "events": ns.events}, ("position BTC", "position 3f2a9c01be77"), True),
-    Spec("waves", "recent waves with their outcome counts", "Newest first.",
-         lambda p: p.add_argument("--limit", type=int, default=20), lambda ns: {"limit": ns.limit}),
+    Spec("waves", "recent waves with their outcome counts and realized P&L", "Newest first.",
+         lambda p: (p.add_argument("--limit", type=int, default=20), _wide(p)), lambda ns: {"limit": ns.limit}),
     Spec("wave", "one wave: every signal with its rank, outcome and reason",
          "Each signal has exactly one final outcome: protected, failed, emergency_closed, skipped or rejected.",
-         lambda p: p.add_argument("wave_id"), lambda ns: {"wave_id": ns.wave_id}, ("wave 2026-11-21T10:15",)),
+         lambda p: (p.add_argument("wave_id"), _wide(p)), lambda ns: {"wave_id": ns.wave_id},
+         ("wave 2026-11-21T10:15",)),
     Spec("health", "healthy / degraded / critical, with the reasons",
          "Thresholds are in the [health] config section (README: Health and metrics). "
          "One-shot exit code: 0 healthy, 1 degraded, 2 critical, 3 no service."),
@@ -98,6 +132,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
                     p.add_argument("--symbol", help="only this position (symbol or id)"),
                     p.add_argument("--limit", type=int, default=30)),
          lambda ns: {"target": ns.symbol, "limit": ns.limit}, ("events -f", "events --symbol BTC")),
+    Spec("trades", "closed positions: entry, exit, fees, P&L, reason, duration; with totals",
+         "Every position that opened and closed, oldest first. P&L is in USDT, net of the fees the "
+         "venue charged on the entry and exit fills; the total is the realized P&L of `status`.",
+         _trades, lambda ns: {"since_ts": ns.since, "symbol": ns.symbol, "limit": ns.limit},
+         ("trades --since 24h", "trades --symbol BTC --csv", "trades --json")),
 ]}
 
 

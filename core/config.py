@@ -107,6 +107,11 @@ class PaperCfg(_Section):
     # The paper account (positions, balance, orders, prices) survives restarts like a real
     # venue's: unset = <run_dir>/paper-venue.db, "" = in memory only (gone at exit).
     state_file: str | None = None
+    # Commission in % of each fill's notional; defaults are Binance USD-M's regular (VIP 0)
+    # rates. Market orders and triggered stops take liquidity: they pay the taker rate.
+    taker_fee_pct: BoundedDecimal = Field(default=Decimal("0.05"), ge=0, le=1, allow_inf_nan=False)
+    maker_fee_pct: BoundedDecimal = Field(default=Decimal("0.02"), ge=0, le=1, allow_inf_nan=False)
+
     # Where prices come from: "random" (the seeded walk above), "file:DATA" (recorded candles,
     # played by a rehearsal: `bin/trader replay --prices`), "live:binanceusdm" / "live:bybit"
     # (a real venue's public price stream, no keys).
@@ -126,6 +131,18 @@ class RiskCfg(_Section):
     max_open_positions: int = Field(default=50, ge=1)
     max_concurrent_opens: int = Field(default=0, ge=0)  # 0 = no limit
     position_notional_usdt: BoundedDecimal = Field(default=Decimal(200), gt=0)
+    # fixed: position_notional_usdt each; equity_pct: that % of equity; risk_pct: the size whose
+    # stop-out (at protection.stop_loss_pct) loses risk_pct % of equity
+    sizing: Literal["fixed", "equity_pct", "risk_pct"] = "fixed"
+    equity_pct: BoundedDecimal = Field(default=Decimal(2), gt=0, le=100, allow_inf_nan=False)
+    risk_pct: BoundedDecimal = Field(default=Decimal("0.5"), gt=0, le=10, allow_inf_nan=False)
+    max_position_usdt: BoundedDecimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)  # per trade; 0 = none
+    max_exposure_usdt: BoundedDecimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)  # all open; 0 = none
+    balance_refresh_s: float = Field(default=5.0, gt=0)  # how often equity is re-read for sizing
+    # Stop taking waves once today's P&L (realized + unrealized) is this far below zero;
+    # 0 = no limit. Open positions stay protected; `resume` or the next day lifts it.
+    daily_loss_limit_usdt: BoundedDecimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
+    cooldown_after_stop_s: float = Field(default=0.0, ge=0)  # a stopped-out symbol waits; 0 = off
 
 
 class ProtectionCfg(_Section):
@@ -282,6 +299,29 @@ class BacktestCfg(_Section):
     fee_bps: Decimal = Field(default=Decimal(5), ge=0, le=1000)  # per fill, of its notional
 
 
+class AlertsCfg(_Section):
+    """Alerts through apprise. The URLs carry tokens: they are read only from the environment."""
+
+    urls_env: str = "WAVE_TRADER_ALERT_URLS"
+    queue_size: int = Field(default=100, ge=1, le=10_000)
+
+
+class ReportCfg(_Section):
+    """How money is reported: the day that "today" means."""
+
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> "ReportCfg":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r} (an IANA name: UTC, Europe/Berlin, …)") from None
+        return self
+
+
 class Config(_Section):
     exchange: ExchangeCfg = ExchangeCfg()
     paper: PaperCfg = PaperCfg()
@@ -297,6 +337,8 @@ class Config(_Section):
     run_dir: str = "var"
     control: ControlCfg = ControlCfg()
     health: HealthCfg = HealthCfg()
+    report: ReportCfg = ReportCfg()
+    alerts: AlertsCfg = AlertsCfg()
     backtest: BacktestCfg = BacktestCfg()
 
     @model_validator(mode="after")

@@ -24,7 +24,8 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
             markets = recorded_markets(recorded, markets, cfg.risk.position_notional_usdt)
             prices = first_prices(recorded)
         engine = PaperEngine(markets, prices, seed=p.seed, volatility=p.volatility,
-                             slippage_bps=p.slippage_bps, store=paper_store(cfg))
+                             slippage_bps=p.slippage_bps, store=paper_store(cfg),
+                             taker_fee_pct=p.taker_fee_pct, maker_fee_pct=p.maker_fee_pct)
         gateway = PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                                tick_interval_s=0 if recorded else p.tick_interval_ms / 1000,
                                faults=faults, seed=p.seed, prices=price_source(cfg, engine))

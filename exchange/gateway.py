@@ -110,6 +110,18 @@ class OrderState:
     filled_qty: Decimal = Decimal(0)
     avg_price: Decimal | None = None
     stop_price: Decimal | None = None
+    fee: Decimal | None = None  # commission charged on the fill, in the quote asset; None: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The account's money as the venue reports it, in the settlement asset (USDT)."""
+
+    asset: str
+    wallet: Decimal  # deposits + realized P&L - fees
+    unrealized: Decimal  # at the venue's mark prices
+    equity: Decimal  # wallet + unrealized
+    available: Decimal | None = None  # free for new margin, where the venue says
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,9 @@ class Gateway(Protocol):
     def open_orders(self, symbol: str | None, timeout: float) -> list[OrderState]: ...
 
     def positions(self, timeout: float) -> list[VenuePosition]: ...
+
+    def balance(self, timeout: float) -> Balance:
+        """Wallet balance and equity of the futures account."""
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         """Deliver prices and updates of our orders (fills, triggered stops) as they happen."""

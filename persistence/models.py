@@ -104,7 +104,12 @@ class PositionRow(Base):
     attention_reason: Mapped[str | None] = mapped_column(Text)
     opened_ts: Mapped[float] = mapped_column(Float)
     updated_ts: Mapped[float] = mapped_column(Float)
-    closed_ts: Mapped[float | None] = mapped_column(Float)
+    closed_ts: Mapped[float | None] = mapped_column(Float, index=True)
+    # realized P&L, written when the position closes (quote asset; pct of the entry notional)
+    gross_pnl: Mapped[Decimal | None] = mapped_column(DecimalText)
+    fees: Mapped[Decimal | None] = mapped_column(DecimalText)
+    net_pnl: Mapped[Decimal | None] = mapped_column(DecimalText)
+    pnl_pct: Mapped[Decimal | None] = mapped_column(DecimalText)
 
 
 class OrderRow(Base):
@@ -126,6 +131,7 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     avg_price: Mapped[Decimal | None] = mapped_column(DecimalText)
     filled_qty: Mapped[Decimal | None] = mapped_column(DecimalText)
+    fee: Mapped[Decimal | None] = mapped_column(DecimalText)  # commission on the fill, quote asset
     reason: Mapped[str | None] = mapped_column(Text)
     created_ts: Mapped[float] = mapped_column(Float)
     updated_ts: Mapped[float] = mapped_column(Float)

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from core.pnl import Realized, realized
 from core.position_types import (
     Leg, OrderIntent, Params, Phase, PositionState, Record,
 )
@@ -19,7 +20,7 @@ from core.trailing import Trailing
 from core.types import Side
 from exchange.gateway import Fenced
 from persistence.db import Database
-from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
+from persistence.models import DecimalText, EventRow, OrderRow, PositionRow, SignalRow
 
 OPEN_PHASES = [p.value for p in Phase if not p.final]
 _STEP_COLUMNS = (
@@ -36,8 +37,16 @@ _UPDATE_POSITION = (
 )
 _UPDATE_ORDER = (
     update(OrderRow).where(OrderRow.cid == bindparam("_cid"))
-    .values({c: bindparam(c) for c in ("status", "avg_price", "filled_qty", "reason", "updated_ts")})
+    .values({c: bindparam(c) for c in ("status", "avg_price", "filled_qty", "reason", "updated_ts")}
+            | {"fee": func.coalesce(bindparam("fee", type_=DecimalText()), OrderRow.fee)})  # a later cancel keeps the fill's fee
 )
+_POSITION_FEES = select(OrderRow.fee).where(OrderRow.position_id == bindparam("_id"),
+                                            OrderRow.fee.is_not(None))
+_UPDATE_PNL = (
+    update(PositionRow).where(PositionRow.id == bindparam("_id"), PositionRow.epoch == bindparam("_epoch"))
+    .values({c: bindparam(c) for c in ("gross_pnl", "fees", "net_pnl", "pnl_pct")})
+)
+_FIRST_PNL = _UPDATE_PNL.where(PositionRow.net_pnl.is_(None))
 _INSERT_ORDER = insert(OrderRow)
 _INSERT_EVENT = insert(EventRow)
 
@@ -55,6 +64,7 @@ class OrderFate:
     avg_price: Decimal | None = None
     filled_qty: Decimal | None = None
     reason: str | None = None
+    fee: Decimal | None = None
 
 
 def _row_values(s: PositionState) -> dict:
@@ -121,14 +131,16 @@ class PositionStore:
             raise
 
     def commit_step(self, s: PositionState, *, intents: list[OrderIntent] = (),
-                    fates: list[OrderFate] = (), records: list[Record] = ()) -> None:
-        """Persist one transition atomically, fenced by the state's epoch.
+                    fates: list[OrderFate] = (), records: list[Record] = ()) -> Realized | None:
+        """Persist one transition atomically, fenced by the state's epoch. A final state also
+        gets its realized P&L (from its orders' fees), which is returned.
 
         Every tick of every position comes through here, so the statements are built once
         (compiled and cached by SQLAlchemy) and run on the Core connection, without the ORM."""
         now = time.time()
         values = _row_values(s) | {"updated_ts": now, "closed_ts": now if s.phase.final else None,
                                    "_id": s.id, "_epoch": s.epoch}
+        pnl = None
         with self.db.tx("db_write", s.symbol) as tx:
             conn = tx.connection()
             if conn.execute(_UPDATE_POSITION, values).rowcount != 1:
@@ -142,10 +154,26 @@ class PositionStore:
                     for i in intents])
             for f in fates:
                 conn.execute(_UPDATE_ORDER, dict(_cid=f.cid, status=f.status, avg_price=f.avg_price,
-                                                 filled_qty=f.filled_qty, reason=f.reason, updated_ts=now))
+                                                 filled_qty=f.filled_qty, reason=f.reason, fee=f.fee,
+                                                 updated_ts=now))
+            if s.phase.final and s.qty and s.entry_price is not None and s.exit_price is not None:
+                # the fees of every fill so far, this step's included (each fill's fee is
+                # written once, with the step that learned of it)
+                fees = sum(conn.execute(_POSITION_FEES, {"_id": s.id}).scalars(), Decimal(0))
+                pnl = realized(s.side, s.qty, s.entry_price, s.exit_price, fees)
+                values = dict(_id=s.id, _epoch=s.epoch, gross_pnl=pnl.gross, fees=pnl.fees,
+                              net_pnl=pnl.net, pnl_pct=pnl.pct)
+                if conn.execute(_FIRST_PNL, values).rowcount == 1:  # the close itself: into the event log
+                    conn.execute(_INSERT_EVENT, [dict(
+                        ts=now, kind="realized", position_id=s.id, wave_id=s.wave_id, epoch=s.epoch,
+                        data={"symbol": s.symbol, "reason": s.close_reason, "net": str(pnl.net),
+                              "fees": str(pnl.fees), "gross": str(pnl.gross), "pct": str(pnl.pct)})])
+                else:
+                    conn.execute(_UPDATE_PNL, values)
             if records:
                 conn.execute(_INSERT_EVENT, [dict(ts=now, kind=r.kind, position_id=s.id, wave_id=s.wave_id,
                                                   epoch=s.epoch, data=r.data) for r in records])
+        return pnl
 
     def bump_epoch(self, position_id: str, expected: int) -> int:
         """Raise the epoch (fencing every older actor); Fenced if someone else already did."""
@@ -179,6 +207,12 @@ class PositionStore:
         """Symbol → id of every position holding its symbol (open, or opening)."""
         with self.db.tx("db_read") as tx:
             return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
+                                   .where(PositionRow.active_symbol.is_not(None))).all())
+
+    def open_notional(self) -> dict[str, Decimal]:
+        """Position id → planned entry notional of every position holding its symbol."""
+        with self.db.tx("db_read") as tx:
+            return dict(tx.execute(select(PositionRow.id, PositionRow.notional)
                                    .where(PositionRow.active_symbol.is_not(None))).all())
 
     def record(self, kind: str, data: dict, *, position_id: str | None = None) -> None:

@@ -40,6 +40,9 @@ from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
 from signals.rejections import Rejections
+from service.alerts import Alerts, urls_from_env
+from service.limits import RiskGuard
+from service.money import Ledger
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
@@ -141,12 +144,21 @@ class Service:
         # orders a position took over from another id (recovery adopting a held position with
         # the stop that rests on it): client id -> owning position, for routing their updates
         self.order_owner: dict[str, str] = {}
+        self.money = Ledger(self, cfg.report.timezone)
+        self.alerts = Alerts(urls_from_env(cfg.alerts.urls_env), queue_size=cfg.alerts.queue_size)
+        self.ctx.on_closed = self._on_closed
+        self.guard = RiskGuard(self, cfg.risk, cfg.report.timezone)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True) -> None:
         self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
+        self.guard.restore()
+        if self.money.balance() is None:  # the first equity, before the first wave is sized
+            logger.warning("venue balance not available at start; equity unknown until it answers")
+        if self.cfg.risk.sizing != "fixed":
+            self.money.start_refresh(self.cfg.risk.balance_refresh_s)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
@@ -178,7 +190,8 @@ class Service:
 
     def _start_coordinator(self, handle):
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
-                                    self.scheduler, self.defaults, handle, self._on_wave_done)
+                                    self.scheduler, self.defaults, handle, self._on_wave_done,
+                                    guard=self.guard)
         if self.paused:
             ref.tell(SetPaused(True))
         if self._recovered:  # a restarted coordinator picks up where its predecessor was
@@ -283,7 +296,7 @@ class Service:
         if self.source is not None:
             self.source.stop()
         if self._coordinator is not None:
-            self._coordinator.tell(SetPaused(True))
+            self._coordinator.tell(SetPaused(True, "shutdown"))
         while time.monotonic() < deadline - 1 and any(
                 h.phase in ("new", "entering", "open", "protected", "closing")
                 for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
@@ -294,6 +307,8 @@ class Service:
         self.gateway.close()
         self.scheduler.close()
         self.db.dispose()
+        self.money.stop()
+        self.alerts.close(max(0.5, deadline - time.monotonic()))
         self.account_lease.release()
         self.lease.release()
         return stuck
@@ -330,6 +345,16 @@ class Service:
 
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")
+        self.alerts.notify("needs_attention", f"wave-trader: {key} needs an operator", msg)
+
+    def _on_closed(self, s, pnl) -> None:
+        """A traded position closed (its own thread: only queue, never wait)."""
+        money = f"P&L {pnl.net:+.2f} USDT ({pnl.pct:+.2f}%)" if pnl else "P&L unknown"
+        what = f"{s.symbol} {s.side}: {s.close_reason} at {s.exit_price} (entry {s.entry_price}); {money}"
+        if s.phase is Phase.EMERGENCY_CLOSED:
+            self.alerts.notify("emergency_close", f"EMERGENCY CLOSE {s.symbol}", what)
+        elif s.close_reason and "stop" in s.close_reason:
+            self.alerts.notify("stop_fired", f"stop fired: {s.symbol}", what)
 
     # ---- reporting -----------------------------------------------------------------------
 
@@ -373,7 +398,15 @@ class Service:
             "abandoned_threads": self.supervisor.abandoned_alive(),
             "recovery": self.recovery.as_dict(),
             "rejections": self.rejections.as_dict(),
+            "pnl": self._pnl(),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
+
+    def _pnl(self) -> dict | None:
+        try:
+            return self.money.snapshot().as_dict()
+        except Exception as e:  # a summary must not fail because the money could not be read
+            logger.warning("run summary: P&L not available: {}", e)
+            return None
 
     def signals_health(self) -> dict | None:
         """The signal source's own report (connected/reconnecting, counts), when it has one."""

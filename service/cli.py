@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from loguru import logger
 
@@ -55,16 +56,58 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     from backtest.cli import add_parser as add_backtest
     add_backtest(sub, _common)
+    conf = sub.add_parser("config", help="every configuration key: type, default, current value, description")
+    _common(conf)
+    conf.add_argument("key", nargs="?", help="one key (risk.sizing) or a section (risk)")
+    conf.add_argument("--json", action="store_true", help="a JSON list of {key, type, default, current, description}")
+    conf.add_argument("--markdown", action="store_true", help="the README's configuration table")
     from control.cli import add_subcommands  # control plane: status, positions, close, console, …
     add_subcommands(sub, _common)
     return ap
 
 
+def caller_dir() -> Path:
+    """Where the operator ran bin/trader from (it changes into the checkout before Python starts)."""
+    return Path(os.environ.get("WAVE_TRADER_CWD") or os.getcwd())
+
+
+def from_caller(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else caller_dir() / p
+
+
+def resolve_signals_file(cfg: Config) -> None:
+    """`signals.source = file:PATH` (or a bare path) is the caller's, like any FILE argument;
+    a missing file stops the start with the path that was tried."""
+    src = cfg.signals.source
+    if src == "demo" or src.startswith(("ws://", "wss://")):
+        return
+    given = src.removeprefix("file:")
+    path = from_caller(given)
+    if not path.is_file():
+        raise ConfigError(f"signals.source: signals file not found: {path}"
+                          + (f" ({given!r} relative to {caller_dir()})" if not Path(given).is_absolute() else ""))
+    cfg.signals.source = f"file:{path}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; output cut short by a closed pipe (`bin/trader positions | head`) is
+    not an error worth a traceback."""
     # Everything this process creates (database and its -wal/-shm, log and its rotations, paper
     # account, history) is owner-only whatever umask it inherited.
     os.umask(0o077)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader is gone: send whatever Python still wants to flush into the void
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "config", None):
+        args.config = str(from_caller(args.config))
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
         from service.replay import replay
         return replay(args)
@@ -76,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         return chaos(args)
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.command == "run":
+            resolve_signals_file(cfg)
     except ConfigError as e:
         print(f"bin/trader: {e}", file=sys.stderr)
         return 2
     if args.command == "db":
         return _db(cfg, args.action)
+    if args.command == "config":
+        return _config(cfg, args)
     if getattr(args, "control_command", None):
         from control.cli import main as control_main
         return control_main(cfg, args)
@@ -98,6 +145,27 @@ def _db(cfg: Config, action: str) -> int:
     else:
         cur, head = current_revision(engine), head_revision()
         print(f"current: {cur or 'empty'}  head: {head}  {'(up to date)' if cur == head else '(run: bin/trader db upgrade)'}")
+    return 0
+
+
+def _config(cfg: Config, args) -> int:
+    import difflib
+
+    from core.config_docs import keys, markdown_table, text_table
+
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    items = keys(cfg)
+    if args.key:
+        wanted = [k for k in items if k.key == args.key or k.key.startswith((args.key + ".", args.key + "[]."))]
+        if not wanted:
+            near = difflib.get_close_matches(args.key, [k.key for k in items], n=3)
+            print(f"bin/trader config: no key {args.key!r}" + (f"; did you mean {', '.join(near)}?" if near else ""),
+                  file=sys.stderr)
+            return 2
+        items = wanted
+    print(json.dumps([k.as_dict() for k in items], indent=2) if args.json else text_table(items))
     return 0
 
 

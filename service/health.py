@@ -90,7 +90,8 @@ class HealthMonitor:
             venue_calls=m.venue.calls, venue_errors=m.venue.errors,
             db_p50_ms=_ms(m.db.quantile(0.5)), db_p99_ms=_ms(m.db.quantile(0.99)),
             db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)),
-            recovering=self.svc.recovery_progress(), halted=getattr(self.svc, "halted", None))
+            recovering=self.svc.recovery_progress(), halted=getattr(self.svc, "halted", None),
+            loss_limit_hit=bool((guard := getattr(self.svc, "guard", None)) and guard.status()["halted"]))
 
     def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
                abandoned: int) -> tuple[list[str], list[str]]:
@@ -132,6 +133,9 @@ class HealthMonitor:
             crit.append(f"database: the last {db_n} calls all failed")
         elif db_err > 0:
             degr.append(f"database: {db_err:.0%} of the last {db_n} calls failed")
+        src = self.svc.signals_health() if hasattr(self.svc, "signals_health") else None
+        if src and src.get("state") != "connected" and src.get("last_error"):
+            degr.append(f"signal source {src.get('source')} is {src['state']}: {src['last_error']}")
         v_n, v_err = m.venue.error_ratio()
         if v_n >= 4 and v_err >= 0.5:
             degr.append(f"venue: {v_err:.0%} of the last {v_n} calls failed on the network")
@@ -166,6 +170,9 @@ class HealthMonitor:
                 if h.status != self._last_status:
                     level = {"healthy": "INFO", "degraded": "WARNING", "critical": "CRITICAL"}[h.status]
                     logger.log(level, "health: {} -> {}", self._last_status, self.line(h))
+                    alerts = getattr(self.svc, "alerts", None)
+                    if h.status == "critical" and alerts is not None:
+                        alerts.notify("health_critical", "wave-trader health CRITICAL", "; ".join(h.reasons))
                     self._last_status = h.status
                     last_log = now
                 elif self.cfg.log_interval_s and now - last_log >= self.cfg.log_interval_s:

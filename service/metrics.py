@@ -85,7 +85,7 @@ class Metrics:
 class InstrumentedGateway:
     """The gateway the actors call, timing every call; everything else passes through."""
 
-    _TIMED = ("price", "place_order", "cancel_order", "fetch_order", "open_orders", "positions")
+    _TIMED = ("price", "place_order", "cancel_order", "fetch_order", "open_orders", "positions", "balance")
 
     def __init__(self, inner, metrics: Metrics) -> None:
         self.inner, self.metrics = inner, metrics
@@ -167,6 +167,29 @@ class ServiceCollector:
             state.add_metric([s], 1.0 if h.status == s else 0.0)
         yield state
         yield _gauge("wavetrader_paused", "1 while the service takes no new waves", 1.0 if h.paused else 0.0)
+        yield from self._money()
+
+    def _money(self):
+        ledger, alerts = getattr(self.svc, "money", None), getattr(self.svc, "alerts", None)
+        if alerts is not None:
+            yield _counter("wavetrader_alerts_dropped", "Alerts dropped because their queue was full",
+                           alerts.dropped)
+            yield _counter("wavetrader_alerts_failed", "Alerts the endpoint did not accept", alerts.failed)
+        if ledger is None:
+            return
+        try:  # the venue or the database may be down: the other series still go out
+            m = ledger.snapshot(timeout_s=2.0)
+        except Exception:
+            return
+        yield _gauge("wavetrader_realized_pnl_usdt", "Realized P&L net of fees, all time (closed positions)",
+                     float(m.realized.net))
+        yield _gauge("wavetrader_realized_pnl_today_usdt", "Realized P&L net of fees since midnight "
+                     "(report.timezone)", float(m.today.net))
+        yield _gauge("wavetrader_fees_usdt", "Fees paid by closed positions, all time", float(m.realized.fees))
+        yield _gauge("wavetrader_unrealized_pnl_usdt", "Open positions at the latest price", float(m.unrealized))
+        if m.balance is not None:
+            yield _gauge("wavetrader_equity_usdt", "Account equity as the venue reports it", float(m.balance.equity))
+            yield _gauge("wavetrader_balance_usdt", "Wallet balance as the venue reports it", float(m.balance.wallet))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

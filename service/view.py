@@ -36,7 +36,22 @@ def status_line(svc) -> str:
             f"{'' if open_n == trailing else ' (' + ', '.join(f'{v} {k}' for k, v in sorted(phases.items()) if k != 'trailing') + ')'}"
             f" | restarts {sup.stats.restarts} | escalations {sup.stats.escalations}"
             f" | abandoned {sup.abandoned_alive()}"
+            f"{money_note(svc)}"
             f"{signals_note(svc.signals_health())}")
+
+
+def money_note(svc) -> str:
+    """Today's realized P&L, the open positions' unrealized, the venue's equity (USDT)."""
+    ledger = getattr(svc, "money", None)
+    if ledger is None:
+        return ""
+    try:
+        m = ledger.snapshot(timeout_s=2.0)
+    except Exception as e:
+        return f" | P&L unavailable ({type(e).__name__})"
+    eq = "-" if m.equity is None else f"{m.equity:.2f}"
+    return (f" | P&L today {m.today.net:+.2f} USDT ({m.today.trades} closed), unrealized "
+            f"{m.unrealized:+.2f}, equity {eq}")
 
 
 def signals_note(h: dict | None) -> str:

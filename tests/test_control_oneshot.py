@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_one_shot_commands_drive_a_running_service(tmp_path):
         assert res.returncode == 0 and "callback 0.8%" in res.stdout, said(res)
         res = trader("close", first["id"], "--socket", str(sock))
         assert res.returncode == 0 and "closed at" in res.stdout, said(res)
-        follow.expect(rf"closing\s+{first['id']} reason=operator close")
+        follow.expect(rf"closing\s+{re.escape(first['symbol'])} \({first['id']}\) reason=operator close")
         res = trader("close", first["symbol"], "--socket", str(sock))
         assert res.returncode == 1 and "no open position" in res.stderr, said(res)
         res = trader("set", "callback", "99", "--socket", str(sock))

@@ -143,3 +143,29 @@ def test_restore_equals_memory_after_any_history(history):
         before = e.snapshot()
         e.close()
         assert engine(path, seed=3).snapshot() == before
+
+
+def test_fees_and_the_wallet_survive_a_restart_and_an_old_file_gains_the_fee_column(tmp_path):
+    import sqlite3
+
+    from core.position_types import Leg
+    from exchange.gateway import OrderRequest
+    from exchange.paper.engine import PaperEngine
+    from exchange.paper.store import PaperStore
+    from exchange.paper.universe import paper_markets, start_prices
+
+    path = tmp_path / "venue.db"
+    old = sqlite3.connect(path)  # a file written before fees: orders without the column
+    old.executescript("CREATE TABLE orders (cid TEXT PRIMARY KEY, symbol TEXT NOT NULL, leg TEXT NOT NULL, "
+                      "side TEXT NOT NULL, qty TEXT NOT NULL, stop_price TEXT, activation TEXT, callback_pct TEXT, "
+                      "status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT, activated INTEGER NOT NULL, "
+                      "best TEXT, seq INTEGER NOT NULL);")
+    old.close()
+    eng = PaperEngine(paper_markets(), start_prices(), store=PaperStore(path))
+    o = eng.place(OrderRequest("wt-p1-e1-1", "BTC/USDT:USDT", Leg.ENTRY, "buy", Decimal("0.01")))
+    before = eng.balance()
+    eng.close()
+    again = PaperEngine(paper_markets(), start_prices(), store=PaperStore(path))
+    assert again.fetch(o.cid).fee == o.fee > 0
+    assert again.account.fees_paid == o.fee and again.balance() == before
+    again.close()

@@ -23,8 +23,8 @@ from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Acknowledged, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
-    VenueError, VenuePosition, current_fence,
+    Acknowledged, Balance, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
+    TickHandler, UnknownOutcome, VenueError, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
@@ -241,6 +241,9 @@ class CcxtGateway:
     def positions(self, timeout: float) -> list[VenuePosition]:
         return self._call(lambda: self.venue.positions(self.ex), timeout, write=False)
 
+    def balance(self, timeout: float) -> Balance:
+        return self._call(lambda: self.venue.balance(self.ex), timeout, write=False)
+
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self.feed.start(on_tick, on_order)
 
@@ -259,4 +262,5 @@ class CcxtGateway:
 
 
 def _with_status(s: OrderState, status: str) -> OrderState:
-    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price)
+    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price, s.fee)
+

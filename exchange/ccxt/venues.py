@@ -19,7 +19,7 @@ import ccxt.async_support as ccxt
 from core.position_types import Leg, leg_of
 from exchange.ccxt.errors import venue_code
 from exchange.ccxt.pacing import PerSecond
-from exchange.gateway import OrderRequest, OrderState, Rejected, Retryable, VenuePosition
+from exchange.gateway import Balance, OrderRequest, OrderState, Rejected, Retryable, VenuePosition
 
 Order = dict[str, Any]
 
@@ -45,6 +45,15 @@ def dec(value: Any) -> Decimal | None:
         value = repr(value)
     d = Decimal(str(value))
     return d
+
+
+def order_fee(o: Order) -> Decimal | None:
+    """The commission ccxt parsed for an order (`fees`, else `fee`), in the quote asset; None
+    when the venue's order reply carries none (Binance reports it only on its trades)."""
+    fees = o.get("fees") or ([o["fee"]] if o.get("fee") else [])
+    costs = [dec(f.get("cost")) for f in fees if f and f.get("currency") in (None, "USDT")]
+    costs = [c for c in costs if c is not None]
+    return sum(costs, Decimal(0)) if costs else None
 
 
 def first_dec(info: dict, *keys: str) -> Decimal | None:
@@ -156,7 +165,7 @@ class Venue:
         avg = first_dec(info, *self.avg_keys) or dec(o.get("average"))
         stop = first_dec(info, *self.stop_keys) or dec(o.get("triggerPrice"))
         return OrderState(cid, o.get("symbol") or "", leg, self.status(o, filled), filled,
-                          avg if filled else None, stop)
+                          avg if filled else None, stop, order_fee(o) if filled else None)
 
     def status(self, o: Order, filled: Decimal) -> str:
         return {"open": "open", "closed": "filled", "canceled": "cancelled", "rejected": "rejected",
@@ -187,6 +196,22 @@ class Venue:
 
     async def last_prices(self, ex: ccxt.Exchange, symbols: list[str] | None) -> dict[str, Decimal]:
         raise NotImplementedError
+
+    async def balance(self, ex: ccxt.Exchange) -> Balance:
+        return parse_balance(await ex.fetch_balance())
+
+
+def parse_balance(b: dict, asset: str = "USDT") -> Balance:
+    """ccxt's `fetch_balance` as wallet, unrealized and equity: Bybit's unified account fields
+    (`totalWalletBalance`, `totalPerpUPL`, `totalEquity`) when present, else ccxt's `total`."""
+    info = b.get("info") or {}
+    if isinstance(info.get("result"), dict):  # Bybit v5: {"result": {"list": [account]}}
+        info = (info["result"].get("list") or [{}])[0]
+    wallet = dec(info.get("totalWalletBalance")) or dec((b.get("total") or {}).get(asset)) or Decimal(0)
+    unrealized = dec(info.get("totalPerpUPL")) or Decimal(0)
+    equity = dec(info.get("totalEquity")) or wallet + unrealized
+    available = dec(info.get("totalAvailableBalance")) or dec((b.get("free") or {}).get(asset))
+    return Balance(asset, wallet, unrealized, equity, available)
 
 
 class BinanceUsdm(Venue):
@@ -311,6 +336,15 @@ class BinanceUsdm(Venue):
                 out.append(VenuePosition(ex.safe_symbol(r["symbol"], None, None, "swap"), qty,
                                          first_dec(r, "entryPrice")))
         return out
+
+    async def balance(self, ex):
+        """GET /fapi/v3/balance (Futures Account Balance V3, weight 5): per asset `balance`
+        (wallet), `crossUnPnl` (unrealized of cross positions) and `availableBalance`.
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/account/rest-api/Futures-Account-Balance-V3"""
+        row = next((r for r in await ex.fapiPrivateV3GetBalance() if r.get("asset") == "USDT"), {})
+        wallet = dec(row.get("balance")) or Decimal(0)
+        unrealized = dec(row.get("crossUnPnl")) or Decimal(0)
+        return Balance("USDT", wallet, unrealized, wallet + unrealized, dec(row.get("availableBalance")))
 
     async def last_prices(self, ex, symbols):
         if symbols is not None and len(symbols) == 1:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from core.position_types import Leg
 from core.types import MarketSpec
-from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
+from exchange.gateway import Balance, OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
 from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
 
 # Binance's documented callbackRate range (min 0.1, max 20 since its 2026-10-23 change).
@@ -30,6 +30,11 @@ CALLBACK_RANGE = (Decimal("0.1"), Decimal("20"))
 # expires unfilled (the stop is gone, the position stays), or it hangs between trigger and
 # matching engine and never fills ("hold": still listed as open, no longer resting).
 TriggerOutcome = Callable[["PaperOrder"], str]
+# Binance USD-M futures, regular user (VIP 0): maker 0.0200 %, taker 0.0500 % of the notional;
+# market orders always take. https://www.binance.com/en/support/faq/360033544231
+TAKER_FEE_PCT = Decimal("0.05")
+MAKER_FEE_PCT = Decimal("0.02")
+FEE_QUANTUM = Decimal("0.00000001")  # commissions are reported to 8 decimals
 
 
 @dataclass(slots=True)
@@ -47,10 +52,11 @@ class PaperOrder:
     avg_price: Decimal | None = None
     activated: bool = False
     best: Decimal | None = None
+    fee: Decimal = Decimal(0)
 
     def view(self) -> OrderState:
         return OrderState(self.cid, self.symbol, self.leg, self.status, self.filled_qty,
-                          self.avg_price, self.stop_price)
+                          self.avg_price, self.stop_price, self.fee)
 
 
 @dataclass(slots=True)
@@ -66,8 +72,9 @@ class PaperAccount:
     prices: dict[str, Decimal]
     positions: dict[str, PaperPosition] = field(default_factory=dict)
     orders: dict[str, PaperOrder] = field(default_factory=dict)
-    balance: Decimal = Decimal(10000)
-    realized_pnl: Decimal = Decimal(0)
+    balance: Decimal = Decimal(10000)  # wallet: deposits + realized P&L - fees
+    realized_pnl: Decimal = Decimal(0)  # gross, before fees
+    fees_paid: Decimal = Decimal(0)
 
 
 def venue_error(code: int, msg: str) -> Rejected:
@@ -80,12 +87,17 @@ def venue_error(code: int, msg: str) -> Rejected:
 class PaperEngine:
     def __init__(self, markets: dict[str, MarketSpec], prices: dict[str, Decimal], *,
                  seed: int = 42, volatility: float = 0.0008, slippage_bps: Decimal = Decimal(2),
-                 store: PaperStore | None = None):
+                 store: PaperStore | None = None, taker_fee_pct: Decimal = TAKER_FEE_PCT,
+                 maker_fee_pct: Decimal = MAKER_FEE_PCT):
         self.markets = markets
         self.account = PaperAccount(prices=dict(prices))
         self._rng = random.Random(seed)
         self._vol = volatility
         self._slip = slippage_bps / Decimal(10000)
+        # Every paper fill takes liquidity (market orders, triggered stops): the taker rate.
+        # The maker rate is kept for resting limit orders, which this venue does not offer yet.
+        self.taker_fee = taker_fee_pct / 100
+        self.maker_fee = maker_fee_pct / 100
         self._lock = threading.Lock()
         self._resting: dict[str, dict[str, PaperOrder]] = {}  # open stops by symbol
         # Every restored position reads all positions once: built per call, 5,000 of them
@@ -193,6 +205,14 @@ class PaperEngine:
                 return [o.view() for o in self._resting.get(symbol, {}).values()]
             return [o.view() for orders in self._resting.values() for o in orders.values()]
 
+    def balance(self) -> Balance:
+        """Wallet and equity as a USD-M account reports them (unrealized at the last price)."""
+        with self._lock:
+            acc = self.account
+            unrealized = sum(((acc.prices[s] - p.entry) * p.qty for s, p in acc.positions.items()
+                              if p.qty != 0 and p.entry is not None), Decimal(0))
+            return Balance("USDT", acc.balance, unrealized, acc.balance + unrealized, acc.balance)
+
     def positions(self) -> list[VenuePosition]:
         with self._lock:
             if self._positions_view is None:
@@ -264,18 +284,25 @@ class PaperEngine:
         slip = self._slip if signed > 0 else -self._slip
         fill = spec.floor_price(price * (1 + slip)) if signed > 0 else spec.ceil_price(price * (1 + slip))
         new_qty = pos.qty + signed
+        fee = (fill * abs(signed) * self.taker_fee).quantize(FEE_QUANTUM)
+        acc = self.account
+        acc.fees_paid += fee
+        acc.balance -= fee
         if pos.qty != 0 and (pos.qty > 0) != (signed > 0):  # reducing: realize P&L
             closed = min(abs(signed), abs(pos.qty))
             direction = 1 if pos.qty > 0 else -1
-            self.account.realized_pnl += (fill - pos.entry) * closed * direction
+            gross = (fill - pos.entry) * closed * direction
+            acc.realized_pnl += gross
+            acc.balance += gross
             pos.entry = pos.entry if new_qty != 0 else None
         else:
             pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
         self._positions_view = None
-        order.filled_qty, order.avg_price = abs(signed), fill
+        order.filled_qty, order.avg_price, order.fee = abs(signed), fill, fee
         self._touch("position", order.symbol)
-        self._touch("meta", "realized_pnl")
+        for key in ("realized_pnl", "fees_paid", "balance"):
+            self._touch("meta", key)
         if self.store is not None:
             self._trade_seq += 1
             self._trades.append(("trade", self._trade_seq, (order.cid, order.symbol, order.side, abs(signed), fill)))
@@ -394,6 +421,7 @@ class PaperEngine:
                 self._resting.setdefault(order.symbol, {})[order.cid] = order
         acc.realized_pnl = Decimal(saved.meta.get("realized_pnl", acc.realized_pnl))
         acc.balance = Decimal(saved.meta.get("balance", acc.balance))
+        acc.fees_paid = Decimal(saved.meta.get("fees_paid", acc.fees_paid))
         self._trade_seq = saved.trades
         if "balance" not in saved.meta:
             store.write(0, [("meta", "balance", acc.balance)])

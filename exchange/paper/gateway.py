@@ -12,7 +12,7 @@ from core.faults import FaultPlan, InjectedCrash
 from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.gateway import (
-    OrderHandler, OrderRequest, OrderState, Rejected, Retryable, TickHandler, UnknownOutcome,
+    Balance, OrderHandler, OrderRequest, OrderState, Rejected, Retryable, TickHandler, UnknownOutcome,
     VenuePosition, check_fence,
 )
 from exchange.paper.engine import PaperEngine
@@ -70,6 +70,10 @@ class PaperGateway:
     def positions(self, timeout: float) -> list[VenuePosition]:
         self._io("positions", None, None, timeout, write=False)
         return self.engine.positions()
+
+    def balance(self, timeout: float) -> Balance:
+        self._io("balance", None, None, timeout, write=False)
+        return self.engine.balance()
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         """Start the venue's price stream; our order updates arrive through `on_order`."""

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS orders (
     cid TEXT PRIMARY KEY, symbol TEXT NOT NULL, leg TEXT NOT NULL, side TEXT NOT NULL,
     qty TEXT NOT NULL, stop_price TEXT, activation TEXT, callback_pct TEXT,
     status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT,
-    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL);
+    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL, fee TEXT NOT NULL DEFAULT '0');
 CREATE INDEX IF NOT EXISTS ix_orders_open ON orders (status) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS trades (
     seq INTEGER PRIMARY KEY, cid TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS trades (
 #   "meta"     key    -> str
 Entry = tuple[str, Any, Any]
 ORDER_FIELDS = ("cid", "symbol", "leg", "side", "qty", "stop_price", "activation", "callback_pct",
-                "status", "filled_qty", "avg_price", "activated", "best")
+                "status", "filled_qty", "avg_price", "activated", "best", "fee")
 
 
 def _txt(v: Decimal | None) -> str | None:
@@ -84,6 +84,9 @@ class PaperStore:
         fmt = self._conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
         if fmt != FORMAT:
             raise RuntimeError(f"paper venue state {self.path} has format {fmt}, expected {FORMAT}")
+        cols = {row[1] for row in self._conn.execute("PRAGMA table_info(orders)")}
+        if "fee" not in cols:  # an account from before fees were charged: its fills paid none
+            self._conn.execute("ALTER TABLE orders ADD COLUMN fee TEXT NOT NULL DEFAULT '0'")
 
     def load(self) -> StoredAccount:
         c = self._conn
@@ -94,7 +97,7 @@ class PaperStore:
         cols = ", ".join(ORDER_FIELDS)
         for row in c.execute(f"SELECT {cols} FROM orders ORDER BY seq"):
             o = dict(zip(ORDER_FIELDS, row))
-            for k in ("qty", "stop_price", "activation", "callback_pct", "filled_qty", "avg_price", "best"):
+            for k in ("qty", "stop_price", "activation", "callback_pct", "filled_qty", "avg_price", "best", "fee"):
                 o[k] = _dec(o[k])
             o["activated"] = bool(o["activated"])
             acc.orders.append(o)
@@ -119,7 +122,7 @@ class PaperStore:
                     vals = [(_txt(v) if isinstance(v, Decimal) else v) for v in value]
                     vals[2] = str(vals[2])  # Leg → its one-letter value
                     cols = ", ".join(ORDER_FIELDS)
-                    c.execute(f"INSERT INTO orders ({cols}, seq) VALUES ({', '.join('?' * 14)}) "
+                    c.execute(f"INSERT INTO orders ({cols}, seq) VALUES ({', '.join('?' * (len(ORDER_FIELDS) + 1))}) "
                               f"ON CONFLICT(cid) DO UPDATE SET "
                               + ", ".join(f"{f} = excluded.{f}" for f in ORDER_FIELDS[1:]),
                               (*vals, seq0 + n))
