@@ -30,6 +30,10 @@ DESCRIPTIONS: dict[str, str] = {
     "exchange.feed": "prices over websockets with REST polling while they are down, or one of them only",
     "exchange.poll_interval_ms": "REST polling interval for prices and fills while websockets are down",
     "exchange.rate_window_s": "window of the request-weight budget (0: one request per rate_limit_ms)",
+    "exchange.trigger_stuck_s": "a stop the venue reports triggered but not filled this long no longer counts as protecting",
+    "exchange.leverage": "leverage set and verified per traded symbol before its first entry",
+    "exchange.margin_mode": "margin mode set and verified per traded symbol (Bybit unified: account-wide)",
+    "exchange.maintenance_margin_pct": "maintenance margin for the liquidation estimate an entry's stop is checked against",
     # paper
     "paper.seed": "seed of the paper venue's random walk (same seed, same prices)",
     "paper.latency_ms": "simulated round trip of every paper venue call",
@@ -39,6 +43,7 @@ DESCRIPTIONS: dict[str, str] = {
     "paper.slippage_bps": "slippage of paper market fills, in basis points against us",
     "paper.extra_symbols": "synthetic symbols added to the paper universe (scale tests)",
     "paper.state_file": "the paper account's own file (unset: <run_dir>/paper-venue.db; \"\": in memory)",
+    "paper.prices": "where paper prices come from: random (the seeded walk), live:binanceusdm / live:bybit (public stream)",
     "paper.taker_fee_pct": "commission on fills that take liquidity, % of notional (Binance USD-M VIP 0: 0.05)",
     "paper.maker_fee_pct": "commission on resting limit fills, % of notional (Binance USD-M VIP 0: 0.02)",
     # risk
@@ -80,6 +85,7 @@ DESCRIPTIONS: dict[str, str] = {
     "database.pool_size": "database connections kept open",
     "database.pool_timeout_s": "wait for a free connection before the call fails",
     "database.auto_create": "create the schema on an empty database (an old schema is never upgraded silently)",
+    "database.lease_check_s": "how often the one-owner lease is checked; losing it halts trading",
     # signals
     "signals.source": "demo, a JSON-lines file (file:PATH, relative to where you run bin/trader) or ws:// / wss://",
     "signals.demo_interval_s": "seconds between demo waves",
@@ -93,6 +99,8 @@ DESCRIPTIONS: dict[str, str] = {
     "signals.ping_interval_s": "keepalive ping interval (a silent server is dropped after twice this)",
     "signals.reconnect_min_s": "first reconnect delay",
     "signals.reconnect_max_s": "longest reconnect delay",
+    "signals.file_clock": "file source: now re-stamps each wave to the time it is read; recorded keeps its own ts",
+    "signals.reject_burst": "refused messages per minute that get a row and an ERROR line; the rest are counted",
     # log
     "log.level": "log level on stderr and in the file",
     "log.file": "log file, rotated (unset or \"\": none)",
@@ -120,6 +128,9 @@ DESCRIPTIONS: dict[str, str] = {
     "control.request_timeout_s": "bound of every actor ask a control command makes",
     "control.metrics_host": "/metrics and /healthz address (loopback only)",
     "control.metrics_port": "/metrics and /healthz port (0: any free port; -1: off)",
+    "control.idle_timeout_s": "a control connection is closed after this long, however it drips",
+    "control.metrics_max_connections": "metrics connections served at once; more get 503",
+    "control.metrics_timeout_s": "a metrics connection's deadline",
     # health
     "health.sample_interval_s": "how often health is computed",
     "health.log_interval_s": "periodic health line (0: only on a change)",
@@ -136,6 +147,7 @@ DESCRIPTIONS: dict[str, str] = {
     "report.timezone": "IANA time zone of the reporting day (today's P&L, the daily loss limit)",
     "alerts.urls_env": "environment variable with the apprise URLs (space or comma separated; never in a file)",
     "alerts.queue_size": "alerts waiting to be sent; more are dropped and counted",
+    "backtest.fee_bps": "backtest commission per fill, basis points of its notional",
 }
 
 
