@@ -109,6 +109,7 @@ class Supervisor:
         if self.halted:
             raise Fenced("trading is halted: this process no longer owns the database")
         handle = ChildHandle(self, state.id, state.epoch, state.symbol)
+        handle.phase = state.phase.value  # a child that has not acted yet still counts as in flight
         self.epochs[state.id] = state.epoch
         self.children[state.id] = handle
         handle.ref = PositionActor.start(state, self.ctx, handle)

@@ -82,6 +82,7 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.on_wave_done = on_wave_done
         self.guard = guard  # loss limits (service/limits.py); None: none
         self.paused = False
+        self.shutting_down = False  # set once by the shutdown pause: no position starts after it
         self.open_symbols: dict[str, str] = {}  # symbol -> position id (open or opening)
         self.exposure: dict[str, Decimal] = {}  # position id -> its entry notional, while it is held
         self.active: dict[str, WaveProgress] = {}
@@ -115,6 +116,7 @@ class WaveCoordinator(pykka.ThreadingActor):
                 self._on_deadline(wid)
             case SetPaused(paused=p, why=why):
                 self.paused = p
+                self.shutting_down = self.shutting_down or why == "shutdown"
                 logger.log("INFO" if why == "shutdown" or not p else "WARNING", "coordinator: {} taking new waves ({})",
                            "STOPPED" if p else "resumed", why)
                 self._admit_next()  # queued waves wait out a pause, then take their turn
@@ -263,6 +265,8 @@ class WaveCoordinator(pykka.ThreadingActor):
         created: list[PositionState] = []
         try:
             while wp.reserves and wp.opened + self._opening(wp) < wp.target:
+                if self.shutting_down:  # no new position while stopping; the rest resume at the next start
+                    return
                 if len(self.open_symbols) >= risk.max_open_positions:
                     break
                 if risk.max_concurrent_opens and self._opening_total() >= risk.max_concurrent_opens:

@@ -296,7 +296,12 @@ class Service:
         if self.source is not None:
             self.source.stop()
         if self._coordinator is not None:
-            self._coordinator.tell(SetPaused(True, "shutdown"))
+            # Asked, not told: once it answers, no fill pass of the coordinator is half done, so
+            # every position it started is among the children waited for below.
+            try:
+                self._coordinator.ask(SetPaused(True, "shutdown"), timeout=max(0.1, deadline - time.monotonic() - 1))
+            except Exception as e:  # a hung or dead coordinator: its supervisor's business
+                logger.warning("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
         while time.monotonic() < deadline - 1 and any(
                 h.phase in ("new", "entering", "open", "protected", "closing")
                 for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
