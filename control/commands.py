@@ -92,7 +92,7 @@ class ControlHandler:
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
-            health=self.health.report())
+            health=self.health.report(), waves=svc.waves_state())
 
     def supervisor(self) -> r.SupervisorReply:
         sup, now = self.svc.supervisor, time.monotonic()

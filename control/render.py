@@ -61,7 +61,7 @@ def status(s: r.StatusReply) -> str:
     d = s.defaults
     return "\n".join([
         f"wave-trader {s.version} pid {s.pid}, up {_dur(s.uptime_s)}: "
-        + ("PAUSED (not taking new waves)" if s.paused else "taking waves"),
+        + s.waves,
         f"venue: {s.venue}, {s.markets} markets, last tick {_dur(s.last_tick_age_s) + ' ago' if s.last_tick_age_s is not None else 'none yet'}",
         f"database: {s.database} " + (f"(ping {s.db_ping_ms:.1f}ms)" if s.db_error is None else f"(UNREACHABLE: {s.db_error})"),
         f"positions: {s.children} supervised | waves: {s.waves_completed} completed, {s.waves_in_progress} in progress, "

@@ -117,6 +117,7 @@ class StatusReply(_Reply):
     metrics_url: str | None
     socket: str
     health: HealthReply
+    waves: str = "taking waves"  # or "PAUSED (…)", "coordinator restarting …", "coordinator down: <reason>"
 
 
 class PositionsReply(_Reply):
