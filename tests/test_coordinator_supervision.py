@@ -56,7 +56,15 @@ def test_a_hung_position_create_is_replaced_and_the_stale_coordinator_is_fenced(
     """The 3rd signal's position_create never returns: the coordinator overruns, is replaced;
     its successor takes over the two rows it had created and finishes the wave. When the
     stuck call finally returns (a slow call, not a dead one) its writes are refused."""
-    svc = start_service(*FAST, "risk.max_positions_per_wave=4")
+    _hung_create_then_released(start_service(*FAST, "risk.max_positions_per_wave=4"))
+
+
+def test_the_coordinator_epoch_fences_on_postgresql_too(start_service, pg_cluster):
+    _hung_create_then_released(start_service(*FAST, "risk.max_positions_per_wave=4",
+                                             db_url=pg_cluster.create_database()))
+
+
+def _hung_create_then_released(svc) -> None:
     svc.db_faults.add(FaultRule("hang", op="position_create", symbols=[SYM["SOL"]], times=1))
     res = svc.submit(_ranked_wave("w"), "t")
     assert res.status == "opening", res  # handed to the successor, not "not taken"
