@@ -85,6 +85,7 @@ class Supervisor:
         self._rng = random.Random()
         self._on_escalate = on_escalate
         self._singletons: dict[str, Callable[[ChildHandle], object]] = {}
+        self._on_retired: dict[str, Callable[[], None]] = {}
         # Makes "is the coordinator asking still current?" and "start this position's actor"
         # one step, so a replaced coordinator and its successor never both start one.
         self._launch_lock = threading.Lock()
@@ -145,10 +146,13 @@ class Supervisor:
         handle.ref.tell(RecoverPosition())
         return True
 
-    def start_singleton(self, key: str, start: Callable[[ChildHandle], object]) -> ChildHandle:
+    def start_singleton(self, key: str, start: Callable[[ChildHandle], object],
+                        on_retired: Callable[[], None] = lambda: None) -> ChildHandle:
         """Supervise a service actor (the coordinator): restarted by calling `start` again,
-        with the same intensity limits and escalation as a position."""
+        with the same intensity limits and escalation as a position. `on_retired` runs the
+        moment it is given up on, before any replacement exists."""
         self._singletons[key] = start
+        self._on_retired[key] = on_retired
         handle = ChildHandle(self, key, 0)
         self.children[key] = handle
         self._start_singleton(handle)
@@ -196,6 +200,8 @@ class Supervisor:
         if h.retired or self._stop.is_set():
             return
         h.retired = True
+        if h.key in self._on_retired:
+            self._on_retired[h.key]()
         self._start_restart(h, reason)
 
     def _start_restart(self, h: ChildHandle, reason: str) -> None:

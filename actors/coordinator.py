@@ -215,7 +215,14 @@ class WaveCoordinator(pykka.ThreadingActor):
                      max(0, self.cfg.risk.max_open_positions - len(self.open_symbols)))
         wp = WaveProgress(wave_id, now, now + deadline_s, target)
         self.active[wave_id] = wp
-        self.scheduler.call_later(deadline_s, lambda: self.actor_ref.tell(WaveDeadline(wave_id)))
+        ref = self.actor_ref
+
+        def due() -> None:
+            try:
+                ref.tell(WaveDeadline(wave_id))
+            except pykka.ActorDeadError:
+                pass  # this coordinator was replaced: its successor keeps the wave's deadline
+        self.scheduler.call_later(deadline_s, due)
         return wp
 
     def _on_wave(self, wave: Wave, resent: bool = False) -> str:

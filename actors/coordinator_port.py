@@ -41,6 +41,12 @@ class CoordinatorPort:
             self._changed.notify_all()
         self.flush()
 
+    def retire(self) -> None:
+        """The coordinator was given up on: hold messages from now on, for its successor.
+        (Told to the old one, an outcome would wait behind its stuck call and be lost.)"""
+        with self._changed:
+            self.ref = None
+
     def down(self, reason: str) -> None:
         """No coordinator any more: requests are refused with `reason`, messages held."""
         with self._changed:

@@ -119,7 +119,8 @@ class Service:
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
-        self.supervisor.start_singleton("coordinator", self._start_coordinator)
+        self.supervisor.start_singleton("coordinator", self._start_coordinator,
+                                        on_retired=self.coordinator_port.retire)
         self.recover()
         self._recovered = True
         self._resume_waves()
