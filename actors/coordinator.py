@@ -36,6 +36,7 @@ from actors.scheduler import Scheduler
 from core.config import Config
 from core.faults import FaultPlan, InjectedCrash
 from core.position_types import Outcome, Params, Phase, PositionState
+from core.wave_plan import Room, plan
 from core.types import Side
 from exchange.gateway import Fenced
 from persistence import coordinator_epoch
@@ -300,34 +301,26 @@ class WaveCoordinator(pykka.ThreadingActor):
         self._check_done(wp)
 
     def _fill(self, wp: WaveProgress) -> None:
-        """Launch reserves, best first, while the wave, the account and the concurrency
-        limit have room; give the rest up only once no launch can ever free a slot."""
+        """Carry out the wave plan (core/wave_plan.py): launch what it says, skip what it
+        gives up; a launch the database refuses (symbol taken meanwhile) frees its slot, so
+        the plan is asked again."""
         risk = self.cfg.risk
         created: list[PositionState] = []
         try:
-            while wp.reserves and wp.opened + self._opening(wp) < wp.target:
-                if len(self.open_symbols) >= risk.max_open_positions:
-                    break
-                if risk.max_concurrent_opens and self._opening_total() >= risk.max_concurrent_opens:
-                    return  # an outcome will call _fill again
-                sig = wp.reserves.popleft()
-                if sig.symbol in self.open_symbols:
-                    self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
-                    continue
-                self._launch(wp, sig, created)
+            while True:
+                p = plan(wp.reserves, Room(
+                    target=wp.target, opened=wp.opened, opening=self._opening(wp),
+                    opening_total=self._opening_total(), held=frozenset(self.open_symbols),
+                    max_open=risk.max_open_positions, max_concurrent=risk.max_concurrent_opens))
+                wp.reserves = deque(p.waiting)
+                for sig, reason in p.skip:
+                    self._decide(wp, sig.id, Outcome.SKIPPED, reason)
+                if all([self._launch(wp, sig, created) for sig in p.launch]):
+                    return
         finally:
             # Every row first, then every actor: started one by one, the actors' own commits
             # queued against each later insert (a wave of 200 took 2.6 s just to launch).
             self.supervisor.launch(created, by=self.handle)
-        if wp.opened >= wp.target:
-            reason = f"wave full ({wp.target} positions)"
-        elif self._opening(wp) == 0 and len(self.open_symbols) >= risk.max_open_positions:
-            reason = f"max_open_positions={risk.max_open_positions} reached"
-        else:
-            return
-        while wp.reserves:
-            sig = wp.reserves.popleft()
-            self._decide(wp, sig.id, Outcome.SKIPPED, f"not opened: {reason}; rank {sig.rank}")
 
     def _opening(self, wp: WaveProgress) -> int:
         return sum(1 for sid in wp.launched.values() if sid in wp.pending)
@@ -335,8 +328,9 @@ class WaveCoordinator(pykka.ThreadingActor):
     def _opening_total(self) -> int:
         return sum(self._opening(w) for w in self.active.values())
 
-    def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> None:
-        """Create the position's row; the caller starts its actor."""
+    def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> bool:
+        """Create the position's row (the caller starts its actor); False if the symbol was
+        taken meanwhile (the signal is skipped)."""
         pid = uuid.uuid4().hex[:12]
         state = PositionState(id=pid, signal_id=sig.id, wave_id=wp.id, symbol=sig.symbol,
                               side=sig.side, params=self.defaults)
@@ -344,10 +338,11 @@ class WaveCoordinator(pykka.ThreadingActor):
             self.positions.create(state, coordinator_epoch=self.epoch)
         except SymbolBusy:
             self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
-            return
+            return False
         wp.launched[pid] = sig.id
         self.open_symbols[sig.symbol] = pid
         created.append(state)
+        return True
 
     # ---- outcomes -------------------------------------------------------------------------
 
