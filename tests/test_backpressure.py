@@ -127,4 +127,5 @@ def test_a_restarted_coordinator_requeues_the_waiting_waves(gated):
     gw.gate.set()
     wait_for(lambda: {s.id: s.outcome for s in _signals(svc).values()} == {"w1-0": "protected", "w2-0": "protected"},
              what="both signals protected after the restart")
-    assert _waves(svc)["w2"].status == "complete"
+    # the wave row is completed in the transaction after its last outcome's
+    wait_for(lambda: _waves(svc)["w2"].status == "complete", what="w2 complete")
