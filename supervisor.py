@@ -117,9 +117,8 @@ class Supervisor:
         with self._launch_lock:
             if by.retired:
                 raise Fenced(f"{by.key} epoch {by.epoch} was replaced; not starting {len(states)} positions")
-            handles = [self._spawn(s) for s in states]
-        for h in handles:
-            h.ref.tell(OpenPosition())
+            for s in states:  # each told at once: the first entry need not wait for the last thread
+                self._spawn(s).ref.tell(OpenPosition())
 
     def adopt_orphan(self, state: PositionState, by: ChildHandle) -> bool:
         """Take over a position whose row exists but which no actor owns (its creator was

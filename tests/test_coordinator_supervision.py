@@ -152,3 +152,27 @@ def test_a_coordinator_that_cannot_start_is_escalated_and_says_so(start_service,
     assert all(s.reason.startswith("not taken: coordinator down: ") for s in sigs.values())
     assert not _venue_symbols(svc)
     assert not svc.wait_for_waves(1, timeout_s=5), "a bounded run ends: no wave can complete"
+
+
+def test_a_restart_that_finds_no_thread_is_retried_by_the_watchdog(start_service, monkeypatch):
+    """Thread exhaustion at the moment of a crash: the restart cannot even begin. It is not
+    dropped: the watchdog starts it once a thread can be had."""
+    svc = start_service(*FAST)
+    import supervisor as sup_mod
+    real = sup_mod.threading.Thread
+    refused: list[str] = []
+
+    class Scarce(real):
+        def start(self):
+            if self.name.startswith("restart-") and not refused:
+                refused.append(self.name)
+                raise RuntimeError("can't start new thread")
+            super().start()
+    monkeypatch.setattr(sup_mod.threading, "Thread", Scarce)
+    old = svc._coordinator
+    svc.supervisor.children["coordinator"].crashed(RuntimeError("injected by the test"))
+    wait_for(lambda: svc._coordinator is not old and svc.waves_state() == "taking waves",
+             what="the coordinator restarted once a thread was free")
+    assert refused == ["restart-coordinator"]
+    assert svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
+    wait_for(lambda: svc.stats.waves, what="a wave after the restart")
