@@ -15,11 +15,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('coordinator',
-                    sa.Column('id', sa.Integer(), nullable=False),
-                    sa.Column('epoch', sa.Integer(), nullable=False),
-                    sa.Column('updated_ts', sa.Float(), nullable=False),
-                    sa.PrimaryKeyConstraint('id'))
+    table = op.create_table('coordinator',
+                            sa.Column('id', sa.Integer(), nullable=False),
+                            sa.Column('epoch', sa.Integer(), nullable=False),
+                            sa.Column('updated_ts', sa.Float(), nullable=False),
+                            sa.PrimaryKeyConstraint('id'))
+    # the one row exists from the start: two first coordinators never race to insert it
+    op.bulk_insert(table, [{'id': 1, 'epoch': 0, 'updated_ts': 0.0}])
 
 
 def downgrade() -> None:
