@@ -176,3 +176,16 @@ def test_a_restart_that_finds_no_thread_is_retried_by_the_watchdog(start_service
     assert refused == ["restart-coordinator"]
     assert svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
     wait_for(lambda: svc.stats.waves, what="a wave after the restart")
+
+
+def test_restarts_that_crash_at_start_are_retried_within_the_intensity(start_service):
+    """`[[faults.actor]] op = "coordinator_start"`: the first two starts of the replacement
+    crash; the third is within `supervisor.max_restarts` and takes waves again."""
+    svc = start_service(*FAST, "supervisor.max_restarts=3")
+    svc.actor_faults.add(FaultRule("crash", op="coordinator_start", times=2))
+    svc.supervisor.children["coordinator"].crashed(RuntimeError("injected by the test"))
+    wait_for(lambda: svc.waves_state() == "taking waves" and svc.supervisor.stats.restarts == 3,
+             what="the coordinator back after two failed starts")
+    assert not svc.supervisor.stats.escalations
+    assert svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
+    wait_for(lambda: svc.stats.waves, what="a wave after the restarts")
