@@ -114,12 +114,15 @@ class WaveStore:
 
     def set_outcome(self, signal_id: str, outcome: Outcome, reason: str,
                     position_id: str | None = None) -> bool:
-        """Give a signal its final outcome; False if it already had one (exactly once)."""
+        """Give a signal its final outcome; False if it already had one (exactly once). The
+        position the signal points at is kept when none is given: a decision never erases it."""
+        values = {"outcome": outcome.value, "reason": reason, "decided_ts": time.time()}
+        if position_id is not None:
+            values["position_id"] = position_id
         with self._write() as tx:
             res = tx.execute(update(SignalRow)
                              .where(SignalRow.id == signal_id, SignalRow.outcome.is_(None))
-                             .values(outcome=outcome.value, reason=reason, decided_ts=time.time(),
-                                     position_id=position_id))
+                             .values(**values))
             return res.rowcount == 1
 
     def attach_position(self, signal_id: str, position_id: str) -> None:
