@@ -151,6 +151,7 @@ class WaveCoordinator(pykka.ThreadingActor):
             elif rule.kind == "crash":
                 raise InjectedCrash("injected crash while the coordinator claims its epoch")
         self.epoch = coordinator_epoch.take(self.waves.db)
+        self.handle.epoch = self.epoch  # what the supervisor reports for the coordinator
         self.waves = self.waves.fenced(self.epoch)
         logger.info("coordinator: epoch {}", self.epoch)
 

@@ -47,11 +47,15 @@ class CoordinatorPort:
         with self._changed:
             self.ref = None
 
-    def down(self, reason: str) -> None:
-        """No coordinator any more: requests are refused with `reason`, messages held."""
+    def down(self, reason: str, sink=None) -> None:
+        """No coordinator any more: requests are refused with `reason`; messages go to `sink`
+        (anything with `tell`), the held ones first, or keep being held without one."""
         with self._changed:
             self.ref, self.down_reason = None, reason
             self._changed.notify_all()
+        if sink is not None:
+            self.ref = sink
+            self.flush()
 
     def tell(self, msg: Any) -> None:
         ref = self.ref

@@ -165,7 +165,9 @@ class WaveStore:
                                    .where(SignalRow.outcome.is_(None))
                                    .order_by(WaveRow.received_ts, SignalRow.rank)).all())
 
-    def open_waves(self) -> list[WaveRow]:
+    def open_waves(self, *, queued: bool = False) -> list[WaveRow]:
+        """Waves still open (and, with `queued`, those waiting in the inbox), oldest first."""
+        statuses = ("open", "queued") if queued else ("open",)
         with self.db.tx("db_read") as tx:
-            return list(tx.scalars(select(WaveRow).where(WaveRow.status == "open")
+            return list(tx.scalars(select(WaveRow).where(WaveRow.status.in_(statuses))
                                    .order_by(WaveRow.received_ts)).all())

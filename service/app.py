@@ -35,6 +35,7 @@ from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
 from service.recovery import Recovery, RecoveryReport
+from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
@@ -315,7 +316,21 @@ class Service:
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")
         if key == "coordinator":
-            self.coordinator_port.down(msg)
+            self._coordinator_down(msg)
+
+    def _coordinator_down(self, reason: str) -> None:
+        """Refuse new waves from now on, and finish the ones already taken without it."""
+        try:
+            sink = WavesWithoutCoordinator(self.waves, self.supervisor, reason)
+        except Exception as e:
+            logger.critical("coordinator down and its waves cannot be finished: {!r}", e)
+            self.coordinator_port.down(reason)
+            return
+        self.coordinator_port.down(reason, sink)
+        try:
+            sink.settle()
+        except Exception as e:
+            logger.critical("coordinator down: settling its waves failed: {!r}", e)
 
     # ---- reporting -----------------------------------------------------------------------
 

@@ -189,3 +189,27 @@ def test_restarts_that_crash_at_start_are_retried_within_the_intensity(start_ser
     assert not svc.supervisor.stats.escalations
     assert svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
     wait_for(lambda: svc.stats.waves, what="a wave after the restarts")
+
+
+def test_a_wave_in_flight_when_the_coordinator_is_escalated_still_gets_every_outcome(start_service):
+    """No restart allowed: the hung coordinator is escalated at once. The two rows it created
+    are taken over and opened, the signals it never launched are skipped with the reason, the
+    wave is completed; the stuck create, once it returns, is fenced."""
+    svc = start_service(*FAST, "supervisor.max_restarts=0")
+    svc.db_faults.add(FaultRule("hang", op="position_create", symbols=[SYM["SOL"]], times=1))
+    res = svc.submit(_ranked_wave("w"), "t")
+    assert res.status == "opening", res  # stored before the hang: it is finished, not refused
+    assert svc.waves_state().startswith("coordinator down: ")
+    def status() -> str:
+        with svc.db.tx("db_read") as tx:
+            return tx.get(WaveRow, "w").status
+    wait_for(lambda: status() == "complete", timeout=20, what="the wave completed without a coordinator")
+    sigs = _signals(svc, "w")
+    assert {sym for sym, s in sigs.items() if s.outcome == "protected"} == {SYM["BTC"], SYM["ETH"]}
+    skipped = {sym: s.reason for sym, s in sigs.items() if s.outcome == "skipped"}
+    assert set(skipped) == {SYM[n] for n in RANKED[2:]}
+    assert all(r.startswith("not opened: coordinator down: restart intensity exceeded") for r in skipped.values())
+    svc.db_faults.release()
+    stale = [t for k, _e, t in svc.supervisor.abandoned if k == "coordinator"]
+    wait_for(lambda: not any(t.is_alive() for t in stale), timeout=10, what="the stale coordinator to finish")
+    assert _venue_symbols(svc) == {SYM["BTC"], SYM["ETH"]} and len(_positions(svc)) == 2
