@@ -85,6 +85,11 @@ class Supervisor:
         self._rng = random.Random()
         self._on_escalate = on_escalate
         self._singletons: dict[str, Callable[[ChildHandle], object]] = {}
+        self._on_retired: dict[str, Callable[[], None]] = {}
+        # Makes "is the coordinator asking still current?" and "start this position's actor"
+        # one step, so a replaced coordinator and its successor never both start one.
+        self._launch_lock = threading.Lock()
+        self._unstarted: deque[tuple[ChildHandle, str]] = deque()  # restarts no thread could run
         self._stop = threading.Event()
         self.halted = False
         ctx.on_final = self._on_final
@@ -115,13 +120,60 @@ class Supervisor:
         handle.ref = PositionActor.start(state, self.ctx, handle)
         return handle
 
-    def start_singleton(self, key: str, start: Callable[[ChildHandle], object]) -> ChildHandle:
-        """Supervise a service actor (the coordinator): restarted by calling `start` again."""
+    def launch(self, states: list[PositionState], by: ChildHandle) -> None:
+        """Start the actors of positions a coordinator has just created; Fenced if that
+        coordinator was replaced meanwhile (its successor takes the rows over instead)."""
+        if not states:
+            return
+        with self._launch_lock:
+            if by.retired:
+                raise Fenced(f"{by.key} epoch {by.epoch} was replaced; not starting {len(states)} positions")
+            for s in states:  # each told at once: the first entry need not wait for the last thread
+                self._spawn(s).ref.tell(OpenPosition())
+
+    def adopt_orphan(self, state: PositionState, by: ChildHandle) -> bool:
+        """Take over a position whose row exists but which no actor owns (its creator was
+        replaced before starting one): under a raised epoch, reconciled first. False if
+        someone already owns it. A failure is retried like any restart."""
+        with self._launch_lock:
+            if by.retired:
+                raise Fenced(f"{by.key} epoch {by.epoch} was replaced")
+            if state.id in self.children or state.id in self.escalated:
+                return False
+            ghost = ChildHandle(self, state.id, state.epoch, state.symbol)
+            self.children[state.id] = ghost
+        try:
+            with ghost.op("take over", self.deadlines.operation_s):
+                self.epochs[state.id] = self.store.bump_epoch(state.id, state.epoch)
+                new = self.store.load(state.id, self.defaults)
+        except Exception as e:
+            self.child_failed(ghost, f"could not take over: {e!r}")
+            return True
+        with self._launch_lock:
+            if ghost.retired:  # the watchdog gave up on the take-over and restarts it itself
+                return True
+            handle = self._spawn(new)
+        handle.ref.tell(RecoverPosition())
+        return True
+
+    def start_singleton(self, key: str, start: Callable[[ChildHandle], object],
+                        on_retired: Callable[[], None] = lambda: None) -> ChildHandle:
+        """Supervise a service actor (the coordinator): restarted by calling `start` again,
+        with the same intensity limits and escalation as a position. `on_retired` runs the
+        moment it is given up on, before any replacement exists."""
         self._singletons[key] = start
+        self._on_retired[key] = on_retired
         handle = ChildHandle(self, key, 0)
         self.children[key] = handle
-        handle.ref = start(handle)
+        self._start_singleton(handle)
         return handle
+
+    def _start_singleton(self, handle: ChildHandle) -> None:
+        try:
+            handle.ref = self._singletons[handle.key](handle)
+        except Exception as e:  # no thread, a fault: counted and retried like a crash
+            logger.error("supervisor: could not start {}: {!r}", handle.key, e)
+            self.child_failed(handle, f"start failed: {e!r}")
 
     def adopt(self, position_id: str, epoch: int) -> ChildHandle:
         """Restore a position from the database under a new epoch (cold start, restart)."""
@@ -143,6 +195,8 @@ class Supervisor:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.cfg.watchdog_interval_s):
+            for _ in range(len(self._unstarted)):
+                self._start_restart(*self._unstarted.popleft())
             now = time.monotonic()
             for h in list(self.children.values()):
                 if h.retired:
@@ -156,8 +210,17 @@ class Supervisor:
         if h.retired or self._stop.is_set():
             return
         h.retired = True
-        threading.Thread(target=self._restart, args=(h, reason), name=f"restart-{h.key}",
-                         daemon=True).start()
+        if h.key in self._on_retired:
+            self._on_retired[h.key]()
+        self._start_restart(h, reason)
+
+    def _start_restart(self, h: ChildHandle, reason: str) -> None:
+        try:
+            threading.Thread(target=self._restart, args=(h, reason), name=f"restart-{h.key}",
+                             daemon=True).start()
+        except RuntimeError as e:  # can't start new thread: the watchdog tries again
+            logger.error("supervisor: cannot start the restart of {} yet: {}", h.key, e)
+            self._unstarted.append((h, reason))
 
     def _on_final(self, position_id: str, epoch: int) -> None:
         h = self.children.get(position_id)
@@ -189,7 +252,7 @@ class Supervisor:
         if h.key in self._singletons:
             new = ChildHandle(self, h.key, h.epoch + 1)
             self.children[h.key] = new
-            new.ref = self._singletons[h.key](new)
+            self._start_singleton(new)
             return
         try:
             new = self.adopt(h.key, h.epoch)

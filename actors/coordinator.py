@@ -6,6 +6,12 @@ chosen signal — all at once. Outcomes come back as messages; an entry that fai
 replaced by the next-ranked reserve. Every signal ends with exactly one outcome (the
 database refuses a second), and a wave's statistics are the sum of those outcomes.
 
+The coordinator is supervised like a position: every message runs under an operation
+deadline, and a coordinator that overran it or crashed is replaced. The successor first
+raises the coordinator epoch (`Claim`), which fences every later write of its predecessor,
+then resumes (`Resume`): waves left without an outcome per signal are finished, and a
+position row its predecessor created but never started an actor for is taken over.
+
 One wave opens at a time: a wave that arrives while another is still opening is persisted
 and waits in a bounded inbox (`actors/inbox.py` states the policy), so a burst of waves can
 neither pile up without limit nor race each other for the same slots.
@@ -25,13 +31,18 @@ from loguru import logger
 
 from actors.inbox import QueuedWave, WaveInbox
 from actors.messages import (
-    CoordinatorStatus, PositionClosed, PositionOutcome, SetPaused, SubmitWave, WaveDeadline,
+    Claim, CoordinatorStatus, PositionClosed, PositionOutcome, Resume, SetPaused, SubmitWave,
+    WaveDeadline,
 )
 from actors.scheduler import Scheduler
 from core.config import Config
+from core.faults import FaultPlan, InjectedCrash
 from core.position_types import Outcome, Params, Phase, PositionState
 from core.sizing import Sizing, notional
+from core.wave_plan import Room, plan
 from core.types import Side
+from exchange.gateway import Fenced
+from persistence import coordinator_epoch
 from persistence.positions import PositionStore, SymbolBusy
 from persistence.waves import WaveStore
 from signals.wave import SignalIn, Wave
@@ -74,9 +85,12 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     def __init__(self, cfg: Config, waves: WaveStore, positions: PositionStore, supervisor,
                  scheduler: Scheduler, defaults: Params, handle,
-                 on_wave_done: Callable[[WaveSummary], None] = lambda _w: None, guard=None) -> None:
+                 on_wave_done: Callable[[WaveSummary], None] = lambda _w: None, guard=None,
+                 faults: FaultPlan | None = None) -> None:
         super().__init__()
         self.cfg, self.waves, self.positions = cfg, waves, positions
+        self.faults = faults or FaultPlan()
+        self.epoch: int | None = None  # the coordinator epoch, once claimed
         self.supervisor, self.scheduler, self.defaults = supervisor, scheduler, defaults
         self.handle = handle
         self.on_wave_done = on_wave_done
@@ -89,15 +103,30 @@ class WaveCoordinator(pykka.ThreadingActor):
         self.by_signal: dict[str, str] = {}  # signal id -> wave id
         self.inbox = WaveInbox(cfg.signals.inbox_size)
         self._admitting = False
+        self._resumed = False
 
     def on_failure(self, exc_type, exc, tb) -> None:
+        if isinstance(exc, Fenced):
+            self.supervisor.stats.fenced_writes += 1
+            logger.warning("coordinator epoch {}: fenced ({}); its successor owns the waves", self.epoch, exc)
         self.handle.crashed(exc)
 
     def on_receive(self, msg):
         match msg:
-            case SubmitWave(wave=w, reply=reply):
+            case Claim():
+                self._db(self._claim)
+            case Resume(reply=reply):
                 try:
-                    status = self._db(self._on_wave, w)
+                    ids = self._db(self._resume)
+                except BaseException as e:
+                    if reply is not None:
+                        reply.set_exception(e)
+                    raise
+                if reply is not None:
+                    reply.set_result(ids)
+            case SubmitWave(wave=w, reply=reply, resent=resent):
+                try:
+                    status = self._db(self._on_wave, w, resent)
                 except BaseException as e:
                     if reply is not None:
                         reply.set_exception(e)
@@ -132,11 +161,27 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     # ---- waves ---------------------------------------------------------------------------
 
-    def resume(self, open_symbols: dict[str, str]) -> list[str]:
-        """After a restart: know what is held, and finish every wave left incomplete.
-        Returns the ids of the waves it is finishing."""
-        self.open_symbols = dict(open_symbols)
+    def _claim(self) -> None:
+        """Take the coordinator epoch: from here on only this coordinator's writes count."""
+        if (rule := self.faults.pick("coordinator_claim")) is not None:
+            if rule.kind == "hang":
+                self.faults.hang()
+            elif rule.kind == "crash":
+                raise InjectedCrash("injected crash while the coordinator claims its epoch")
+        self.epoch = coordinator_epoch.take(self.waves.db)
+        self.handle.epoch = self.epoch  # what the supervisor reports for the coordinator
+        self.waves = self.waves.fenced(self.epoch)
+        logger.info("coordinator: epoch {}", self.epoch)
+
+    def _resume(self) -> list[str]:
+        """Know what is held, and finish every wave left incomplete (after a restart of the
+        service or of the coordinator). Returns the ids of the waves it is finishing."""
+        if self._resumed:  # asked twice (start-up racing a restart): once is the whole job
+            return list(self.active) + self.inbox.ids()
+        self._resumed = True
+        self.open_symbols = self.positions.open_symbols()
         self.exposure = self.positions.open_notional()
+        orphans: list[PositionState] = []
         pending = self.waves.pending_signals()
         by_wave: dict[str, list] = {w.id: [] for w in self.waves.open_waves()}  # incl. all decided
         for row in pending:
@@ -152,30 +197,38 @@ class WaveCoordinator(pykka.ThreadingActor):
             done = self.waves.outcomes(wave_id)  # what it opened before the restart still counts
             wp.opened = sum(n for k, n in done.items() if k in OPENED)
             for row in rows:
-                if row.position_id and self._settled(row.id, row.position_id):
+                position = self._unsettled(row.id, row.position_id) if row.position_id else None
+                if row.position_id and position is None:
                     continue
                 wp.pending.add(row.id)
                 self.by_signal[row.id] = wave_id
-                if row.position_id:
-                    wp.launched[row.position_id] = row.id
+                if position is not None:
+                    wp.launched[position.id] = row.id
+                    orphans.append(position)
                 else:
                     wp.reserves.append(SignalIn(row.id, row.symbol, Side(row.side), row.score, row.rank))
             logger.info("coordinator: resuming wave {} ({} signals without outcome)", wave_id, len(rows))
+        for position in orphans:  # before any launch: a row without an actor holds its symbol
+            if self.supervisor.adopt_orphan(position, by=self.handle):
+                logger.warning("coordinator: position {} {} had no actor (its creator was replaced); "
+                               "taken over", position.id, position.symbol)
+        for wp in list(self.active.values()):
             self._fill(wp)
             self._check_done(wp)
         self._admit_next()
         return list(by_wave)
 
-    def _settled(self, signal_id: str, position_id: str) -> bool:
-        """A position that reported before the crash, but whose outcome was never stored."""
+    def _unsettled(self, signal_id: str, position_id: str) -> PositionState | None:
+        """The signal's position, unless it reported before the crash without its outcome
+        being stored: then the outcome is stored now, and None returned."""
         s = self.positions.load(position_id, self.defaults)
         if not (s.reported or s.phase.final):
-            return False
+            return s
         outcome = {Phase.FAILED: Outcome.FAILED, Phase.EMERGENCY_CLOSED: Outcome.EMERGENCY_CLOSED}.get(
             s.phase, Outcome.PROTECTED if s.reported else Outcome.EMERGENCY_CLOSED)
         self.waves.set_outcome(signal_id, outcome, f"settled on restart from position phase {s.phase.value}",
                                position_id)
-        return True
+        return None
 
     def _progress(self, wave_id: str, deadline_s: float) -> WaveProgress:
         now = time.monotonic()
@@ -183,13 +236,24 @@ class WaveCoordinator(pykka.ThreadingActor):
                      max(0, self.cfg.risk.max_open_positions - len(self.open_symbols)))
         wp = WaveProgress(wave_id, now, now + deadline_s, target)
         self.active[wave_id] = wp
-        self.scheduler.call_later(deadline_s, lambda: self.actor_ref.tell(WaveDeadline(wave_id)))
+        ref = self.actor_ref
+
+        def due() -> None:
+            try:
+                ref.tell(WaveDeadline(wave_id))
+            except pykka.ActorDeadError:
+                pass  # this coordinator was replaced: its successor keeps the wave's deadline
+        self.scheduler.call_later(deadline_s, due)
         return wp
 
-    def _on_wave(self, wave: Wave) -> str:
-        """Persist a wave, then open it now or queue it; returns the intake status."""
+    def _on_wave(self, wave: Wave, resent: bool = False) -> str:
+        """Persist a wave, then open it now or queue it; returns the intake status. A wave
+        sent again after a replacement may already be stored and resumed: it is being opened."""
         waiting = self._opening_now()
         dups = set(self.waves.insert(wave, self.cfg.deadlines.wave_s, queued=waiting))
+        if resent and dups and (wave.id in self.active or wave.id in self.inbox):
+            logger.info("coordinator: wave {} was stored before the coordinator was replaced; resumed", wave.id)
+            return "queued" if wave.id in self.inbox else "opening"
         if wave.id in self.active or wave.id in self.inbox or (dups and dups >= {s.id for s in wave.signals}):
             logger.warning("coordinator: wave {} already received; duplicate ignored", wave.id)
             return "duplicate"
@@ -259,41 +323,26 @@ class WaveCoordinator(pykka.ThreadingActor):
         self._check_done(wp)
 
     def _fill(self, wp: WaveProgress) -> None:
-        """Launch reserves, best first, while the wave, the account and the concurrency
-        limit have room; give the rest up only once no launch can ever free a slot."""
+        """Carry out the wave plan (core/wave_plan.py): launch what it says, skip what it
+        gives up; a launch the database refuses (symbol taken meanwhile) frees its slot, so
+        the plan is asked again."""
         risk = self.cfg.risk
         created: list[PositionState] = []
         try:
-            while wp.reserves and wp.opened + self._opening(wp) < wp.target:
-                if self.shutting_down:  # no new position while stopping; the rest resume at the next start
+            while not self.shutting_down:  # no new position while stopping; the rest resume at the next start
+                p = plan(wp.reserves, Room(
+                    target=wp.target, opened=wp.opened, opening=self._opening(wp),
+                    opening_total=self._opening_total(), held=frozenset(self.open_symbols),
+                    max_open=risk.max_open_positions, max_concurrent=risk.max_concurrent_opens))
+                wp.reserves = deque(p.waiting)
+                for sig, reason in p.skip:
+                    self._decide(wp, sig.id, Outcome.SKIPPED, reason)
+                if all([self._launch(wp, sig, created) for sig in p.launch]):
                     return
-                if len(self.open_symbols) >= risk.max_open_positions:
-                    break
-                if risk.max_concurrent_opens and self._opening_total() >= risk.max_concurrent_opens:
-                    return  # an outcome will call _fill again
-                sig = wp.reserves.popleft()
-                if sig.symbol in self.open_symbols:
-                    self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
-                    continue
-                if self.guard is not None and (left := self.guard.cooldown_left(sig.symbol)) > 0:
-                    self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} cooling down after a stop-out "
-                                 f"({left:.0f}s left of risk.cooldown_after_stop_s)")
-                    continue
-                self._launch(wp, sig, created)
         finally:
             # Every row first, then every actor: started one by one, the actors' own commits
             # queued against each later insert (a wave of 200 took 2.6 s just to launch).
-            for state in created:
-                self.supervisor.start_position(state)
-        if wp.opened >= wp.target:
-            reason = f"wave full ({wp.target} positions)"
-        elif self._opening(wp) == 0 and len(self.open_symbols) >= risk.max_open_positions:
-            reason = f"max_open_positions={risk.max_open_positions} reached"
-        else:
-            return
-        while wp.reserves:
-            sig = wp.reserves.popleft()
-            self._decide(wp, sig.id, Outcome.SKIPPED, f"not opened: {reason}; rank {sig.rank}")
+            self.supervisor.launch(created, by=self.handle)
 
     def _opening(self, wp: WaveProgress) -> int:
         return sum(1 for sid in wp.launched.values() if sid in wp.pending)
@@ -301,24 +350,31 @@ class WaveCoordinator(pykka.ThreadingActor):
     def _opening_total(self) -> int:
         return sum(self._opening(w) for w in self.active.values())
 
-    def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> None:
-        """Size the position and create its row; the caller starts its actor."""
+    def _launch(self, wp: WaveProgress, sig: SignalIn, created: list[PositionState]) -> bool:
+        """Size the position and create its row (the caller starts its actor); False if it is
+        not launched after all — its symbol taken meanwhile, cooling down after a stop-out, or
+        no size — so the signal is skipped with the reason and its slot freed for the plan."""
+        if self.guard is not None and (left := self.guard.cooldown_left(sig.symbol)) > 0:
+            self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} cooling down after a stop-out "
+                         f"({left:.0f}s left of risk.cooldown_after_stop_s)")
+            return False
         size = self._size()
         if isinstance(size, str):
             self._decide(wp, sig.id, Outcome.SKIPPED, f"not opened: {size}")
-            return
+            return False
         pid = uuid.uuid4().hex[:12]
         state = PositionState(id=pid, signal_id=sig.id, wave_id=wp.id, symbol=sig.symbol,
                               side=sig.side, params=replace(self.defaults, notional=size))
         try:
-            self.positions.create(state)
+            self.positions.create(state, coordinator_epoch=self.epoch)
         except SymbolBusy:
             self._decide(wp, sig.id, Outcome.SKIPPED, f"{sig.symbol} already has an open position")
-            return
+            return False
         wp.launched[pid] = sig.id
         self.open_symbols[sig.symbol] = pid
         self.exposure[pid] = size
         created.append(state)
+        return True
 
     def _size(self) -> Decimal | str:
         """The next position's notional (risk.sizing, capped per trade), or why it has none:

@@ -78,6 +78,20 @@ class SubmitWave:
     wave: Wave
     # the one mutable thing sent: how the submitting thread learns the wave is persisted
     reply: Future | None = None
+    resent: bool = False  # sent again because the coordinator it first went to was replaced
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A coordinator's first message: raise the coordinator epoch, fencing every predecessor."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Finish what a predecessor left: every wave without an outcome per signal, every
+    position row without an actor. The ids of the waves it finishes are set on `reply`."""
+
+    reply: Future | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ class ControlHandler:
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
-            health=self.health.report(), money=self.money(),
+            health=self.health.report(), waves=svc.waves_state(), money=self.money(),
             limits=r.LimitsOut(**svc.guard.status()) if getattr(svc, "guard", None) else None)
 
     def money(self) -> r.MoneyOut | None:

@@ -118,9 +118,9 @@ def status(s: r.StatusReply) -> str:
         f"wave-trader {s.version} pid {s.pid}, up {_dur(s.uptime_s)}: "
         + (f"HALTED: {s.health.halted}" if s.health.halted
            else f"RECOVERING: {s.health.recovering}; not taking waves yet" if s.health.recovering
-           else "PAUSED (not taking new waves)" if s.paused
+           else s.waves if s.waves != "taking waves"
            else "HALTED by the daily loss limit (not taking new waves)" if s.limits and s.limits.halted
-           else "taking waves"),
+           else s.waves),
         f"venue: {s.venue}, {s.markets} markets, last tick {_dur(s.last_tick_age_s) + ' ago' if s.last_tick_age_s is not None else 'none yet'}"
         + (f", clock offset {s.venue_clock_offset_ms} ms" if s.venue_clock_offset_ms is not None else ""),
         f"database: {s.database} " + (f"(ping {s.db_ping_ms:.1f}ms)" if s.db_error is None else f"(UNREACHABLE: {s.db_error})"),

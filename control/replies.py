@@ -181,6 +181,7 @@ class StatusReply(_Reply):
     health: HealthReply
     money: MoneyOut | None = None  # None: the database could not be read
     limits: LimitsOut | None = None
+    waves: str = "taking waves"  # or "PAUSED (…)", "coordinator restarting …", "coordinator down: <reason>"
 
 
 class PositionsReply(_Reply):

@@ -149,3 +149,14 @@ class EventRow(Base):
     wave_id: Mapped[str | None] = mapped_column(String(64), index=True)
     epoch: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class CoordinatorRow(Base):
+    """The wave coordinator's epoch: one row. Every coordinator write checks it in the same
+    transaction, so a coordinator that was replaced (stuck, crashed, another process) writes
+    nothing more once its successor has raised it."""
+
+    __tablename__ = "coordinator"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    updated_ts: Mapped[float] = mapped_column(Float)

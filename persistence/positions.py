@@ -19,6 +19,7 @@ from core.position_types import (
 from core.trailing import Trailing
 from core.types import Side
 from exchange.gateway import Fenced
+from persistence import coordinator_epoch as coordinator_fence
 from persistence.db import Database
 from persistence.models import DecimalText, EventRow, OrderRow, PositionRow, SignalRow
 
@@ -103,8 +104,9 @@ class PositionStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, s: PositionState, *, origin: str = "signal") -> None:
-        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10).
+    def create(self, s: PositionState, *, origin: str = "signal", coordinator_epoch: int | None = None) -> None:
+        """Insert a new position; SymbolBusy if the symbol is already held (invariant 10);
+        Fenced if `coordinator_epoch` (the creating coordinator's) is no longer current.
 
         The signal points at its position in the same transaction, so a restart finds every
         launched position through its signal and never launches a second one for it."""
@@ -114,6 +116,7 @@ class PositionStore:
                           opened_ts=now, updated_ts=now, origin=origin, **_row_values(s))
         try:
             with self.db.tx("position_create", s.symbol) as tx:
+                coordinator_fence.check(tx, coordinator_epoch)
                 if tx.scalar(select(func.count()).where(PositionRow.active_symbol == s.symbol)):
                     raise SymbolBusy(s.symbol)
                 tx.add(row)

@@ -22,13 +22,13 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from actors.coordinator import WaveCoordinator, WaveSummary
-from actors.coordinator_port import CoordinatorPort
+from actors.coordinator_port import CoordinatorDown, CoordinatorPort
 from actors.market_data import MarketData
-from actors.messages import OrderUpdate, SetPaused, SubmitWave
+from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
 from actors.position import PositionContext
 from actors.scheduler import Scheduler
 from core.config import Config
-from core.faults import FaultPlan, FaultRule
+from core.faults import FaultPlan, FaultRule, InjectedCrash
 from core.position_types import Outcome, Params, Phase, position_id_of
 from exchange.factory import build_gateway, paper_state_path
 from exchange.gateway import OrderState
@@ -44,6 +44,7 @@ from service.alerts import Alerts, urls_from_env
 from service.limits import RiskGuard
 from service.money import Ledger
 from service.recovery import Recovery, RecoveryReport
+from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
@@ -161,10 +162,11 @@ class Service:
             self.money.start_refresh(self.cfg.risk.balance_refresh_s)
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
-        self.supervisor.start_singleton("coordinator", self._start_coordinator)
+        self.supervisor.start_singleton("coordinator", self._start_coordinator,
+                                        on_retired=self.coordinator_port.retire)
         self.recover()
         self._recovered = True
-        self._resume_waves(self._coordinator)
+        self._resume_waves()
         collect_then_freeze()  # start-up garbage, before trading begins
         if with_source:
             self.source = self._make_source()
@@ -189,21 +191,40 @@ class Service:
         return f"recovering {done} of {total} positions ({stage})"
 
     def _start_coordinator(self, handle):
+        """Start a coordinator and queue its start-up; never blocks (it runs on the
+        supervisor's restart thread): claiming the epoch and resuming run in the actor,
+        under its deadline, so a failure there is a crash or an overrun like any other."""
+        if (rule := self.actor_faults.pick("coordinator_start")) is not None and rule.kind == "crash":
+            raise InjectedCrash("injected crash while starting the coordinator")
         ref = WaveCoordinator.start(self.cfg, self.waves, self.positions, self.supervisor,
                                     self.scheduler, self.defaults, handle, self._on_wave_done,
-                                    guard=self.guard)
+                                    guard=self.guard, faults=self.actor_faults)
+        ref.tell(Claim())
         if self.paused:
             ref.tell(SetPaused(True))
         if self._recovered:  # a restarted coordinator picks up where its predecessor was
-            self._resume_waves(ref)
-        self._coordinator = ref  # published only once resumed: callers see a ready one
-        self.coordinator_port.publish(ref)
+            ref.tell(Resume(self._resumed_future()))
+        self._coordinator = ref
+        self.coordinator_port.publish(ref)  # its mailbox runs Claim and Resume before anything sent now
         return ref
 
-    def _resume_waves(self, ref) -> None:
-        held = self.positions.open_symbols()
-        ids = ref.proxy().resume(held).get(timeout=self.cfg.deadlines.operation_s * 4)
-        self.stats.wave_ids.update(ids or [])  # a run waits for the waves it finishes, too
+    def _resumed_future(self) -> Future:
+        done: Future = Future()
+        # a run waits for the waves it finishes, too
+        done.add_done_callback(lambda f: f.exception() or self.stats.wave_ids.update(f.result() or []))
+        return done
+
+    def _resume_waves(self) -> None:
+        """After recovery: the coordinator finishes unfinished waves before the source starts
+        (sent again to a successor if it is replaced meanwhile; resuming twice is harmless)."""
+        sup = self.cfg.supervisor
+        try:
+            ids = self.coordinator_port.request(lambda reply, _n: Resume(reply),
+                                                self.cfg.deadlines.operation_s + sup.backoff_max_s * 1.5 + 1,
+                                                attempts=sup.max_restarts + 1)
+            self.stats.wave_ids.update(ids or [])
+        except Exception as e:
+            logger.error("coordinator: resuming waves failed: {!r}", e)
 
     def _make_source(self):
         s = self.cfg.signals
@@ -235,18 +256,46 @@ class Service:
         if self.stopping.is_set():
             logger.warning("wave {} arrived during shutdown; not taken", wave.id)
             return IntakeResult("not_taken", wave.id, "service is shutting down")
-        reply: Future[str] = Future()
-        wait_s = self.cfg.deadlines.operation_s + 1
+        # A stuck coordinator overruns at operation_s and is replaced after a backoff; the wave
+        # then goes to the successor. Each attempt waits for that long, at most once per restart.
+        sup = self.cfg.supervisor
+        wait_s = self.cfg.deadlines.operation_s + sup.backoff_max_s * 1.5 + 1
         try:
-            self._coordinator.tell(SubmitWave(wave, reply))
-            status = reply.result(timeout=wait_s)
-        except Exception as e:  # a crashed or stuck coordinator: the wave was not persisted
-            reason = f"coordinator did not take the wave within {wait_s:g}s ({type(e).__name__})"
-            logger.error("wave {} from {} not taken: {}", wave.id, source, reason)
-            return IntakeResult("not_taken", wave.id, reason)
+            status = self.coordinator_port.request(lambda reply, n: SubmitWave(wave, reply, resent=n > 0),
+                                                   wait_s, attempts=sup.max_restarts + 1)
+        except CoordinatorDown as e:
+            return self._not_taken(wave, source, f"coordinator down: {e}")
+        except Exception as e:  # no coordinator answered: recorded, so no signal is left without an outcome
+            return self._not_taken(wave, source, f"the coordinator did not take the wave ({e!r})"[:300])
         if status != "duplicate":
             self.stats.wave_ids.add(wave.id)
         return IntakeResult(status, wave.id)
+
+    def _not_taken(self, wave, source: str, reason: str) -> IntakeResult:
+        logger.error("wave {} from {} not taken: {}", wave.id, source, reason)
+        try:
+            recorded = self.waves.insert_not_taken(wave, reason)
+        except Exception as e:
+            logger.error("wave {}: recording it as not taken failed: {!r}", wave.id, e)
+            return IntakeResult("not_taken", wave.id, reason)
+        if not recorded:  # a coordinator stored it after all: it is its to finish
+            self.stats.wave_ids.add(wave.id)
+            return IntakeResult("opening", wave.id)
+        return IntakeResult("not_taken", wave.id, reason)
+
+    @property
+    def coordinator_down(self) -> str | None:
+        """Why no coordinator takes waves (escalated by the supervisor), or None."""
+        return self.coordinator_port.down_reason
+
+    def waves_state(self) -> str:
+        """What `status` says about taking waves: the truth about the coordinator first."""
+        if self.coordinator_down:
+            return f"coordinator down: {self.coordinator_down}"
+        h = self.supervisor.children.get("coordinator")
+        if h is None or h.ref is None or h.retired:
+            return "coordinator restarting: waves wait for it"
+        return "PAUSED (not taking new waves)" if self.paused else "taking waves"
 
     def reject(self, reason: str, source: str, wave_id: str | None = None) -> IntakeResult:
         """Record a message that is not a usable wave (sources use it for frames they could not
@@ -267,14 +316,16 @@ class Service:
 
     def pause(self, paused: bool) -> None:
         self.paused = paused  # a coordinator not started yet (recovering) starts with it
-        if self._coordinator is not None:
-            self._coordinator.tell(SetPaused(paused))
+        self.coordinator_port.tell(SetPaused(paused))
 
     def wait_for_waves(self, n: int | None, timeout_s: float | None = None) -> bool:
         end = None if timeout_s is None else time.monotonic() + timeout_s
         while not self.stopping.is_set():
             if n is not None and len(self.stats.waves) >= n:
                 return True
+            if n is not None and self.coordinator_down:  # no wave can complete any more
+                logger.critical("stopping the run: coordinator down: {}", self.coordinator_down)
+                return False
             if isinstance(self.source, FileSource) and self.source.finished.is_set() and not self._busy():
                 return n is None or len(self.stats.waves) >= n
             if end is not None and time.monotonic() > end:
@@ -295,13 +346,16 @@ class Service:
         self.stopping.set()
         if self.source is not None:
             self.source.stop()
-        if self._coordinator is not None:
+        ref = self.coordinator_port.ref
+        try:
+            if ref is None:
+                raise RuntimeError("no coordinator running")
             # Asked, not told: once it answers, no fill pass of the coordinator is half done, so
             # every position it started is among the children waited for below.
-            try:
-                self._coordinator.ask(SetPaused(True, "shutdown"), timeout=max(0.1, deadline - time.monotonic() - 1))
-            except Exception as e:  # a hung or dead coordinator: its supervisor's business
-                logger.warning("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
+            ref.ask(SetPaused(True, "shutdown"), timeout=max(0.1, deadline - time.monotonic() - 1))
+        except Exception as e:  # none, hung or dead: held for a successor, which starts paused
+            logger.info("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
+            self.coordinator_port.tell(SetPaused(True, "shutdown"))
         while time.monotonic() < deadline - 1 and any(
                 h.phase in ("new", "entering", "open", "protected", "closing")
                 for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
@@ -345,12 +399,27 @@ class Service:
         self.supervisor.halt()
         if self.source is not None:
             self.source.stop()
-        if self._coordinator is not None:
-            self._coordinator.tell(SetPaused(True))
+        self.coordinator_port.tell(SetPaused(True, "lease lost"))
 
     def _on_escalate(self, key: str, msg: str) -> None:
         self.health_notes.append(f"{key}: {msg}")
         self.alerts.notify("needs_attention", f"wave-trader: {key} needs an operator", msg)
+        if key == "coordinator":
+            self._coordinator_down(msg)
+
+    def _coordinator_down(self, reason: str) -> None:
+        """Refuse new waves from now on, and finish the ones already taken without it."""
+        try:
+            sink = WavesWithoutCoordinator(self.waves, self.supervisor, reason)
+        except Exception as e:
+            logger.critical("coordinator down and its waves cannot be finished: {!r}", e)
+            self.coordinator_port.down(reason)
+            return
+        self.coordinator_port.down(reason, sink)
+        try:
+            sink.settle()
+        except Exception as e:
+            logger.critical("coordinator down: settling its waves failed: {!r}", e)
 
     def _on_closed(self, s, pnl) -> None:
         """A traded position closed (its own thread: only queue, never wait)."""

@@ -127,5 +127,5 @@ def test_a_restarted_coordinator_requeues_the_waiting_waves(gated):
     gw.gate.set()
     wait_for(lambda: {s.id: s.outcome for s in _signals(svc).values()} == {"w1-0": "protected", "w2-0": "protected"},
              what="both signals protected after the restart")
-    # the wave is marked complete in the coordinator's next write after its last outcome
+    # the wave row is completed in the transaction after its last outcome's
     wait_for(lambda: _waves(svc)["w2"].status == "complete", what="w2 complete")

@@ -5,7 +5,7 @@ filled). A position's realized P&L is written when it closes: gross (price diffe
 the fees of all its orders, net (gross - fees) and net as a percentage of the entry notional.
 Positions closed before this revision keep NULLs: their fees were never recorded.
 
-Revision ID: 0003_money
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 09:00:00
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import persistence.models
 
 
-revision = '0003_money'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
