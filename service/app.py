@@ -24,6 +24,7 @@ from actors.market_data import MarketData
 from actors.messages import OrderUpdate, SetPaused, SubmitWave
 from actors.position import PositionContext
 from actors.scheduler import Scheduler
+from core import entry_protocol
 from core.config import Config
 from core.faults import FaultPlan, FaultRule
 from core.position_types import Outcome, Params, Phase, position_id_of
@@ -35,6 +36,7 @@ from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
+from service.protection_gap import gap_stats, venue_gaps
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
@@ -94,7 +96,9 @@ class Service:
         self.waves = WaveStore(self.db)
         self.scheduler = Scheduler()
         self.market_data = MarketData()
-        self.defaults = position_params(cfg)
+        self.entry_mode = entry_protocol.resolve(cfg.protection.entry_mode, cfg.exchange.name,
+                                                 getattr(self.gateway, "entry_modes", ()))
+        self.defaults = dataclasses.replace(position_params(cfg), entry_mode=self.entry_mode)
         self.stats = RunStats()
         self.wave_done = threading.Event()
         self.stopping = threading.Event()
@@ -310,6 +314,8 @@ class Service:
             "escalations": self.supervisor.stats.escalations,
             "abandoned_threads": self.supervisor.abandoned_alive(),
             "recovery": self.recovery.as_dict(),
+            "entry_mode": self.entry_mode,
+            "protection_gap_s": gap_stats(venue_gaps(self.gateway)),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
 
     def signals_health(self) -> dict | None:
