@@ -264,3 +264,12 @@ def _apply(venue: Venue, i) -> None:
         venue.known[i.cid] = (None, None)
         if i.leg is Leg.STOP:
             venue.resting[i.cid] = i.stop_price
+
+
+def test_gap_figures_are_nearest_rank_and_absent_where_the_venue_cannot_tell():
+    from service.protection_gap import gap_stats
+
+    assert gap_stats(None) is None
+    assert gap_stats([]) == {"n": 0, "p50": None, "p99": None, "max": None}
+    assert gap_stats([0.0] * 99 + [2.0]) == {"n": 100, "p50": 0.0, "p99": 0.0, "max": 2.0}
+    assert gap_stats([0.3, 0.1, 0.2]) == {"n": 3, "p50": 0.2, "p99": 0.3, "max": 0.3}
