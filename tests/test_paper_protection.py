@@ -103,3 +103,38 @@ def test_the_window_is_zero_with_the_stop_first_and_timed_without_it(eng, clock)
     clock.t += 1
     eng.place(req("x3", Leg.EXIT, "sell"))  # closed without ever being protected: its whole life
     assert eng.protection_gaps() == [0.0, pytest.approx(0.5), pytest.approx(1.0)]
+
+
+def test_a_close_position_stop_is_still_one_after_the_venue_restarts(tmp_path):
+    from exchange.paper.store import PaperStore
+
+    path = tmp_path / "venue.db"
+    e = PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0), store=PaperStore(path))
+    e.place(req("s1", Leg.STOP, "sell", stop_price=below("2"), close_position=True))
+    e.place(req("wt-p-e1-1", Leg.ENTRY, "buy", attached_stop=below("5")))
+    e.close()
+    e = PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0), store=PaperStore(path))
+    assert e.account.orders["wt-p-s1-1"].parent == "wt-p-e1-1"
+    e.set_price(BTC, below("3"))
+    assert e.fetch("s1").status == "filled" and e.positions() == []
+    e.close()
+
+
+def test_a_venue_file_from_before_close_position_stops_opens_and_keeps_its_stops(tmp_path):
+    import sqlite3
+
+    from exchange.paper.store import PaperStore
+
+    path = tmp_path / "old.db"
+    c = sqlite3.connect(path)
+    c.executescript("""
+        CREATE TABLE orders (cid TEXT PRIMARY KEY, symbol TEXT NOT NULL, leg TEXT NOT NULL,
+            side TEXT NOT NULL, qty TEXT NOT NULL, stop_price TEXT, activation TEXT, callback_pct TEXT,
+            status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT, activated INTEGER NOT NULL,
+            best TEXT, seq INTEGER NOT NULL);
+        INSERT INTO orders VALUES ('s1', 'BTC/USDT:USDT', 's', 'sell', '0.010', '60000.0', NULL, NULL,
+            'open', '0', NULL, 0, NULL, 1);""")
+    c.commit()
+    c.close()
+    (o,) = PaperStore(path).load().orders
+    assert o["cid"] == "s1" and o["close_position"] is False and o["parent"] is None

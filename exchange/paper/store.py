@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS orders (
     cid TEXT PRIMARY KEY, symbol TEXT NOT NULL, leg TEXT NOT NULL, side TEXT NOT NULL,
     qty TEXT NOT NULL, stop_price TEXT, activation TEXT, callback_pct TEXT,
     status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT,
-    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL);
+    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL,
+    close_position INTEGER NOT NULL DEFAULT 0, parent TEXT);
 CREATE INDEX IF NOT EXISTS ix_orders_open ON orders (status) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS trades (
     seq INTEGER PRIMARY KEY, cid TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -41,7 +42,10 @@ CREATE TABLE IF NOT EXISTS trades (
 #   "meta"     key    -> str
 Entry = tuple[str, Any, Any]
 ORDER_FIELDS = ("cid", "symbol", "leg", "side", "qty", "stop_price", "activation", "callback_pct",
-                "status", "filled_qty", "avg_price", "activated", "best")
+                "status", "filled_qty", "avg_price", "activated", "best", "close_position", "parent")
+# Columns added to the orders table after its first version, with their definitions: a file
+# written before them gains them at open (a stop without them was an ordinary reduce-only one).
+_ADDED_ORDER_COLUMNS = {"close_position": "INTEGER NOT NULL DEFAULT 0", "parent": "TEXT"}
 
 
 def _txt(v: Decimal | None) -> str | None:
@@ -78,6 +82,10 @@ class PaperStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # survives a process kill; cheap commits
         self._conn.executescript(_SCHEMA)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(orders)")}
+        for col, ddl in _ADDED_ORDER_COLUMNS.items():
+            if col not in have:
+                self._conn.execute(f"ALTER TABLE orders ADD COLUMN {col} {ddl}")
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
         fmt = self._conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
         if fmt != FORMAT:
@@ -95,6 +103,7 @@ class PaperStore:
             for k in ("qty", "stop_price", "activation", "callback_pct", "filled_qty", "avg_price", "best"):
                 o[k] = _dec(o[k])
             o["activated"] = bool(o["activated"])
+            o["close_position"] = bool(o["close_position"])
             acc.orders.append(o)
         acc.meta = dict(c.execute("SELECT key, value FROM meta"))
         acc.trades = c.execute("SELECT COALESCE(MAX(seq), 0) FROM trades").fetchone()[0]
@@ -117,7 +126,7 @@ class PaperStore:
                     vals = [(_txt(v) if isinstance(v, Decimal) else v) for v in value]
                     vals[2] = str(vals[2])  # Leg → its one-letter value
                     cols = ", ".join(ORDER_FIELDS)
-                    c.execute(f"INSERT INTO orders ({cols}, seq) VALUES ({', '.join('?' * 14)}) "
+                    c.execute(f"INSERT INTO orders ({cols}, seq) VALUES ({', '.join('?' * (len(ORDER_FIELDS) + 1))}) "
                               f"ON CONFLICT(cid) DO UPDATE SET "
                               + ", ".join(f"{f} = excluded.{f}" for f in ORDER_FIELDS[1:]),
                               (*vals, seq0 + n))
