@@ -23,6 +23,7 @@ from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
 from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
+from exchange.paper.window import ProtectionWindow
 
 CALLBACK_RANGE = (Decimal("0.1"), Decimal("10"))
 
@@ -89,11 +90,7 @@ class PaperEngine:
         # cost O(N²) at a cold start. Positions change only on a fill, which drops this.
         self._positions_view: list[VenuePosition] | None = None
         self._listeners: list[Callable[[OrderState], None]] = []
-        # The protection window, measured here at the venue: per position opened, seconds from
-        # its first entry fill to the first stop resting on its closing side (0: one was there).
-        self._clock = clock
-        self._naked_since: dict[str, float] = {}
-        self._gaps: list[float] = []
+        self._window = ProtectionWindow(clock)
         # write-through journal (only with a store): dirty keys → entries → one transaction
         self.store = store
         self._store_lock = threading.Lock()  # one writer; never held together with I/O of others
@@ -158,11 +155,9 @@ class PaperEngine:
             return out
 
     def protection_gaps(self) -> list[float]:
-        """Per position opened so far: entry fill → first protective stop resting, seconds. A
-        position still naked counts with the time so far; one closed naked, with its life."""
+        """Per position opened so far: entry fill → first protective stop resting, seconds."""
         with self._lock:
-            now = self._clock()
-            return [*self._gaps, *(now - t for t in self._naked_since.values())]
+            return self._window.gaps()
 
     # ---- orders ------------------------------------------------------------------------
 
@@ -245,7 +240,8 @@ class PaperEngine:
                 self._rest(PaperOrder(attached_cid(req.cid), req.symbol, Leg.STOP, exit_side,
                                       order.filled_qty, req.attached_stop, parent=req.cid))
             if req.leg is Leg.ENTRY and was_flat and self._held(req.symbol):
-                self._opened(req.symbol, exit_side)
+                self._window.opened(req.symbol, any(o.leg is Leg.STOP and o.side == exit_side for o in
+                                                    self._resting.get(req.symbol, {}).values()))
             return order.view(), []
         if req.leg is Leg.STOP:
             if req.stop_price is None or req.stop_price != spec.floor_price(req.stop_price):
@@ -284,8 +280,8 @@ class PaperEngine:
         self.account.orders[order.cid] = order
         self._touch("order", order)
         self._resting.setdefault(order.symbol, {})[order.cid] = order
-        if order.leg is Leg.STOP and order.symbol in self._naked_since and self._closes(order):
-            self._gaps.append(self._clock() - self._naked_since.pop(order.symbol))
+        if order.leg is Leg.STOP and self._window.naked(order.symbol) and self._closes(order):
+            self._window.ended(order.symbol)
 
     def _held(self, symbol: str) -> bool:
         pos = self.account.positions.get(symbol)
@@ -296,12 +292,6 @@ class PaperEngine:
         pos = self.account.positions.get(order.symbol)
         return pos is not None and pos.qty != 0 and (pos.qty > 0) == (order.side == "sell")
 
-    def _opened(self, symbol: str, exit_side: str) -> None:
-        """A position was just opened: protected already, or naked from now on."""
-        if any(o.leg is Leg.STOP and o.side == exit_side for o in self._resting.get(symbol, {}).values()):
-            self._gaps.append(0.0)
-        else:
-            self._naked_since[symbol] = self._clock()
 
     @staticmethod
     def _crossed(side: str, stop: Decimal, price: Decimal) -> bool:
@@ -328,8 +318,8 @@ class PaperEngine:
         else:
             pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
-        if new_qty == 0 and order.symbol in self._naked_since:  # closed before any stop rested
-            self._gaps.append(self._clock() - self._naked_since.pop(order.symbol))
+        if new_qty == 0:  # closed: if no stop ever rested, its whole life was the window
+            self._window.ended(order.symbol)
         self._positions_view = None
         order.filled_qty, order.avg_price = abs(signed), fill
         self._touch("position", order.symbol)
