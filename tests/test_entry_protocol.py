@@ -273,3 +273,21 @@ def test_gap_figures_are_nearest_rank_and_absent_where_the_venue_cannot_tell():
     assert gap_stats([]) == {"n": 0, "p50": None, "p99": None, "max": None}
     assert gap_stats([0.0] * 99 + [2.0]) == {"n": 100, "p50": 0.0, "p99": 0.0, "max": 2.0}
     assert gap_stats([0.3, 0.1, 0.2]) == {"n": 3, "p50": 0.2, "p99": 0.3, "max": 0.3}
+
+
+def test_the_ccxt_venues_spell_the_two_forms_as_their_documents_do():
+    from exchange.ccxt.venues import BinanceUsdm, BybitLinear
+    from exchange.gateway import OrderRequest, Rejected
+
+    stop = OrderRequest("wt-p-s1-1", "BTC/USDT:USDT", Leg.STOP, "sell", Decimal("0.003"),
+                        stop_price=Decimal("63700.0"), close_position=True)
+    entry = OrderRequest("wt-p-e1-2", "BTC/USDT:USDT", Leg.ENTRY, "buy", Decimal("0.003"),
+                         attached_stop=Decimal("63700.0"))
+    assert BinanceUsdm().order_args(stop) == ("market", {"clientOrderId": "wt-p-s1-1",
+                                                         "stopLossPrice": "63700.0", "closePosition": True})
+    assert BybitLinear().order_args(entry)[1] == {"clientOrderId": "wt-p-e1-2", "tpslMode": "Partial",
+                                                   "stopLoss": {"triggerPrice": "63700.0"}}
+    with pytest.raises(Rejected, match="closePosition"):
+        BybitLinear().order_args(stop)
+    with pytest.raises(Rejected, match="stopLoss"):
+        BinanceUsdm().order_args(entry)
