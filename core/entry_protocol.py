@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Iterable
 
 from core import position_logic as pl
+from core.config import ConfigError
 from core import trailing as tr
 from core.position_types import (
     CancelOutcome, Cancel, CloseRequested, Command, Event, FailureKind, Leg, LookedUp, OrderIntent,
@@ -50,7 +51,7 @@ def resolve(setting: str, venue: str, supported: Iterable[str]) -> str:
         want = PREFERRED.get(venue, "after_fill")
         return want if want in supported else "after_fill"
     if setting not in supported:
-        raise ValueError(f"protection.entry_mode = {setting!r} is not supported on {venue} "
+        raise ConfigError(f"protection.entry_mode = {setting!r} is not supported on {venue} "
                          f"(it supports {', '.join(sorted(supported))})")
     return setting
 

@@ -96,8 +96,12 @@ class Service:
         self.waves = WaveStore(self.db)
         self.scheduler = Scheduler()
         self.market_data = MarketData()
-        self.entry_mode = entry_protocol.resolve(cfg.protection.entry_mode, cfg.exchange.name,
-                                                 getattr(self.gateway, "entry_modes", ()))
+        try:
+            self.entry_mode = entry_protocol.resolve(cfg.protection.entry_mode, cfg.exchange.name,
+                                                     getattr(self.gateway, "entry_modes", ()))
+        except ValueError:
+            self.gateway.close()
+            raise
         self.defaults = dataclasses.replace(position_params(cfg), entry_mode=self.entry_mode)
         self.stats = RunStats()
         self.wave_done = threading.Event()
