@@ -27,7 +27,8 @@ def test_a_window_closing_protocol_leaves_no_position_naked_at_the_venue(tmp_pat
     s = _run(tmp_path, f"--set=protection.entry_mode='{mode}'")
     assert s["entry_mode"] == ("stop_first" if mode == "auto" else mode)  # paper's default
     gap = s["protection_gap_s"]
-    assert s["positions_opened"] > 0 and gap["n"] == s["positions_opened"]
+    # the venue counts every position it opened, also those of a wave still opening at the stop
+    assert gap["n"] >= s["positions_opened"] > 0
     assert gap["max"] == 0, gap
     assert s["positions_protected"] == s["positions_opened"] and s["ts_coverage"] == 1.0
 
@@ -35,4 +36,4 @@ def test_a_window_closing_protocol_leaves_no_position_naked_at_the_venue(tmp_pat
 def test_after_fill_is_naked_for_the_stop_round_trip(tmp_path):
     s = _run(tmp_path, "--set=protection.entry_mode='after_fill'")
     gap = s["protection_gap_s"]
-    assert gap["n"] == s["positions_opened"] > 0 and gap["p50"] > 0, gap
+    assert gap["n"] >= s["positions_opened"] > 0 and gap["p50"] > 0, gap
