@@ -28,7 +28,7 @@ from core.faults import FaultPlan, InjectedCrash
 from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
+    Begin, Cancel, CancelOutcome, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
     Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
     RetryLater, Tick, leg_of, position_id_of,
 )
@@ -258,7 +258,8 @@ class PositionActor(pykka.ThreadingActor):
 
     def _place(self, i: OrderIntent) -> tuple[Event, OrderFate]:
         s = self.state
-        req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct)
+        req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct,
+                           close_position=i.close_position, attached_stop=i.attached_stop)
         try:
             o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
             self._fence_after(req, o)
@@ -295,18 +296,19 @@ class PositionActor(pykka.ThreadingActor):
                 logger.warning("{}: fenced actor could not withdraw {}: {}", req.symbol, req.cid, e)
         raise Fenced(f"epoch {self.state.epoch} of {self.state.id} was replaced during {req.cid}")
 
-    def _cancel(self, cid: str) -> tuple[Event | None, OrderFate]:
-        """Cancel, and believe the venue's answer: an order found filled is a fill to act on."""
+    def _cancel(self, cid: str) -> tuple[Event, OrderFate]:
+        """Cancel, and believe the venue's answer: an order found filled is a fill to act on;
+        otherwise the state machine learns whether the order is gone (CancelOutcome)."""
         try:
             o = self._venue("cancel", self.ctx.gateway.cancel_order, self.state.symbol, cid, write=True)
         except OrderNotFound as e:
-            return None, OrderFate(cid, "not_found", reason=str(e))
+            return CancelOutcome(cid, True), OrderFate(cid, "not_found", reason=str(e))
         except (Rejected, UnknownOutcome, Retryable) as e:
             logger.warning("{}: cancel {} failed ({}); reconciliation will retry", self.state.symbol, cid, e)
-            return None, OrderFate(cid, "open", reason=f"cancel failed: {e}")
+            return CancelOutcome(cid, False, str(e)), OrderFate(cid, "open", reason=f"cancel failed: {e}")
         if o.status == "filled" and o.avg_price is not None:
             return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty, fee=o.fee)
-        return None, OrderFate(cid, o.status if o.status != "open" else "cancelled")
+        return CancelOutcome(cid, True), OrderFate(cid, o.status if o.status != "open" else "cancelled")
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
         """Resolve an unknown outcome by client id; None when the venue could not answer yet."""

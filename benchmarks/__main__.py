@@ -47,6 +47,7 @@ FULL = (
     Run("fleet-5000-sqlite", "fleet", ("--positions", "5000",), 900),
     Run("fleet-1000-postgres", "fleet", ("--positions", "1000", "--db", "postgres"), 420),
     Run("backtest-50x1440", "backtest", ("--symbols", "50", "--minutes", "1440"), 300),
+    Run("protection", "protection", ("--latency-ms", "300,2000", "--size", "7"), 300),
 )
 
 QUICK = (
@@ -57,6 +58,7 @@ QUICK = (
                                    "--bystanders", "2"), 60),
     Run("fleet-20-postgres", "fleet", ("--positions", "20", "--db", "postgres", "--idle-seconds", "0.5"), 120),
     Run("backtest-3x120", "backtest", ("--symbols", "3", "--minutes", "120"), 60),
+    Run("protection-50ms", "protection", ("--latency-ms", "50", "--size", "2"), 60),
 )
 
 

@@ -39,7 +39,8 @@ def measure(latency_ms: float, operation_s: float, hung: int, bystanders: int) -
         cfg = bench_config(Path(tmp), f"paper.latency_ms={latency_ms}", f"paper.extra_symbols={n}",
                            f"deadlines.operation_s={operation_s}", f"deadlines.venue_call_s={call_s}",
                            f"deadlines.db_call_s={call_s}", f"risk.max_positions_per_wave={n}",
-                           f"risk.max_open_positions={n}")
+                           f"risk.max_open_positions={n}",
+                           "protection.entry_mode='after_fill'")  # the hang is after the fill
         svc = Service(cfg)
         svc.start(with_source=False)
         try:

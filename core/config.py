@@ -150,6 +150,11 @@ class ProtectionCfg(_Section):
     trailing_activation_pct: BoundedDecimal = Field(default=Decimal("1.0"), ge=0, lt=100)
     trailing_callback_pct: BoundedDecimal = Field(default=Decimal("0.5"), ge=Decimal("0.1"), le=20)
     trailing_mode: Literal["native", "emulated"] = "native"
+    # How the first stop-loss reaches the venue (core/entry_protocol.py): "stop_first" (a
+    # close-position stop acknowledged before the entry is sent), "attached" (the stop rides on
+    # the entry order), "after_fill" (placed once the fill is known), or "auto": the venue's
+    # own window-closing form when its gateway carries it.
+    entry_mode: Literal["auto", "stop_first", "attached", "after_fill"] = "auto"
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     replace_min_interval_s: float = Field(default=1.0, ge=0)

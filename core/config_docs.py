@@ -64,6 +64,7 @@ DESCRIPTIONS: dict[str, str] = {
     "protection.trailing_activation_pct": "profit from the entry, %, at which the trailing stop starts",
     "protection.trailing_callback_pct": "how far the trailing stop follows the best price, % (venue: 0.1-10)",
     "protection.trailing_mode": "native: the venue trails; emulated: the service moves the stop-loss",
+    "protection.entry_mode": "auto (the venue's window-closing form), stop_first, attached or after_fill (README: entry protocols)",
     "protection.max_attempts": "attempts for a protective order before the position is closed",
     "protection.retry_backoff_s": "first retry delay of a protective order (doubles each attempt)",
     "protection.replace_min_interval_s": "emulated trailing: least time between two stop replacements",

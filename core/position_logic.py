@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+from core import entry_protocol as ep
 from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
@@ -21,6 +22,13 @@ Step = tuple[PositionState, list[Command]]
 
 
 def step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
+    if (done := ep.before(s, ev, spec)) is not None:
+        return done
+    new, cmds = _step(s, ev, spec)
+    return ep.after(s, new, cmds, spec)
+
+
+def _step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
     if s.phase.final and not isinstance(ev, (Filled, PlaceFailed, Placed, LookedUp)):
         return s, []
     match ev:
@@ -124,9 +132,7 @@ def _begin(s: PositionState, ev: Begin, spec: MarketSpec) -> Step:
         s = replace(s, phase=Phase.FAILED, last_price=ev.price)
         s, cmds = _report(s, Outcome.FAILED, reason)
         return s, [Record("entry_refused", {"reason": reason}), *cmds]
-    s, intent = _intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty)
-    s = replace(s, phase=Phase.ENTERING, last_price=ev.price)
-    return _send(s, intent)
+    return ep.begin(s, qty, ev.price, spec)
 
 
 def _liquidates_first(s: PositionState, price: Decimal, spec: MarketSpec) -> str | None:
@@ -184,8 +190,7 @@ def _entered(s: PositionState, price: Decimal, qty: Decimal, spec: MarketSpec) -
     )
     if s.close_reason:  # a close was asked for while the entry was in flight
         return _close(s, s.close_reason)
-    level = tr.initial_stop(price, s.side, p.stop_loss_pct, spec)
-    s2, cmds = _protect(s, level)
+    s2, cmds = ep.protect_after_fill(s, price, spec)
     return s2, [Record("entered", {"price": str(price), "qty": str(qty)}), *cmds]
 
 

@@ -22,6 +22,10 @@ class Phase(StrEnum):
     CLOSING = "closing"
     CLOSED = "closed"
     FAILED = "failed"
+    # Never opened, but a stop placed ahead of its entry may still rest on the flat symbol:
+    # the position keeps its symbol until that stop is known cancelled, so nothing else can
+    # open there and meet it.
+    WITHDRAWING = "withdrawing"
     EMERGENCY_CLOSED = "emergency_closed"
 
     @property
@@ -74,6 +78,7 @@ class Params:
     replace_min_interval_s: float = 1.0
     leverage: Decimal | None = None  # the venue's leverage for our symbols; None: unleveraged
     maint_margin_pct: Decimal = Decimal(1)  # for the liquidation estimate an entry is checked against
+    entry_mode: str = "after_fill"  # "stop_first" | "attached" | "after_fill": core/entry_protocol.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,8 @@ class OrderIntent:
     activation: Decimal | None = None
     callback_pct: Decimal | None = None
     attempt: int = 1
+    close_position: bool = False  # a stop that closes whatever the symbol holds on its side
+    attached_stop: Decimal | None = None  # an entry's stop-loss, created by the venue at its fill
 
     @property
     def reduce_only(self) -> bool:
@@ -142,6 +149,13 @@ class PositionState:
     def cid(self, leg: Leg) -> str:
         """Client order id: [A-Za-z0-9_-], at most 36 chars, unique per position/leg/epoch/seq."""
         return f"wt-{self.id}-{leg.value}{self.epoch}-{self.seq}"
+
+
+def attached_cid(entry_cid: str) -> str:
+    """The client id under which an entry's attached stop-loss is known: the entry's own id
+    with the stop leg's letter, so it is unique, ours, and derivable after a restart."""
+    parts = entry_cid.split("-")
+    return "-".join([*parts[:2], Leg.STOP.value + parts[2][1:], *parts[3:]])
 
 
 def position_id_of(cid: str) -> str | None:
@@ -210,6 +224,15 @@ class Filled:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """What became of a cancel we sent: `done` once the order is known not to rest any more."""
+
+    cid: str
+    done: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SetParams:
     activation_pct: Decimal | None = None
     callback_pct: Decimal | None = None
@@ -245,7 +268,7 @@ class Reconciled:
 
 Event = (
     Begin | Placed | PlaceFailed | LookedUp | RetryDue | Tick | Filled | SetParams | CloseRequested
-    | Reconciled
+    | Reconciled | CancelOutcome
 )
 
 

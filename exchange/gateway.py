@@ -90,6 +90,12 @@ class OrderRequest:
     stop_price: Decimal | None = None
     activation: Decimal | None = None
     callback_pct: Decimal | None = None
+    # A stop that closes whatever the symbol holds on its side when it fires (no quantity is
+    # sent): the only kind that may rest before its entry has filled.
+    close_position: bool = False
+    # An entry's stop-loss, riding on the entry: the venue creates it at the first fill, under
+    # the client id `attached_cid(cid)`.
+    attached_stop: Decimal | None = None
 
     @property
     def reduce_only(self) -> bool:
@@ -140,6 +146,8 @@ class Gateway(Protocol):
 
     name: str
     supports_native_trailing: bool
+    # Entry protocols this gateway can carry (core/entry_protocol.py); absent: "after_fill" only.
+    entry_modes: tuple[str, ...]
 
     def markets(self) -> dict[str, MarketSpec]: ...
 

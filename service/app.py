@@ -27,6 +27,7 @@ from actors.market_data import MarketData
 from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
 from actors.position import PositionContext
 from actors.scheduler import Scheduler
+from core import entry_protocol
 from core.config import Config
 from core.faults import FaultPlan, FaultRule, InjectedCrash
 from core.position_types import Outcome, Params, Phase, position_id_of
@@ -43,6 +44,7 @@ from signals.rejections import Rejections
 from service.alerts import Alerts, urls_from_env
 from service.limits import RiskGuard
 from service.money import Ledger
+from service.protection_gap import gap_stats, venue_gaps
 from service.recovery import Recovery, RecoveryReport
 from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
@@ -121,7 +123,13 @@ class Service:
         self.waves = WaveStore(self.db)
         self.scheduler = Scheduler()
         self.market_data = MarketData()
-        self.defaults = position_params(cfg)
+        try:
+            self.entry_mode = entry_protocol.resolve(cfg.protection.entry_mode, cfg.exchange.name,
+                                                     getattr(self.gateway, "entry_modes", ()))
+        except ValueError:
+            self.gateway.close()
+            raise
+        self.defaults = dataclasses.replace(position_params(cfg), entry_mode=self.entry_mode)
         self.stats = RunStats()
         self.wave_done = threading.Event()
         self.stopping = threading.Event()
@@ -473,6 +481,8 @@ class Service:
             "recovery": self.recovery.as_dict(),
             "rejections": self.rejections.as_dict(),
             "pnl": self._pnl(),
+            "entry_mode": self.entry_mode,
+            "protection_gap_s": gap_stats(venue_gaps(self.gateway)),
         } | ({"signal_source": h} if (h := self.signals_health()) else {})
 
     def _pnl(self) -> dict | None:

@@ -116,10 +116,17 @@ def _report(svc, args, done: bool, settled: bool, violations, seconds: float, fi
         "abandoned_threads": len(sup.abandoned), "abandoned_still_alive": sup.abandoned_alive(),
         "reprotect_s": {"n": len(re_s), "p50": round(statistics.median(re_s), 3) if re_s else None,
                         "max": round(re_s[-1], 3) if re_s else None},
+        "entry_mode": summary["entry_mode"], "protection_gap_s": summary["protection_gap_s"],
         "invariants": {str(i): by_inv.get(i, 0) for i in (1, 2, 3, 4, 6, 7, 8, 9, 10)},
         "violations": [str(v) for v in violations[:50]],
         "ok": done and settled and not violations,
     }
+
+
+def _gap(g: dict | None) -> str:
+    if g is None:
+        return "not measured by this venue"
+    return f"n={g['n']} p50={g['p50']}s p99={g['p99']}s max={g['max']}s"
 
 
 def _render(r: dict) -> str:
@@ -133,6 +140,7 @@ def _render(r: dict) -> str:
         f"restarts {r['restarts']}  escalations {r['escalations']}  abandoned threads {r['abandoned_threads']}"
         f" (alive {r['abandoned_still_alive']})  re-protect after restart: n={r['reprotect_s']['n']}"
         f" p50={r['reprotect_s']['p50']}s max={r['reprotect_s']['max']}s",
+        f"entry mode {r['entry_mode']}  entry fill → stop resting (venue): {_gap(r['protection_gap_s'])}",
         f"invariants  {inv}{'' if r['settled'] else '   (service did not settle)'}",
         *(f"  ✗ {v}" for v in r["violations"]),
         "RESULT: " + ("all invariants held" if r["ok"] else "VIOLATIONS or incomplete run"),

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from exchange.gateway import OrderNotFound, Rejected, Retryable, UnknownOutcome
 from service.bounded import BoundedMixIn
+from service.protection_gap import gap_histogram, venue_gaps
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
@@ -167,6 +168,8 @@ class ServiceCollector:
             state.add_metric([s], 1.0 if h.status == s else 0.0)
         yield state
         yield _gauge("wavetrader_paused", "1 while the service takes no new waves", 1.0 if h.paused else 0.0)
+        if (gaps := venue_gaps(self.svc.gateway)) is not None:
+            yield gap_histogram(gaps)
         yield from self._money()
 
     def _money(self):

@@ -68,6 +68,8 @@ class Trader:
             "signals": {"source": f"file:{self.signals}"},
             "log": {"file": str(self.tmp / f"trader-{self.runs}.log"), "status_interval_s": 0, "level": "DEBUG"},
             "supervisor": {"backoff_base_s": 0.05, "backoff_max_s": 0.2},
+            # the kill points are placed between an entry's fill and its stop (after_fill)
+            "protection": {"entry_mode": "after_fill"},
         }
         for name, values in [*self.settings.items(), *sections.items()]:
             cfg.setdefault(name, {}).update(values)

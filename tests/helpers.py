@@ -18,6 +18,9 @@ def make_config(tmp_path: Path, *overrides: str, db_url: str | None = None) -> C
         "supervisor.watchdog_interval_s=0.02", "supervisor.backoff_base_s=0.01",
         "supervisor.backoff_max_s=0.05",
         "protection.retry_backoff_s=0.01", "protection.replace_min_interval_s=0",
+        # These service tests rehearse the after-fill protocol's faults (a stop failing once the
+        # entry has filled); the window-closing protocols have their own, tests/test_entry_protocol*.
+        "protection.entry_mode='after_fill'",
         f"run_dir={tmp_path}",
     ]
     cfg = load_config(None, base + list(overrides))

@@ -22,7 +22,7 @@ def test_quick_suite_runs_every_scenario_and_reports_json(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (path,) = tmp_path.glob("bench-*.json")
     record = json.loads(path.read_text())
-    assert [r["ok"] for r in record["runs"]] == [True] * 5
+    assert [r["ok"] for r in record["runs"]] == [True] * 6
     figs = {(f["scenario"], f["name"]): f for f in record["figures"]}
     by_name = lambda part: [f for (s, n), f in figs.items() if part in n]  # noqa: E731
 
@@ -36,6 +36,9 @@ def test_quick_suite_runs_every_scenario_and_reports_json(tmp_path):
     assert hung["target"] == 2 and hung["value"] > 1, "nothing is re-protected before the deadline passes"
     (rate,) = by_name("candles per second")
     assert rate["value"] > 0
+    gaps = {f["scenario"].rsplit(", ", 1)[1] for f in by_name("entry fill → stop resting")}
+    assert gaps == {"stop_first", "attached", "after_fill"}
+    assert len(by_name("signal → fully protected (round trips)")) == 3
     restored = by_name("every position reconciled and protected")
     assert {f["scenario"] for f in restored} == {"fleet 40 (sqlite)", "fleet 20 (postgres)"}
 

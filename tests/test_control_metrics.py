@@ -41,6 +41,9 @@ def test_metrics_show_coverage_restarts_and_call_latency(control_service):
     assert m[("wavetrader_db_call_seconds_count", ())] > 0
     assert m[("wavetrader_signal_outcomes", (("outcome", "protected"),))] == 2
     assert m[("wavetrader_health", (("status", "healthy"),))] == 1
+    # the venue's record of entry fill → stop resting: after_fill here, so each was one call naked
+    assert m[("wavetrader_protection_gap_seconds_count", ())] == 2
+    assert m[("wavetrader_protection_gap_seconds_bucket", (("le", "0.0"),))] == 0
     code, body = healthz(plane)
     assert code == 200 and body["status"] == "healthy" and body["coverage"] == 1.0
 

@@ -31,13 +31,14 @@ sides = st.sampled_from(["long", "short"])
 
 class TraderMachine(RuleBasedStateMachine):
     mode = "emulated"
+    entry_mode = "after_fill"
 
     @initialize()
     def start(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="wt-stateful-"))
         cfg = make_config(self.tmp, "deadlines.venue_call_s=1", "deadlines.db_call_s=1",
                           "deadlines.operation_s=2", "supervisor.max_restarts=50",
-                          f"protection.trailing_mode={self.mode}",
+                          f"protection.trailing_mode={self.mode}", f"protection.entry_mode='{self.entry_mode}'",
                           "protection.trailing_activation_pct=0.2", "protection.trailing_callback_pct=0.4")
         self.svc = Service(cfg)
         self.svc.start(with_source=False)
@@ -107,6 +108,9 @@ class TraderMachine(RuleBasedStateMachine):
         violations = check_invariants(self.svc)
         assert not violations, "\n".join(map(str, violations))
         self._check_model()
+        if self.entry_mode != "after_fill":  # the venue saw every position protected from its fill
+            gaps = self.svc.gateway.engine.protection_gaps()
+            assert max(gaps, default=0.0) == 0.0, f"naked at the venue: {gaps}"
 
     def _check_model(self) -> None:
         with self.svc.db.tx("db_read") as tx:
@@ -139,3 +143,16 @@ NativeTrailingMachine.TestCase.settings = settings(
     max_examples=6, stateful_step_count=8, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_trader_invariants_native = NativeTrailingMachine.TestCase
+
+
+class StopFirstMachine(TraderMachine):
+    """The stop-first protocol through the same faults, crashes and restarts."""
+
+    mode = "native"
+    entry_mode = "stop_first"
+
+
+StopFirstMachine.TestCase.settings = settings(
+    max_examples=8, stateful_step_count=10, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_trader_invariants_stop_first = StopFirstMachine.TestCase

@@ -117,8 +117,14 @@ class Venue:
             if req.stop_price is None:
                 raise Rejected(f"{self.ccxt_id}: a stop order needs a stop price")
             params["stopLossPrice"] = str(req.stop_price)
+            if req.close_position:  # no quantity; "cannot be sent with reduceOnly" (New Algo Order)
+                del params["reduceOnly"]
+                params["closePosition"] = True
         elif req.leg is Leg.TRAILING:
             params.update(self.trailing_params(req))
+        if req.attached_stop is not None:  # Bybit create-order: the SL created at the fill
+            params["stopLoss"] = {"triggerPrice": str(req.attached_stop)}
+            params["tpslMode"] = "Partial"  # an order sized to the fill, not a position-level SL
         self.check_params(params)
         return "market", params
 
@@ -221,7 +227,7 @@ class BinanceUsdm(Venue):
     key_env = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
     supports_native_trailing = True
     allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "trailingPercent",
-                                "trailingTriggerPrice"})
+                                "trailingTriggerPrice", "closePosition"})
 
     def configure(self, ex, *, api_url, ws_url, demo, sandbox) -> None:
         # Only the public fapi exchangeInfo at load: no signed spot/sapi calls for currencies
@@ -386,7 +392,7 @@ class BybitLinear(Venue):
     supports_native_trailing = False
     # Deliberately no trailingPercent: ccxt would pass it through and Bybit would turn the
     # order into a reduce-only market order that closes the position at once.
-    allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice"})
+    allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "stopLoss", "tpslMode"})
     avg_keys = ("avgPrice",)
     filled_keys = ("cumExecQty",)
 

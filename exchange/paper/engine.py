@@ -14,14 +14,16 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Callable
 
-from core.position_types import Leg
+from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.gateway import Balance, OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
 from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
+from exchange.paper.window import ProtectionWindow
 
 # Binance's documented callbackRate range (min 0.1, max 20 since its 2026-10-23 change).
 CALLBACK_RANGE = (Decimal("0.1"), Decimal("20"))
@@ -53,6 +55,8 @@ class PaperOrder:
     activated: bool = False
     best: Decimal | None = None
     fee: Decimal = Decimal(0)
+    close_position: bool = False  # closes whatever the symbol holds on its side, no quantity
+    parent: str | None = None  # the entry an attached stop-loss came with
 
     def view(self) -> OrderState:
         return OrderState(self.cid, self.symbol, self.leg, self.status, self.filled_qty,
@@ -88,7 +92,7 @@ class PaperEngine:
     def __init__(self, markets: dict[str, MarketSpec], prices: dict[str, Decimal], *,
                  seed: int = 42, volatility: float = 0.0008, slippage_bps: Decimal = Decimal(2),
                  store: PaperStore | None = None, taker_fee_pct: Decimal = TAKER_FEE_PCT,
-                 maker_fee_pct: Decimal = MAKER_FEE_PCT):
+                 maker_fee_pct: Decimal = MAKER_FEE_PCT, clock: Callable[[], float] = time.monotonic):
         self.markets = markets
         self.account = PaperAccount(prices=dict(prices))
         self._rng = random.Random(seed)
@@ -105,6 +109,7 @@ class PaperEngine:
         self._positions_view: list[VenuePosition] | None = None
         self._listeners: list[Callable[[OrderState], None]] = []
         self.trigger_outcome: TriggerOutcome | None = None  # called with the lock held
+        self._window = ProtectionWindow(clock)
         # write-through journal (only with a store): dirty keys → entries → one transaction
         self.store = store
         self._store_lock = threading.Lock()  # one writer; never held together with I/O of others
@@ -167,6 +172,11 @@ class PaperEngine:
                     cb = o.callback_pct / 100
                     out.append(o.best * (1 - cb) if o.side == "sell" else o.best * (1 + cb))
             return out
+
+    def protection_gaps(self) -> list[float]:
+        """Per position opened so far: entry fill → first protective stop resting, seconds."""
+        with self._lock:
+            return self._window.gaps()
 
     # ---- orders ------------------------------------------------------------------------
 
@@ -233,6 +243,8 @@ class PaperEngine:
         existing = self.account.orders.get(req.cid)
         if existing is not None and existing.status == "open":
             raise venue_error(-4116, f"ClientOrderId is duplicated ({req.cid})")
+        if req.close_position:
+            return self._place_close_position(req, spec)
         if req.qty <= 0 or spec.round_qty(req.qty) != req.qty or req.qty < spec.min_qty:
             raise venue_error(-1111, f"Quantity {req.qty} does not fit lot size {spec.lot_size}")
         if req.side not in ("buy", "sell"):
@@ -243,10 +255,20 @@ class PaperEngine:
         if req.leg in (Leg.ENTRY, Leg.EXIT):
             if req.leg is Leg.ENTRY and req.qty * price < spec.min_notional:
                 raise venue_error(-4164, f"Order's notional must be no smaller than {spec.min_notional}")
+            exit_side = "sell" if req.side == "buy" else "buy"
+            if req.attached_stop is not None and self._crossed(exit_side, req.attached_stop, price):
+                raise venue_error(-2021, f"Attached stop-loss {req.attached_stop} would immediately trigger.")
+            was_flat = not self._held(req.symbol)
             fill = self._fill(order, price, reduce_only=req.reduce_only)
             if fill is None:
                 raise venue_error(-2022, "ReduceOnly Order is rejected.")
             self.account.orders[req.cid] = order
+            if req.attached_stop is not None:  # created by the venue at the fill, tied to its entry
+                self._rest(PaperOrder(attached_cid(req.cid), req.symbol, Leg.STOP, exit_side,
+                                      order.filled_qty, req.attached_stop, parent=req.cid))
+            if req.leg is Leg.ENTRY and was_flat and self._held(req.symbol):
+                self._window.opened(req.symbol, any(o.leg is Leg.STOP and o.side == exit_side for o in
+                                                    self._resting.get(req.symbol, {}).values()))
             return order.view(), []
         if req.leg is Leg.STOP:
             if req.stop_price is None or req.stop_price != spec.floor_price(req.stop_price):
@@ -262,10 +284,44 @@ class PaperEngine:
             elif (req.activation <= price) if req.side == "sell" else (req.activation >= price):
                 # Binance: a SELL trailing needs activatePrice above the latest price, a BUY below.
                 raise venue_error(-2021, "Order would immediately trigger.")
-        self.account.orders[req.cid] = order
-        self._touch("order", order)
-        self._resting.setdefault(req.symbol, {})[req.cid] = order
+        self._rest(order)
         return order.view(), self._trigger(req.symbol, price)
+
+    def _place_close_position(self, req: OrderRequest, spec: MarketSpec) -> tuple[OrderState, list[OrderState]]:
+        """A STOP_MARKET with closePosition: no quantity and no margin check when placed, so it
+        may rest on a flat symbol; one per symbol and side (Binance -4130); it fires on the
+        whole position it finds on its side (`_trigger`)."""
+        price = self.account.prices[req.symbol]
+        if req.leg is not Leg.STOP:
+            raise venue_error(-4136, f"Target strategy invalid for orderType {req.leg.name}, closePosition true")
+        if req.stop_price is None or req.stop_price != spec.floor_price(req.stop_price):
+            raise venue_error(-1111, f"Stop price {req.stop_price} does not fit tick {spec.tick_size}")
+        if any(o.close_position and o.side == req.side for o in self._resting.get(req.symbol, {}).values()):
+            raise venue_error(-4130, "An open stop or take profit order with GTE and closePosition "
+                                     "in the direction is existing.")
+        if self._crossed(req.side, req.stop_price, price):
+            raise venue_error(-2021, "Order would immediately trigger.")
+        order = PaperOrder(req.cid, req.symbol, Leg.STOP, req.side, Decimal(0), req.stop_price,
+                           close_position=True)
+        self._rest(order)
+        return order.view(), []
+
+    def _rest(self, order: PaperOrder) -> None:
+        self.account.orders[order.cid] = order
+        self._touch("order", order)
+        self._resting.setdefault(order.symbol, {})[order.cid] = order
+        if order.leg is Leg.STOP and self._window.naked(order.symbol) and self._closes(order):
+            self._window.ended(order.symbol)
+
+    def _held(self, symbol: str) -> bool:
+        pos = self.account.positions.get(symbol)
+        return pos is not None and pos.qty != 0
+
+    def _closes(self, order: PaperOrder) -> bool:
+        """Whether a stop closes the symbol's current position (a sell closes a long)."""
+        pos = self.account.positions.get(order.symbol)
+        return pos is not None and pos.qty != 0 and (pos.qty > 0) == (order.side == "sell")
+
 
     @staticmethod
     def _crossed(side: str, stop: Decimal, price: Decimal) -> bool:
@@ -298,6 +354,8 @@ class PaperEngine:
         else:
             pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
+        if new_qty == 0:  # closed: if no stop ever rested, its whole life was the window
+            self._window.ended(order.symbol)
         self._positions_view = None
         order.filled_qty, order.avg_price, order.fee = abs(signed), fill, fee
         self._touch("position", order.symbol)
@@ -327,10 +385,12 @@ class PaperEngine:
             else:
                 continue
             if hit:
+                if order.close_position:  # the whole position on its side, or nothing to close
+                    order.qty = abs(self.account.positions[symbol].qty) if self._closes(order) else Decimal(0)
                 outcome = self.trigger_outcome(order) if self.trigger_outcome is not None else "fill"
                 if outcome == "hold":
                     self._resting[symbol].pop(order.cid, None)
-                elif outcome == "expire" or self._fill(order, price, reduce_only=True) is None:
+                elif outcome == "expire" or order.qty == 0 or self._fill(order, price, reduce_only=True) is None:
                     self._finish(order, "expired")
                 fired.append(order.view())
         return fired

@@ -27,6 +27,7 @@ class PaperGateway:
 
     name = "paper"
     supports_native_trailing = True
+    entry_modes = ("stop_first", "attached", "after_fill")
 
     def __init__(self, engine: PaperEngine, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  tick_interval_s: float = 0.25, faults: FaultPlan | None = None, seed: int = 1,
@@ -74,6 +75,10 @@ class PaperGateway:
     def balance(self, timeout: float) -> Balance:
         self._io("balance", None, None, timeout, write=False)
         return self.engine.balance()
+
+    def protection_gaps(self) -> list[float]:
+        """The venue's own record: per position, entry fill → first stop resting (seconds)."""
+        return self.engine.protection_gaps()
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         """Start the venue's price stream; our order updates arrive through `on_order`."""

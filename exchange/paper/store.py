@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS orders (
     cid TEXT PRIMARY KEY, symbol TEXT NOT NULL, leg TEXT NOT NULL, side TEXT NOT NULL,
     qty TEXT NOT NULL, stop_price TEXT, activation TEXT, callback_pct TEXT,
     status TEXT NOT NULL, filled_qty TEXT NOT NULL, avg_price TEXT,
-    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL, fee TEXT NOT NULL DEFAULT '0');
+    activated INTEGER NOT NULL, best TEXT, seq INTEGER NOT NULL, fee TEXT NOT NULL DEFAULT '0',
+    close_position INTEGER NOT NULL DEFAULT 0, parent TEXT);
 CREATE INDEX IF NOT EXISTS ix_orders_open ON orders (status) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS trades (
     seq INTEGER PRIMARY KEY, cid TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -43,7 +44,12 @@ CREATE TABLE IF NOT EXISTS trades (
 #   "meta"     key    -> str
 Entry = tuple[str, Any, Any]
 ORDER_FIELDS = ("cid", "symbol", "leg", "side", "qty", "stop_price", "activation", "callback_pct",
-                "status", "filled_qty", "avg_price", "activated", "best", "fee")
+                "status", "filled_qty", "avg_price", "activated", "best", "fee", "close_position", "parent")
+# Columns added to the orders table after its first version, with their definitions: a file
+# written before them gains them at open (a stop without them was an ordinary reduce-only one).
+# (an account from before fees were charged: its fills paid none)
+_ADDED_ORDER_COLUMNS = {"fee": "TEXT NOT NULL DEFAULT '0'", "close_position": "INTEGER NOT NULL DEFAULT 0",
+                        "parent": "TEXT"}
 
 
 def _txt(v: Decimal | None) -> str | None:
@@ -80,13 +86,14 @@ class PaperStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # survives a process kill; cheap commits
         self._conn.executescript(_SCHEMA)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(orders)")}
+        for col, ddl in _ADDED_ORDER_COLUMNS.items():
+            if col not in have:
+                self._conn.execute(f"ALTER TABLE orders ADD COLUMN {col} {ddl}")
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
         fmt = self._conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
         if fmt != FORMAT:
             raise RuntimeError(f"paper venue state {self.path} has format {fmt}, expected {FORMAT}")
-        cols = {row[1] for row in self._conn.execute("PRAGMA table_info(orders)")}
-        if "fee" not in cols:  # an account from before fees were charged: its fills paid none
-            self._conn.execute("ALTER TABLE orders ADD COLUMN fee TEXT NOT NULL DEFAULT '0'")
 
     def load(self) -> StoredAccount:
         c = self._conn
@@ -100,6 +107,7 @@ class PaperStore:
             for k in ("qty", "stop_price", "activation", "callback_pct", "filled_qty", "avg_price", "best", "fee"):
                 o[k] = _dec(o[k])
             o["activated"] = bool(o["activated"])
+            o["close_position"] = bool(o["close_position"])
             acc.orders.append(o)
         acc.meta = dict(c.execute("SELECT key, value FROM meta"))
         acc.trades = c.execute("SELECT COALESCE(MAX(seq), 0) FROM trades").fetchone()[0]
