@@ -169,15 +169,29 @@ def test_clock_offset_is_measured_at_start(venue, open_gateway):
 def test_clock_drift_after_start_is_resynced_and_the_request_sent_once_more(venue, open_gateway, profile):
     g = open_gateway()
     assert abs(g.clock_offset_ms) < 1_000
+    set_up_by_trading(g)
+    sent = len(venue.calls(profile.entry_route))
     venue.clock_skew_ms = 45_000  # the venue's clock jumps 45 s ahead: our stamps are too old
     assert g.place_order(entry(), 2).status == "filled"
-    assert len(venue.calls(profile.entry_route)) == 2  # refused unread (-1021/10002), then sent again
+    assert len(venue.calls(profile.entry_route)) == sent + 2  # refused unread (-1021/10002), then sent again
     assert -46_000 <= g.clock_offset_ms <= -44_000
     assert [p.qty for p in g.positions(2)] == [Decimal("0.003")]
 
 
-def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, profile, monkeypatch):
+def test_clock_drift_met_by_the_account_set_up_is_resynced_and_the_entry_sent_once(venue, open_gateway, profile):
     g = open_gateway()
+    venue.clock_skew_ms = 45_000  # before the symbol's first entry: its set-up's calls meet it first
+    assert g.place_order(entry(), 2).status == "filled"
+    assert len(venue.calls(profile.entry_route)) == 1
+    assert -46_000 <= g.clock_offset_ms <= -44_000
+    assert [p.qty for p in g.positions(2)] == [Decimal("0.003")]
+
+
+@pytest.mark.parametrize("first", ["set-up", "entry"])
+def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, profile, monkeypatch, first):
+    g = open_gateway()
+    if first == "entry":  # else the symbol's account set-up meets the clock before the entry does
+        set_up_by_trading(g)
 
     async def no_sync(_why=None):  # the time endpoint answers, but the clock keeps jumping
         venue.clock_skew_ms += 60_000
@@ -188,6 +202,12 @@ def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, pro
         g.place_order(entry(), 2)
     assert err.value.code == profile.clock_code
     assert not isinstance(err.value, UnknownOutcome) and venue.engine.positions() == []
+
+
+def set_up_by_trading(g) -> None:
+    """In and out of BTC: its account set-up is done, so the next entry is the first call."""
+    g.place_order(entry("wt-p0-e1-1"), 2)
+    g.place_order(OrderRequest("wt-p0-x1-2", BTC, Leg.EXIT, "sell", Decimal("0.003")), 2)
 
 
 @pytest.mark.parametrize("message, code", [

@@ -181,10 +181,14 @@ class CcxtGateway:
         return state
 
     def _set_up(self, symbol: str, timeout: float) -> None:
-        """Margin mode and leverage of `symbol` set and read back before its first entry."""
+        """Margin mode and leverage of `symbol` set and read back before its first entry.
+
+        Only the venue's refusal refuses the entry; a set-up call that could not be made (clock
+        outside the venue's window even after a resync, network, rate budget) leaves the entry
+        unsent and keeps its class, so the caller tries again instead of failing the position."""
         try:
             self._call(lambda: self.account.ensure(self.ex, symbol), timeout, write=False)
-        except AccountRefused:
+        except (AccountRefused, Retryable):
             raise
         except VenueError as e:
             raise Rejected(f"{self.name}: account set-up of {symbol} failed, entry not sent: {e}") from e
