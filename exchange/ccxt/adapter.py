@@ -23,8 +23,8 @@ from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Acknowledged, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable, TickHandler,
-    VenueError, VenuePosition, current_fence,
+    Acknowledged, Fenced, NotSent, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
+    TickHandler, VenueError, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
@@ -103,7 +103,7 @@ class CcxtGateway:
         wait = self._cooldown_until - loop.time()
         if wait > 0:
             if wait >= timeout:
-                raise Retryable(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
+                raise NotSent(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
             await asyncio.sleep(wait)
         budget = self.venue.pacer(pace) if pace else None
         if budget is not None:
