@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
@@ -174,6 +175,9 @@ class CcxtGateway:
         o = self._call(lambda: self.ex.create_order(req.symbol, order_type, req.side, str(req.qty),
                                                     None, params), timeout, write=True, pace="create")
         state = self.venue.state(o, req.cid, req.leg)
+        if state.stop_price is None and req.stop_price is not None and state.status == "open":
+            # An answer of ids alone (Bybit's order/create): the stop rests where it was sent.
+            state = replace(state, stop_price=req.stop_price)
         if req.leg in (Leg.ENTRY, Leg.EXIT) and state.status != "filled":
             state = self._read_back(req, deadline)
         if state.leg in (Leg.STOP, Leg.TRAILING) and state.status == "open":
@@ -263,4 +267,4 @@ class CcxtGateway:
 
 
 def _with_status(s: OrderState, status: str) -> OrderState:
-    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price)
+    return replace(s, status=status)

@@ -31,7 +31,7 @@ from exchange.fakes.bybit_orders import MESSAGES, BybitError, Inject, OrderEndpo
 from exchange.fakes.bybit_ws import WsHub
 from exchange.fakes.server import LoopbackServer
 from exchange.gateway import OrderState
-from exchange.paper.engine import PaperEngine
+from exchange.paper.engine import PaperEngine, PaperOrder
 from exchange.paper.universe import paper_markets, start_prices
 
 # A USDC-settled perpetual next to the USDT ones (market/instrument.mdx lists both as linear).
@@ -89,6 +89,7 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
             **account_routes(self.account, BybitError, self._symbol),
         }
         self.engine.add_listener(self._on_engine_update)
+        self.engine.trigger_outcome = self._trigger_outcome
 
     # ---- control (tests and the standalone runner) -------------------------------------
 
@@ -250,6 +251,18 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
                     self._sent_prices[sym] = price
                     await self.hub.publish_ticker(f"tickers.{wire.market_id(sym)}", wire.ticker(sym, price))
 
+    def _trigger_outcome(self, order: PaperOrder) -> str:
+        """Engine hook (its lock held): what an injected "trigger" rule makes this fired stop
+        do — "expire": its market order is cancelled with nothing filled (create-order: "If
+        there is insufficient liquidity, the order will be cancelled"; conditional orders: "if
+        the margin is insufficient after trigger the order will be cancelled")."""
+        params = {"orderLinkId": order.cid, "symbol": wire.market_id(order.symbol)}
+        rule = next((r for r in self.injects if r.route == "trigger" and r.matches("trigger", params)), None)
+        if rule is None:
+            return "fill"
+        rule.fired += 1
+        return rule.outcome or "fill"
+
     def _on_engine_update(self, state: OrderState) -> None:
         """A resting stop triggered (from whichever thread moved the price)."""
         rec = self.orders.get(state.cid)
@@ -257,18 +270,20 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
             return
         if state.status != "open" and rec.closed_ms is None:
             rec.closed_ms = self._now()
-        self._loop.call_soon_threadsafe(self._publish_now, state.cid, state.status == "filled")
+        self._loop.call_soon_threadsafe(self._publish_now, state.cid, state.status == "filled",
+                                        state.status in ("filled", "expired"))
 
     def _publish_soon(self, cid: str, fill: bool = False) -> None:
         self._loop.call_soon(self._publish_now, cid, fill)
 
-    def _publish_now(self, cid: str, fill: bool) -> None:
+    def _publish_now(self, cid: str, fill: bool, fired: bool = False) -> None:
+        """Push the order's state on the `order` topic; a fired stop first as "Triggered"."""
         rec = self.orders.get(cid)
         if rec is None:
             return
         live = self.engine.account.orders.get(cid)
         row = wire.order(rec, live, self._now()) | {"category": "linear"}
-        self._loop.create_task(self.hub.publish_private("order", [row]))
+        self._loop.create_task(self._push_order([wire.triggered(row), row] if fired else [row]))
         filled = rec.filled if rec.filled is not None else (live.filled_qty if live else Decimal(0))
         avg = rec.avg if rec.status is not None else (live.avg_price if live else None)
         if fill and filled and avg is not None:
@@ -280,3 +295,6 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
                                 self.engine.price(rec.symbol), lev)
             self._loop.create_task(self.hub.publish_private("position", [pos | {"category": "linear"}]))
 
+    async def _push_order(self, rows: list[dict]) -> None:
+        for row in rows:  # one message per status change, in order
+            await self.hub.publish_private("order", [row])
