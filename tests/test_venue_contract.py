@@ -116,6 +116,8 @@ def test_cancel_is_final_and_a_lookup_says_so(gw):
     assert gw.cancel_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"
     assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"
     assert "wt-p1-s1-2" not in gw.feed.watched() and gw.open_orders(BTC, 2) == []
+    with pytest.raises(OrderNotFound):  # Binance -2011, Bybit 110001
+        gw.cancel_order(BTC, "wt-p1-s1-2", 2)
 
 
 def test_lookups_after_timeouts_find_the_orders_without_duplicates(gw, venue, profile):
@@ -249,6 +251,7 @@ def test_stop_fired_and_filled_reaches_the_owner_with_the_venue_fill(open_gatewa
         ("wt-p1-s1-2", "filled", Decimal("63650"), Decimal("0.003"))
     assert g.positions(2) == [] and "wt-p1-s1-2" not in g.feed.watched()
     wait_for(lambda: ticks.get(BTC) == Decimal("63650"), 5, "the new price")
+    assert g.feed.stats.polls == 0 if transport == "ws" else g.feed.stats.polls > 0
 
 
 @pytest.mark.parametrize("transport", ["ws", "poll"])
