@@ -29,7 +29,7 @@ from exchange.fakes import bybit_wire as wire
 from exchange.fakes.bybit_account import BybitAccountState, account_routes
 from exchange.fakes.bybit_orders import MESSAGES, BybitError, Inject, OrderEndpoints
 from exchange.fakes.bybit_ws import WsHub
-from exchange.fakes.server import LoopbackServer
+from exchange.fakes.server import FakeVenue
 from exchange.gateway import OrderState
 from exchange.paper.engine import PaperEngine, PaperOrder
 from exchange.paper.universe import paper_markets, start_prices
@@ -51,24 +51,22 @@ def default_engine(*, seed: int = 1, volatility: float = 0.0008) -> PaperEngine:
     return PaperEngine(markets, prices, seed=seed, volatility=volatility, slippage_bps=Decimal(0))
 
 
-class FakeBybit(OrderEndpoints, LoopbackServer):
+class FakeBybit(OrderEndpoints, FakeVenue):
     name = "fake-bybit"
+    rule = Inject
 
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  history_delay_s: float = 0.0, writes_per_s: int | None = WRITES_PER_S,
                  ticker_interval_s: float = 0.1) -> None:
-        super().__init__(host, port)
-        self.engine = engine or default_engine()
+        super().__init__(engine or default_engine(), host, port)
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
         self.history_delay_s = history_delay_s
         self.writes_per_s = writes_per_s
         self.ticker_interval_s = ticker_interval_s
         self.clock_skew_ms = 0  # the venue's clock minus ours (drift)
-        self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.answers: list[tuple[str, int]] = []  # (path, retCode or HTTP status) of every answer
-        self.injects: list[Inject] = []
         self.orders: dict[str, wire.OrderRecord] = {}  # by orderLinkId
         self.account = BybitAccountState()
         self.hub = WsHub(api_key=api_key, secret=secret, snapshot=self._snapshot)
@@ -104,24 +102,12 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
     async def on_stopping(self) -> None:
         await self.hub.close_all()
 
-    def inject(self, route: str = "*", **kw: Any) -> Inject:
-        rule = Inject(route, **kw)
-        self.injects.append(rule)
-        return rule
-
-    def set_price(self, symbol: str, price: Decimal) -> None:
-        self.engine.set_price(symbol, price)
-
     def add_order(self, **params: Any) -> dict:
         """Place an order as if through `POST /v5/order/create` (an account's existing orders),
         without HTTP, signing or the rate limit."""
         async def run():
             return self._create({"category": "linear", **params})
         return self.on_loop(run)
-
-    def calls(self, route: str) -> list[dict[str, Any]]:
-        method, path = route.split(" ", 1)
-        return [p for m, pa, p in self.requests if m == method and pa == path]
 
     # ---- HTTP --------------------------------------------------------------------------
 
