@@ -210,6 +210,7 @@ def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, pro
         g.place_order(entry(), 2)
     assert err.value.code == profile.clock_code
     assert not isinstance(err.value, UnknownOutcome) and venue.engine.positions() == []
+    assert ("account set-up of" in str(err.value)) == (first == "set-up")
 
 
 def set_up_by_trading(g) -> None:

@@ -192,8 +192,12 @@ class CcxtGateway:
         unsent and keeps its class, so the caller tries again instead of failing the position."""
         try:
             self._call(lambda: self.account.ensure(self.ex, symbol), timeout, write=False)
-        except (AccountRefused, Retryable):
+        except AccountRefused:
             raise
+        except Retryable as e:
+            again = type(e)(f"{self.name}: account set-up of {symbol} not done, entry not sent: {e}")
+            again.code = getattr(e, "code", None)  # type: ignore[attr-defined]
+            raise again from e
         except VenueError as e:
             raise Rejected(f"{self.name}: account set-up of {symbol} failed, entry not sent: {e}") from e
 
