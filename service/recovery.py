@@ -30,11 +30,14 @@ from loguru import logger
 from actors.messages import VenueView
 from actors.together import together
 from core.position_types import Leg, PositionState, position_id_of
-from exchange.gateway import OrderState, Retryable, VenuePosition
+from exchange.gateway import NotSent, OrderState, Retryable, VenuePosition
 from service.adoption import adopt, batched, resting_protection
 
 if TYPE_CHECKING:
     from service.app import Service
+
+# Attempts at cancelling one stray order whose cancel was not sent (0.2 s, 0.4 s… apart).
+CANCEL_TRIES = 4
 
 POLICY = """\
 What recovery does with what it finds at the venue that no open position accounts for:
@@ -297,7 +300,7 @@ class Recovery:
 
     def _cancel_one(self, gw, o: OrderState, timeout: float) -> bool:
         try:
-            gw.cancel_order(o.symbol, o.cid, timeout=timeout)
+            _cancel(gw, o, timeout)
         except Exception as e:  # one failed cancel never stops the start; the order is reported
             logger.error("recovery: stray order {} on {} could not be cancelled: {}", o.cid, o.symbol, e)
             return False
@@ -306,3 +309,15 @@ class Recovery:
                                                             "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
         return True
+
+
+def _cancel(gw, o: OrderState, timeout: float) -> OrderState:
+    """A cancel that was never sent (the venue's per-second write budget full for the whole
+    call, the clock off) is safe to send again: a sweep of many strays outruns the budget."""
+    for attempt in range(CANCEL_TRIES - 1):
+        try:
+            return gw.cancel_order(o.symbol, o.cid, timeout=timeout)
+        except NotSent as e:
+            logger.info("recovery: cancel of {} not sent ({}); again", o.cid, e)
+            time.sleep(0.2 * 2 ** attempt)
+    return gw.cancel_order(o.symbol, o.cid, timeout=timeout)

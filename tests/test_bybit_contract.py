@@ -1,9 +1,8 @@
 """Bybit v5 linear through real ccxt over loopback HTTP and ccxt.pro websockets, against the
-fake Bybit venue (paper engine behind it): the gateway's contract (the whole service on it:
-test_bybit_service.py).
-
-The `scenario_*` functions take a fake venue and a gateway on it, so a suite parametrized by
-venue can run them; the tests below run them on Bybit and add Bybit's own cases."""
+fake Bybit venue (paper engine behind it): what only Bybit has — its request shapes, paging,
+settle coins, acknowledged creation, the 10/s write budget, 403 and 10006, account set-up and
+hedge mode. The scenarios every venue shares run on Bybit in test_venue_contract.py; the whole
+service on it: test_bybit_service.py."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +12,7 @@ import pytest
 
 from core.position_types import Leg
 from exchange.ccxt.account import AccountRefused
-from exchange.gateway import Acknowledged, OrderNotFound, Retryable, UnknownOutcome
+from exchange.gateway import Acknowledged, Retryable
 from tests.bybit_helpers import BTC, BTC_USDC, bybit_gateway, entry, keys, stop, venue  # noqa: F401 (fixtures)
 from tests.helpers import SYM, wait_for
 
@@ -37,64 +36,42 @@ def gw(make_gw):
     return make_gw()
 
 
-# ---- scenarios (fake venue + gateway) ----------------------------------------------------
+# ---- Bybit's own request shapes and paging (the venue-generic cases: test_venue_contract.py) ----
 
 
-def scenario_entry_and_stop(venue, gw) -> None:
-    e = gw.place_order(entry(), 2)
-    assert (e.status, e.filled_qty, e.avg_price) == ("filled", Decimal("0.003"), Decimal("65000"))
-    s = gw.place_order(stop(), 2)
-    assert (s.status, s.leg) == ("open", Leg.STOP)
+def test_a_stop_is_a_reduce_only_conditional_market_order_triggered_falling(venue, gw):
+    gw.place_order(entry(), 2)
+    gw.place_order(stop(), 2)
     first, second = venue.calls("POST /v5/order/create")
     assert first["orderLinkId"] == "wt-p1-e1-1" and first["orderType"] == "Market" and "reduceOnly" not in first
     assert second["orderLinkId"] == "wt-p1-s1-2" and second["reduceOnly"] is True
     assert second["triggerDirection"] == 2 and Decimal(second["triggerPrice"]) == Decimal("63700")
-    (resting,) = gw.open_orders(BTC, 2)
-    assert (resting.cid, resting.stop_price) == ("wt-p1-s1-2", Decimal("63700"))
-    (pos,) = gw.positions(2)
-    assert (pos.symbol, pos.qty, pos.entry_price) == (BTC, Decimal("0.003"), Decimal("65000"))
 
 
-def scenario_stop_fired_reaches_the_feed(venue, gw) -> None:
-    ticks, orders = {}, []
-    gw.subscribe(lambda s, p: ticks.__setitem__(s, p), orders.append)
+def test_a_stop_cancelled_before_it_fired_is_deactivated_one_fired_unfilled_cancelled(venue, gw):
+    """docs v5/enum orderStatus: Deactivated = a conditional order cancelled before it triggered;
+    a fired one whose market order filled nothing ends Cancelled with cumExecQty 0."""
     gw.place_order(entry(), 2)
     gw.place_order(stop(), 2)
-    wait_for(lambda: ticks.get(BTC) == Decimal("65000"), 10, "a first price")
-    venue.set_price(BTC, Decimal("63650"))
-    (fill,) = wait_for(lambda: orders, 10, "the stop's fill")
-    assert (fill.cid, fill.status, fill.avg_price, fill.filled_qty) == (
-        "wt-p1-s1-2", "filled", Decimal("63650"), Decimal("0.003"))
-    assert gw.positions(2) == []
+    gw.place_order(stop("wt-p1-s1-3", "63600.0"), 2)
+    gw.cancel_order(BTC, "wt-p1-s1-2", 2)
+    venue.inject("trigger", outcome="expire")
+    venue.set_price(BTC, Decimal("63500"))
+
+    def read(cid):
+        o = gw.loop.call(gw.venue.fetch(gw.ex, BTC, cid), 2)
+        return o["info"]["orderStatus"], o["info"]["cumExecQty"], gw.venue.state(o).status
+    assert read("wt-p1-s1-2") == ("Deactivated", "0", "cancelled")
+    assert read("wt-p1-s1-3") == ("Cancelled", "0", "expired")
 
 
-def scenario_cancel(venue, gw) -> None:
-    gw.place_order(entry(), 2)
-    gw.place_order(stop(), 2)
-    c = gw.cancel_order(BTC, "wt-p1-s1-2", 2)
-    assert c.status == "cancelled" and gw.open_orders(BTC, 2) == []
-    assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"  # Deactivated
-    with pytest.raises(OrderNotFound):
-        gw.cancel_order(BTC, "wt-p1-s1-2", 2)  # 110001
-
-
-def scenario_lookup_after_a_timeout(venue, gw) -> None:
-    venue.inject("POST /v5/order/create", delay_s=3, after=True)  # placed, answer lost
-    with pytest.raises(UnknownOutcome):
-        gw.place_order(entry(), 1)
-    found = gw.fetch_order(BTC, "wt-p1-e1-1", 2)
-    assert (found.status, found.filled_qty) == ("filled", Decimal("0.003"))
-    with pytest.raises(OrderNotFound):
-        gw.fetch_order(BTC, "wt-p1-e9-9", 2)
-
-
-def scenario_recovery_sees_every_resting_order(venue, gw, n: int = 60) -> None:
-    """More resting orders than one page (Bybit: 20 by default, 50 at most)."""
+def test_recovery_sees_more_than_one_page_of_resting_orders_in_every_symbol(venue, gw, n: int = 60):
+    """More resting orders than one page (Bybit: 20 by default, 50 at most), asked 50 a page."""
     names = ["BTC", "ETH", "SOL"]
     for i in range(n):
         sym = SYM[names[i % 3]]
         price = venue.engine.price(sym) * Decimal("0.9") - venue.engine.markets[sym].tick_size * i
-        venue.add_order(symbol=venue._by_id and sym.split("/")[0] + "USDT", side="Sell", orderType="Market",
+        venue.add_order(symbol=sym.split("/")[0] + "USDT", side="Sell", orderType="Market",
                         qty=str(venue.engine.markets[sym].min_qty * 10), orderLinkId=f"wt-p{i}-s1-1",
                         triggerPrice=str(venue.engine.markets[sym].floor_price(price)), triggerDirection=2,
                         reduceOnly=True)
@@ -102,37 +79,6 @@ def scenario_recovery_sees_every_resting_order(venue, gw, n: int = 60) -> None:
     assert len(gw.open_orders(SYM["BTC"], 5)) == n // 3
     pages = [p for p in venue.calls("GET /v5/order/realtime") if "orderLinkId" not in p]
     assert all(p["limit"] == "50" for p in pages)
-
-
-# ---- the scenarios on Bybit ---------------------------------------------------------------
-
-
-def test_entry_and_stop(venue, gw):
-    scenario_entry_and_stop(venue, gw)
-
-
-def test_a_fired_stop_reaches_the_position_by_polling(venue, gw):
-    scenario_stop_fired_reaches_the_feed(venue, gw)
-
-
-def test_a_fired_stop_reaches_the_position_over_the_websocket(venue, make_gw):
-    g = make_gw("exchange.poll_interval_ms=600000", websocket=True)  # polling never comes round
-    scenario_stop_fired_reaches_the_feed(venue, g)
-    assert g.feed.stats.polls == 0
-    topics = {a for path, f in venue.hub.frames if path == "/v5/private" for a in f.get("args") or []}
-    assert "order" in topics
-
-
-def test_cancel(venue, gw):
-    scenario_cancel(venue, gw)
-
-
-def test_lookup_after_a_timeout(venue, gw):
-    scenario_lookup_after_a_timeout(venue, gw)
-
-
-def test_recovery_sees_more_than_one_page_of_resting_orders(venue, gw):
-    scenario_recovery_sees_every_resting_order(venue, gw)
 
 
 # ---- settle coins ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tests.ccxt_helpers import KEY, PROFILES, SECRET, fake_venue, gateway
 from tests.helpers import SYM, wait_for
 
 BTC = SYM["BTC"]
-VENUES = ["binanceusdm"]
+VENUES = ["binanceusdm", "bybit"]
 
 
 @pytest.fixture(params=VENUES)
@@ -116,6 +116,8 @@ def test_cancel_is_final_and_a_lookup_says_so(gw):
     assert gw.cancel_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"
     assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "cancelled"
     assert "wt-p1-s1-2" not in gw.feed.watched() and gw.open_orders(BTC, 2) == []
+    with pytest.raises(OrderNotFound):  # Binance -2011, Bybit 110001
+        gw.cancel_order(BTC, "wt-p1-s1-2", 2)
 
 
 def test_lookups_after_timeouts_find_the_orders_without_duplicates(gw, venue, profile):
@@ -127,10 +129,16 @@ def test_lookups_after_timeouts_find_the_orders_without_duplicates(gw, venue, pr
     with pytest.raises(UnknownOutcome):
         gw.place_order(stop(), timeout=1)
     assert gw.fetch_order(BTC, "wt-p1-s1-2", 2).status == "open"
-    assert len(venue.calls(profile.entry_route)) == 1 and len(venue.calls(profile.stop_route)) == 1
+    assert len(sent(venue, profile.entry_route, "wt-p1-e1-1")) == 1
+    assert len(sent(venue, profile.stop_route, "wt-p1-s1-2")) == 1
     assert [p.qty for p in gw.positions(2)] == [Decimal("0.003")]
     with pytest.raises(OrderNotFound):
         gw.fetch_order(BTC, "wt-p1-s1-77", 2)
+
+
+def sent(venue, route: str, cid: str) -> list[dict]:
+    """The requests on `route` that carried client id `cid` (one route may take every kind)."""
+    return [p for p in venue.calls(route) if cid in p.values()]
 
 
 def test_recovery_reads_more_than_fifty_resting_stops(venue, open_gateway):
@@ -169,15 +177,29 @@ def test_clock_offset_is_measured_at_start(venue, open_gateway):
 def test_clock_drift_after_start_is_resynced_and_the_request_sent_once_more(venue, open_gateway, profile):
     g = open_gateway()
     assert abs(g.clock_offset_ms) < 1_000
+    set_up_by_trading(g)
+    sent = len(venue.calls(profile.entry_route))
     venue.clock_skew_ms = 45_000  # the venue's clock jumps 45 s ahead: our stamps are too old
     assert g.place_order(entry(), 2).status == "filled"
-    assert len(venue.calls(profile.entry_route)) == 2  # refused unread (-1021/10002), then sent again
+    assert len(venue.calls(profile.entry_route)) == sent + 2  # refused unread (-1021/10002), then sent again
     assert -46_000 <= g.clock_offset_ms <= -44_000
     assert [p.qty for p in g.positions(2)] == [Decimal("0.003")]
 
 
-def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, profile, monkeypatch):
+def test_clock_drift_met_by_the_account_set_up_is_resynced_and_the_entry_sent_once(venue, open_gateway, profile):
     g = open_gateway()
+    venue.clock_skew_ms = 45_000  # before the symbol's first entry: its set-up's calls meet it first
+    assert g.place_order(entry(), 2).status == "filled"
+    assert len(venue.calls(profile.entry_route)) == 1
+    assert -46_000 <= g.clock_offset_ms <= -44_000
+    assert [p.qty for p in g.positions(2)] == [Decimal("0.003")]
+
+
+@pytest.mark.parametrize("first", ["set-up", "entry"])
+def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, profile, monkeypatch, first):
+    g = open_gateway()
+    if first == "entry":  # else the symbol's account set-up meets the clock before the entry does
+        set_up_by_trading(g)
 
     async def no_sync(_why=None):  # the time endpoint answers, but the clock keeps jumping
         venue.clock_skew_ms += 60_000
@@ -188,6 +210,13 @@ def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, pro
         g.place_order(entry(), 2)
     assert err.value.code == profile.clock_code
     assert not isinstance(err.value, UnknownOutcome) and venue.engine.positions() == []
+    assert ("account set-up of" in str(err.value)) == (first == "set-up")
+
+
+def set_up_by_trading(g) -> None:
+    """In and out of BTC: its account set-up is done, so the next entry is the first call."""
+    g.place_order(entry("wt-p0-e1-1"), 2)
+    g.place_order(OrderRequest("wt-p0-x1-2", BTC, Leg.EXIT, "sell", Decimal("0.003")), 2)
 
 
 @pytest.mark.parametrize("message, code", [
@@ -223,6 +252,7 @@ def test_stop_fired_and_filled_reaches_the_owner_with_the_venue_fill(open_gatewa
         ("wt-p1-s1-2", "filled", Decimal("63650"), Decimal("0.003"))
     assert g.positions(2) == [] and "wt-p1-s1-2" not in g.feed.watched()
     wait_for(lambda: ticks.get(BTC) == Decimal("63650"), 5, "the new price")
+    assert g.feed.stats.polls == 0 if transport == "ws" else g.feed.stats.polls > 0
 
 
 @pytest.mark.parametrize("transport", ["ws", "poll"])

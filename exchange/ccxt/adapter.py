@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
@@ -23,8 +24,8 @@ from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
 from exchange.gateway import (
-    Acknowledged, Balance, Fenced, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
-    TickHandler, UnknownOutcome, VenueError, VenuePosition, current_fence,
+    Acknowledged, Balance, Fenced, NotSent, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected,
+    Retryable, TickHandler, VenueError, VenuePosition, current_fence,
 )
 
 # How long to hold every request back after the venue answered 429/418 without a Retry-After.
@@ -103,7 +104,7 @@ class CcxtGateway:
         wait = self._cooldown_until - loop.time()
         if wait > 0:
             if wait >= timeout:
-                raise Retryable(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
+                raise NotSent(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
             await asyncio.sleep(wait)
         budget = self.venue.pacer(pace) if pace else None
         if budget is not None:
@@ -174,6 +175,9 @@ class CcxtGateway:
         o = self._call(lambda: self.ex.create_order(req.symbol, order_type, req.side, str(req.qty),
                                                     None, params), timeout, write=True, pace="create")
         state = self.venue.state(o, req.cid, req.leg)
+        if state.stop_price is None and req.stop_price is not None and state.status == "open":
+            # An answer of ids alone (Bybit's order/create): the stop rests where it was sent.
+            state = replace(state, stop_price=req.stop_price)
         if req.leg in (Leg.ENTRY, Leg.EXIT) and state.status != "filled":
             state = self._read_back(req, deadline)
         if state.leg in (Leg.STOP, Leg.TRAILING) and state.status == "open":
@@ -181,11 +185,19 @@ class CcxtGateway:
         return state
 
     def _set_up(self, symbol: str, timeout: float) -> None:
-        """Margin mode and leverage of `symbol` set and read back before its first entry."""
+        """Margin mode and leverage of `symbol` set and read back before its first entry.
+
+        Only the venue's refusal refuses the entry; a set-up call that could not be made (clock
+        outside the venue's window even after a resync, network, rate budget) leaves the entry
+        unsent and keeps its class, so the caller tries again instead of failing the position."""
         try:
             self._call(lambda: self.account.ensure(self.ex, symbol), timeout, write=False)
         except AccountRefused:
             raise
+        except Retryable as e:
+            again = type(e)(f"{self.name}: account set-up of {symbol} not done, entry not sent: {e}")
+            again.code = getattr(e, "code", None)  # type: ignore[attr-defined]
+            raise again from e
         except VenueError as e:
             raise Rejected(f"{self.name}: account set-up of {symbol} failed, entry not sent: {e}") from e
 
@@ -262,5 +274,5 @@ class CcxtGateway:
 
 
 def _with_status(s: OrderState, status: str) -> OrderState:
-    return OrderState(s.cid, s.symbol, s.leg, status, s.filled_qty, s.avg_price, s.stop_price, s.fee)
+    return replace(s, status=status)
 

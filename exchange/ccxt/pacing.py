@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from exchange.gateway import Retryable
+from exchange.gateway import NotSent
 
 
 # Slack for the trip to the venue: requests sent 1.0 s apart can arrive closer together.
@@ -27,7 +27,7 @@ class PerSecond:
         self.waited = 0  # requests that had to wait for room
 
     async def acquire(self, deadline: float) -> None:
-        """Book one request; wait for room (loop time) and raise Retryable if the room would
+        """Book one request; wait for room (loop time) and raise NotSent if the room would
         only come after `deadline`."""
         loop = asyncio.get_running_loop()
         waited = False
@@ -41,7 +41,7 @@ class PerSecond:
                 return
             ready = self._sent[0] + self.window_s
             if ready >= deadline:
-                raise Retryable(f"{self.name}: {self.limit} per {self.window_s - JITTER_S:g}s budget full until "
+                raise NotSent(f"{self.name}: {self.limit} per {self.window_s - JITTER_S:g}s budget full until "
                                 f"after the call's deadline; request not sent")
             waited = True
             await asyncio.sleep(ready - now)

@@ -434,12 +434,22 @@ class BybitLinear(Venue):
         return sorted({m["settle"] for m in ex.markets.values()
                        if m.get("swap") and m.get("linear") and m.get("active") is not False and m.get("settle")})
 
+    def triggered(self, o: Order) -> bool:
+        """docs v5/enum orderStatus "Triggered": a conditional order fired, its market order
+        not placed yet — not a fill, and not a resting stop for long."""
+        return (o.get("info") or {}).get("orderStatus") == "Triggered"
+
     def status(self, o: Order, filled: Decimal) -> str:
-        raw = ((o.get("info") or {}).get("orderStatus") or "")
+        info = o.get("info") or {}
+        raw = info.get("orderStatus") or ""
         if raw in ("New", "PartiallyFilled", "Untriggered", "Triggered", "Created"):
             return "open"
         if raw == "Filled":
             return "filled"
+        if raw == "Cancelled" and filled == 0 and _conditional(info):
+            # A conditional order cancelled before it fired is Deactivated (docs v5/enum); one
+            # Cancelled fired, and its market order found no liquidity or margin: not a fill.
+            return "expired"
         if raw in ("Cancelled", "PartiallyFilledCanceled", "Deactivated"):
             return "cancelled"
         if raw == "Rejected":
@@ -501,6 +511,12 @@ class BybitLinear(Venue):
 
 
 VENUES: dict[str, type[Venue]] = {"binanceusdm": BinanceUsdm, "bybit": BybitLinear}
+
+
+def _conditional(info: dict) -> bool:
+    """A Bybit conditional order: a stopOrderType (docs v5/enum; "" or "UNKNOWN" on plain
+    orders) or a trigger price."""
+    return info.get("stopOrderType") not in (None, "", "UNKNOWN") or first_dec(info, "triggerPrice") is not None
 
 
 def _rewrite_ws(ws: Any, ws_url: str) -> Any:

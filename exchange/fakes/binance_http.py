@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import itertools
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -30,6 +29,7 @@ from exchange.fakes import binance_wire as wire
 from exchange.fakes.binance_algo import AlgoBook
 from exchange.fakes.binance_stream import StreamHub
 from exchange.fakes.binance_account import BinanceAccountState, account_routes
+from exchange.fakes.server import FakeVenue
 from exchange.gateway import OrderNotFound, OrderRequest, Rejected
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
@@ -85,28 +85,24 @@ class Inject:
                 and (self.times == 0 or self.fired < self.times))
 
 
-class FakeBinance:
+class FakeBinance(FakeVenue):
     venue = "binanceusdm"
+    name = "fake-binance"
+    rule = Inject
 
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.engine = engine or PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0))
+        super().__init__(engine or PaperEngine(paper_markets(), start_prices(), seed=1, slippage_bps=Decimal(0)),
+                         host, port)
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
-        self.host, self.port = host, port
         self.clock_skew_ms = 0  # this venue's clock minus the machine's: signed requests are judged by it
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.injects: list[Inject] = []
         self._ids = itertools.count(1000)
         self._order_ids: dict[str, int] = {}
         self._by_id = {wire.market_id(s): s for s in self.engine.markets}
         self._listen_keys: set[str] = set()
-        self._loop = asyncio.new_event_loop()
         self.streams = StreamHub(self._loop, lambda: dict(self.engine.account.prices), self._now,
                                  self._listen_keys)
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.url = self.ws_url = ""
         self._algo = AlgoBook(self.engine, self._ids, self._now, self.streams.publish, self._trigger_rule)
         self._routes: dict[str, Callable[[dict[str, str]], Any]] = {
             "GET /fapi/v1/ping": lambda p: {},
@@ -138,64 +134,18 @@ class FakeBinance:
 
     # ---- control (tests and the standalone runner) -------------------------------------
 
-    def start(self) -> str:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-binance", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Binance venue did not start")
-        return self.url
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(5)
-
-    async def _shutdown(self) -> None:
-        """Drop answers still being delayed (injected slowness) and streams, then close."""
-        me = asyncio.current_task()
-        for task in [t for t in asyncio.all_tasks() if t is not me]:
-            task.cancel()
-        await self._runner.shutdown()
-        await self._runner.cleanup()
-
-    def inject(self, route: str = "*", **kw: Any) -> Inject:
-        rule = Inject(route, **kw)
-        self.injects.append(rule)
-        return rule
-
-    def set_price(self, symbol: str, price: Decimal) -> None:
-        self.engine.set_price(symbol, price)
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._handle)  # websockets too: same port, as Binance's
 
     def requests_view(self) -> list[tuple[str, str, str | None]]:
         """(method, path, client id) of every request so far, in arrival order."""
         return [(m, pa, p.get("clientAlgoId") or p.get("newClientOrderId") or p.get("origClientOrderId"))
                 for m, pa, p in self.requests]
 
-    def calls(self, route: str) -> list[dict[str, str]]:
-        method, path = route.split(" ", 1)
-        return [p for m, pa, p in self.requests if m == method and pa == path]
-
     def _now(self) -> int:
         return int(time.time() * 1000) + self.clock_skew_ms
 
     # ---- HTTP --------------------------------------------------------------------------
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, self.port)
-        self._loop.run_until_complete(site.start())
-        self.port = self._runner.addresses[0][1]
-        self.url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}"
-        ready.set()
-        self._loop.run_forever()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":

@@ -29,9 +29,9 @@ from exchange.fakes import bybit_wire as wire
 from exchange.fakes.bybit_account import BybitAccountState, account_routes
 from exchange.fakes.bybit_orders import MESSAGES, BybitError, Inject, OrderEndpoints
 from exchange.fakes.bybit_ws import WsHub
-from exchange.fakes.server import LoopbackServer
+from exchange.fakes.server import FakeVenue
 from exchange.gateway import OrderState
-from exchange.paper.engine import PaperEngine
+from exchange.paper.engine import PaperEngine, PaperOrder
 from exchange.paper.universe import paper_markets, start_prices
 
 # A USDC-settled perpetual next to the USDT ones (market/instrument.mdx lists both as linear).
@@ -51,24 +51,22 @@ def default_engine(*, seed: int = 1, volatility: float = 0.0008) -> PaperEngine:
     return PaperEngine(markets, prices, seed=seed, volatility=volatility, slippage_bps=Decimal(0))
 
 
-class FakeBybit(OrderEndpoints, LoopbackServer):
+class FakeBybit(OrderEndpoints, FakeVenue):
     name = "fake-bybit"
+    rule = Inject
 
     def __init__(self, engine: PaperEngine | None = None, *, latency_ms: float = 0, api_key: str | None = None,
                  secret: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  history_delay_s: float = 0.0, writes_per_s: int | None = WRITES_PER_S,
                  ticker_interval_s: float = 0.1) -> None:
-        super().__init__(host, port)
-        self.engine = engine or default_engine()
+        super().__init__(engine or default_engine(), host, port)
         self.latency_s = latency_ms / 1000
         self.api_key, self.secret = api_key, secret
         self.history_delay_s = history_delay_s
         self.writes_per_s = writes_per_s
         self.ticker_interval_s = ticker_interval_s
         self.clock_skew_ms = 0  # the venue's clock minus ours (drift)
-        self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.answers: list[tuple[str, int]] = []  # (path, retCode or HTTP status) of every answer
-        self.injects: list[Inject] = []
         self.orders: dict[str, wire.OrderRecord] = {}  # by orderLinkId
         self.account = BybitAccountState()
         self.hub = WsHub(api_key=api_key, secret=secret, snapshot=self._snapshot)
@@ -89,6 +87,7 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
             **account_routes(self.account, BybitError, self._symbol),
         }
         self.engine.add_listener(self._on_engine_update)
+        self.engine.trigger_outcome = self._trigger_outcome
 
     # ---- control (tests and the standalone runner) -------------------------------------
 
@@ -103,24 +102,12 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
     async def on_stopping(self) -> None:
         await self.hub.close_all()
 
-    def inject(self, route: str = "*", **kw: Any) -> Inject:
-        rule = Inject(route, **kw)
-        self.injects.append(rule)
-        return rule
-
-    def set_price(self, symbol: str, price: Decimal) -> None:
-        self.engine.set_price(symbol, price)
-
     def add_order(self, **params: Any) -> dict:
         """Place an order as if through `POST /v5/order/create` (an account's existing orders),
         without HTTP, signing or the rate limit."""
         async def run():
             return self._create({"category": "linear", **params})
         return self.on_loop(run)
-
-    def calls(self, route: str) -> list[dict[str, Any]]:
-        method, path = route.split(" ", 1)
-        return [p for m, pa, p in self.requests if m == method and pa == path]
 
     # ---- HTTP --------------------------------------------------------------------------
 
@@ -250,6 +237,18 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
                     self._sent_prices[sym] = price
                     await self.hub.publish_ticker(f"tickers.{wire.market_id(sym)}", wire.ticker(sym, price))
 
+    def _trigger_outcome(self, order: PaperOrder) -> str:
+        """Engine hook (its lock held): what an injected "trigger" rule makes this fired stop
+        do — "expire": its market order is cancelled with nothing filled (create-order: "If
+        there is insufficient liquidity, the order will be cancelled"; conditional orders: "if
+        the margin is insufficient after trigger the order will be cancelled")."""
+        params = {"orderLinkId": order.cid, "symbol": wire.market_id(order.symbol)}
+        rule = next((r for r in self.injects if r.route == "trigger" and r.matches("trigger", params)), None)
+        if rule is None:
+            return "fill"
+        rule.fired += 1
+        return rule.outcome or "fill"
+
     def _on_engine_update(self, state: OrderState) -> None:
         """A resting stop triggered (from whichever thread moved the price)."""
         rec = self.orders.get(state.cid)
@@ -257,18 +256,20 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
             return
         if state.status != "open" and rec.closed_ms is None:
             rec.closed_ms = self._now()
-        self._loop.call_soon_threadsafe(self._publish_now, state.cid, state.status == "filled")
+        self._loop.call_soon_threadsafe(self._publish_now, state.cid, state.status == "filled",
+                                        state.status in ("filled", "expired"))
 
     def _publish_soon(self, cid: str, fill: bool = False) -> None:
         self._loop.call_soon(self._publish_now, cid, fill)
 
-    def _publish_now(self, cid: str, fill: bool) -> None:
+    def _publish_now(self, cid: str, fill: bool, fired: bool = False) -> None:
+        """Push the order's state on the `order` topic; a fired stop first as "Triggered"."""
         rec = self.orders.get(cid)
         if rec is None:
             return
         live = self.engine.account.orders.get(cid)
         row = wire.order(rec, live, self._now()) | {"category": "linear"}
-        self._loop.create_task(self.hub.publish_private("order", [row]))
+        self._loop.create_task(self._push_order([wire.triggered(row), row] if fired else [row]))
         filled = rec.filled if rec.filled is not None else (live.filled_qty if live else Decimal(0))
         avg = rec.avg if rec.status is not None else (live.avg_price if live else None)
         if fill and filled and avg is not None:
@@ -280,3 +281,6 @@ class FakeBybit(OrderEndpoints, LoopbackServer):
                                 self.engine.price(rec.symbol), lev)
             self._loop.create_task(self.hub.publish_private("position", [pos | {"category": "linear"}]))
 
+    async def _push_order(self, rows: list[dict]) -> None:
+        for row in rows:  # one message per status change, in order
+            await self.hub.publish_private("order", [row])

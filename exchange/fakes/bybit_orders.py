@@ -47,6 +47,7 @@ class Inject:
     when: dict[str, str] = field(default_factory=dict)  # only if these request params match
     hide_s: float = 0.0  # order/create: acknowledged, but invisible to order queries this long
     fill_qty: Decimal | None = None  # order/create (market): fill only this much, then cancel
+    outcome: str | None = None  # route "trigger": "expire" (the fired stop's market order fills nothing)
     times: int = 1  # 0 = unlimited
     fired: int = 0
 

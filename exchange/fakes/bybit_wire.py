@@ -112,6 +112,19 @@ def order_status(r: OrderRecord, o: PaperOrder | None) -> str:
     return _STATUS[status]
 
 
+def reject_reason(r: OrderRecord, o: PaperOrder | None) -> str:
+    """docs v5/enum "rejectReason": a fired stop whose market order found nothing to fill is
+    cancelled with EC_NoImmediateQtyToFill ("a maker could not be found to fill your order")."""
+    return "EC_NoImmediateQtyToFill" if r.status is None and o is not None and o.status == "expired" else "EC_NoError"
+
+
+def triggered(row: dict) -> dict:
+    """A fired conditional order at its "Triggered" moment (docs v5/enum "orderStatus":
+    "instantaneous state for conditional orders from Untriggered to New"): nothing filled yet."""
+    return row | {"orderStatus": "Triggered", "avgPrice": "", "cumExecQty": "0", "cumExecValue": "0",
+                  "leavesQty": row["qty"], "rejectReason": "EC_NoError"}
+
+
 def order(r: OrderRecord, o: PaperOrder | None, now: int) -> dict:
     """order/open-order.mdx (realtime) and order/order-list.mdx (history): one row of `list`."""
     filled = r.filled if r.filled is not None else (o.filled_qty if o else Decimal(0))
@@ -122,7 +135,7 @@ def order(r: OrderRecord, o: PaperOrder | None, now: int) -> dict:
         "orderId": r.order_id, "orderLinkId": r.cid, "blockTradeId": "", "symbol": market_id(r.symbol),
         "price": "0", "qty": s(r.qty), "side": "Buy" if r.side == "buy" else "Sell", "isLeverage": "",
         "positionIdx": 0, "orderStatus": order_status(r, o), "createType": "CreateByUser",
-        "cancelType": "UNKNOWN", "rejectReason": "EC_NoError", "avgPrice": s(avg) if filled else "",
+        "cancelType": "UNKNOWN", "rejectReason": reject_reason(r, o), "avgPrice": s(avg) if filled else "",
         "leavesQty": s(r.qty - filled) if order_status(r, o) in ("New", "Untriggered") else "0",
         "leavesValue": "0", "cumExecQty": s(filled) or "0", "cumExecValue": s(value) or "0",
         "cumExecFee": "0", "timeInForce": "IOC", "orderType": "Market",

@@ -1,12 +1,16 @@
 """An aiohttp application on its own event-loop thread, listening on loopback: the plumbing
-every fake venue shares (start → URL, stop, run a coroutine on the venue's loop)."""
+every fake venue shares (start → URL, stop, run a coroutine on the venue's loop), and the
+control surface tests drive every fake venue by (`FakeVenue`)."""
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Callable
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, ClassVar
 
 from aiohttp import web
+
+from exchange.paper.engine import PaperEngine
 
 
 class LoopbackServer:
@@ -68,3 +72,30 @@ class LoopbackServer:
         for task in [t for t in asyncio.all_tasks() if t is not me]:
             task.cancel()
         await self._runner.cleanup()
+
+
+class FakeVenue(LoopbackServer):
+    """A fake venue backed by a paper engine: the same controls whatever venue it plays —
+    `inject` a documented failure mode (`rule` is the venue's kind of rule), move a price,
+    read back the requests a route received."""
+
+    rule: ClassVar[type]
+
+    def __init__(self, engine: PaperEngine, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.engine = engine
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, params) of each request
+        self.injects: list[Any] = []
+
+    def inject(self, route: str = "*", **kw: Any) -> Any:
+        rule = self.rule(route, **kw)
+        self.injects.append(rule)
+        return rule
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        self.engine.set_price(symbol, price)
+
+    def calls(self, route: str) -> list[dict[str, Any]]:
+        """The params of every request on `route` ("POST /v5/order/create"), in arrival order."""
+        method, path = route.split(" ", 1)
+        return [p for m, pa, p in self.requests if m == method and pa == path]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from exchange.fakes.binance_http import FakeBinance
 from exchange.fakes.bybit_http import FakeBybit
+from exchange.fakes.server import FakeVenue
 
-FAKES: dict[str, type] = {
+FAKES: dict[str, type[FakeVenue]] = {
     "binanceusdm": FakeBinance,
     "bybit": FakeBybit,
 }
