@@ -43,7 +43,10 @@ def test_status_and_healthz_answer_during_recovery(start_service, tmp_path):
 
         first = wait_for(status, timeout=60, what="status to answer")
         assert first["health"]["recovering"], f"status answered only after recovery: {first}"
-        assert re.fullmatch(r"recovering \d+ of 3 positions \(.+\)", first["health"]["recovering"])
+        # "recovering: starting" until the positions are read, then the count and the stage
+        first = wait_for(lambda: (s := status()) and re.fullmatch(r"recovering \d+ of 3 positions \(.+\)",
+                                                                  s["health"]["recovering"] or "") and s,
+                         timeout=60, what="recovery progress in status")
         assert any("recovering" in r for r in first["health"]["reasons"])
         with urllib.request.urlopen(first["metrics_url"] + "/healthz", timeout=10) as r:
             healthz = json.loads(r.read())
