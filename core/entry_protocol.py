@@ -222,7 +222,10 @@ def _withdraw(s: PositionState, cmds: list[Command]) -> Step:
 def _settled(s: PositionState) -> Phase:
     if s.settle_phase is not None:
         return s.settle_phase
-    return Phase.FAILED if s.entry_price is None else Phase.CLOSED
+    if s.entry_price is None:
+        return Phase.FAILED
+    emergency = bool(s.close_reason and s.close_reason.startswith("emergency"))
+    return Phase.EMERGENCY_CLOSED if emergency else Phase.CLOSED
 
 
 def _withdrawal_done(s: PositionState) -> Step:

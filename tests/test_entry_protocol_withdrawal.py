@@ -182,3 +182,31 @@ def test_the_protocol_is_derived_from_what_a_restored_position_holds():
 def test_shutdown_waits_for_withdrawing_positions():
     assert Phase.WITHDRAWING.in_flight and Phase.ENTERING.in_flight
     assert not any(p.in_flight for p in (Phase.TRAILING, Phase.CLOSED, Phase.FAILED, Phase.EMERGENCY_CLOSED))
+
+
+def test_a_restored_row_runs_the_protocol_it_was_entering_under_whatever_the_config_says():
+    from persistence.models import PositionRow
+    from persistence.positions import state_from_row
+
+    s, cmds = step(new(), Begin(P), SPEC)
+    (stop,) = places(cmds)
+    s, cmds = step(s, Placed(stop), SPEC)
+    (entry,) = places(cmds)
+    row = PositionRow(id="p", signal_id="s", wave_id="w", symbol=SPEC.symbol, side="long",
+                      phase="entering", epoch=1, seq=s.seq, stop_cid=stop.cid, pending_cid=entry.cid,
+                      stop_price=stop.stop_price, stop_loss_pct=Decimal(2), activation_pct=Decimal(1),
+                      callback_pct=Decimal("0.5"), trailing_mode="native", notional=Decimal(100),
+                      trailing_activated=False, reported=False)
+    got = state_from_row(row, new("after_fill").params)
+    assert got.params.entry_mode == "stop_first" and got.close_stops == (stop.cid,)
+    flat = Reconciled(Decimal(0), None, (Resting(stop.cid, Leg.STOP, stop.stop_price),), P)
+    got, cmds = step(replace(got, epoch=2), flat, SPEC)
+    assert got.phase is Phase.WITHDRAWING and stop.cid in cancels(cmds)
+
+
+def test_a_restored_emergency_close_withdrawing_ends_emergency_closed():
+    s, stop, entry = trailing_with_stop()
+    s = replace(s, phase=Phase.WITHDRAWING, close_reason="emergency: protection failed", exit_price=P,
+                stop_cid=None, close_stops=(), settle_phase=None)
+    s, cmds = step(s, Reconciled(Decimal(0), None, (), P), SPEC)
+    assert s.phase is Phase.EMERGENCY_CLOSED
