@@ -210,3 +210,19 @@ def test_a_restored_emergency_close_withdrawing_ends_emergency_closed():
                 stop_cid=None, close_stops=(), settle_phase=None)
     s, cmds = step(s, Reconciled(Decimal(0), None, (), P), SPEC)
     assert s.phase is Phase.EMERGENCY_CLOSED
+
+
+def test_a_stuck_withdrawal_is_visible_to_the_supervisor_and_health():
+    from supervisor import ChildHandle
+
+    s, stop, entry = withdrawing_after_unknown_entry()
+    h = ChildHandle(None, "p", 1, SPEC.symbol)
+    for n in range(ep.WITHDRAW_ALARM_AFTER):
+        h.note_protection(s)
+        assert not h.withdraw_stuck
+        s, cmds = step(s, CancelOutcome(stop.cid, False, "502"), SPEC)
+    h.note_protection(s)
+    assert h.withdraw_stuck and h.phase == "withdrawing"
+    s, cmds = step(s, CancelOutcome(stop.cid, True), SPEC)
+    h.note_protection(s)
+    assert not h.withdraw_stuck
