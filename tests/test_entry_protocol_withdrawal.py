@@ -226,3 +226,12 @@ def test_a_stuck_withdrawal_is_visible_to_the_supervisor_and_health():
     s, cmds = step(s, CancelOutcome(stop.cid, True), SPEC)
     h.note_protection(s)
     assert not h.withdraw_stuck
+
+
+def test_a_late_fill_report_of_the_entry_while_withdrawing_asks_the_venue_and_adopts():
+    s, stop, entry = withdrawing_after_unknown_entry()
+    s, cmds = step(s, Filled(entry.cid, P), SPEC)
+    assert Reconcile() in cmds and s.phase is Phase.WITHDRAWING
+    s, cmds = step(s, Reconciled(entry.qty, P, (Resting(stop.cid, Leg.STOP, stop.stop_price),), P,
+                                 entry_fill=P), SPEC)
+    assert s.phase.holds_position and s.stop_cid == stop.cid and stop.cid not in cancels(cmds)
