@@ -22,6 +22,7 @@ from loguru import logger
 from actors.messages import OpenPosition, PositionOutcome, RecoverPosition
 from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
+from core.entry_protocol import WITHDRAW_ALARM_AFTER
 from core.position_types import Leg, Outcome, Params, Phase, PositionState, position_id_of
 from exchange.gateway import Fenced, OrderRequest
 from persistence.positions import PositionStore
@@ -37,6 +38,7 @@ class ChildHandle:
         self.op_name: str | None = None
         self.op_deadline: float | None = None
         self.unprotected_since: float | None = None
+        self.withdraw_stuck = False  # a close-position stop of ours will not cancel: health counts it
         self.phase = ""
         self.done = False
         self.retired = False  # replaced, escalated or finished: the watchdog ignores it
@@ -53,6 +55,7 @@ class ChildHandle:
 
     def note_protection(self, s: PositionState) -> None:
         self.phase = s.phase.value
+        self.withdraw_stuck = s.withdraw_failures >= WITHDRAW_ALARM_AFTER
         exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING) and s.stop_cid is None
         if not exposed:
             self.unprotected_since = None

@@ -29,7 +29,7 @@ from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, CancelOutcome, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
-    Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
+    Placed, PlaceFailed, PositionState, Reconcile, Record, Reconciled, Report, Resting, RetryDue,
     RetryLater, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
@@ -238,6 +238,13 @@ class PositionActor(pykka.ThreadingActor):
                 self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, o, r))
                 bad = o in (Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
                 logger.log("ERROR" if bad else "INFO", "{} {} {}: {}", s.symbol, s.side, o.value, r)
+            case Reconcile():
+                queue.append((self._reconcile(), None))
+            case Record(kind="withdraw_stuck", data=d):
+                # a close-position stop that will not cancel may close a later position here
+                logger.error("{}: close-position stop {} still resting after {} failed cancels ({}); "
+                             "the symbol stays held until it is gone", self.state.symbol, d["cid"],
+                             d["failures"], d["reason"])
             case Record():
                 pass
 

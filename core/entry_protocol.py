@@ -13,6 +13,13 @@ Three protocols (`Params.entry_mode`):
   under `attached_cid(entry)`. Ratcheted to the fill level the same way.
 * ``after_fill`` — the stop is placed once the entry's fill is known (one round trip naked).
 
+Every close-position stop sent is remembered (`close_stops`) until the venue says it is gone
+(cancelled, not found on cancel, refused, fired). A position that would go final while one may
+still rest goes WITHDRAWING instead and cancels it with a doubling, capped backoff; a withdrawal
+of a position that never opened asks the venue for the symbol's position before it ends FAILED,
+since an entry of unknown outcome may have landed after all: a held position is adopted and
+protected, and only a flat venue gives FAILED (reported then, not before).
+
 The transitions live here, apart from the generic ones in `position_logic`, which calls
 `before` ahead of its own dispatch and `after` on its result.
 """
@@ -26,9 +33,9 @@ from core import position_logic as pl
 from core.config import ConfigError
 from core import trailing as tr
 from core.position_types import (
-    CancelOutcome, Cancel, CloseRequested, Command, Event, FailureKind, Leg, LookedUp, OrderIntent,
-    Phase, Place, Placed, PlaceFailed, PositionState, Reconciled, Record, RetryDue, RetryLater,
-    Outcome, attached_cid, leg_of,
+    CancelOutcome, Cancel, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp,
+    OrderIntent, Phase, Place, Placed, PlaceFailed, PositionState, Reconcile, Reconciled, Record,
+    Report, RetryDue, RetryLater, Tick, Outcome, attached_cid, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 
@@ -41,6 +48,8 @@ MODES = ("stop_first", "attached", "after_fill")
 # paper venue is Binance-shaped and supports both; stop_first is its default so a rehearsal runs
 # the protocol with the most moving parts (the stop on a flat symbol, its withdrawal).
 PREFERRED = {"paper": "stop_first", "binanceusdm": "stop_first", "bybit": "attached"}
+WITHDRAW_BACKOFF_CAP_S = 30.0
+WITHDRAW_ALARM_AFTER = 5  # failed cancels in a row before the withdrawal is flagged stuck
 
 
 def resolve(setting: str, venue: str, supported: Iterable[str]) -> str:
@@ -54,6 +63,17 @@ def resolve(setting: str, venue: str, supported: Iterable[str]) -> str:
         raise ConfigError(f"protection.entry_mode = {setting!r} is not supported on {venue} "
                          f"(it supports {', '.join(sorted(supported))})")
     return setting
+
+
+def restored_mode(phase: Phase, stop_cid: str | None, pending_cid: str | None, configured: str) -> str:
+    """The protocol a restored position was entering under, from what it holds rather than from
+    today's configuration: a stop already held while entering came before the entry (stop_first)
+    unless it is the attached stop of the pending entry."""
+    if stop_cid is None or phase not in (Phase.ENTERING, Phase.WITHDRAWING):
+        return configured
+    if pending_cid is not None and leg_of(pending_cid) is Leg.ENTRY and attached_cid(pending_cid) == stop_cid:
+        return "attached"
+    return "stop_first"
 
 
 def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> Step:
@@ -87,17 +107,33 @@ def protect_after_fill(s: PositionState, price: Decimal, spec: MarketSpec) -> St
 # ---- before the generic dispatch --------------------------------------------------------
 
 
+def note_gone(s: PositionState, ev: Event) -> PositionState:
+    """Forget a close-position stop the venue says no longer rests."""
+    match ev:
+        case CancelOutcome(cid=c, done=True) | Filled(cid=c):
+            gone = c
+        case PlaceFailed(intent=i, kind=FailureKind.REJECTED):
+            gone = i.cid
+        case _:
+            return s
+    if gone not in s.close_stops:
+        return s
+    return replace(s, close_stops=tuple(c for c in s.close_stops if c != gone), withdraw_failures=0)
+
+
 def before(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
     """Transitions of these protocols the generic machine does not know; None: not ours."""
     mode = s.params.entry_mode
     if s.phase is Phase.WITHDRAWING:
         return _withdrawing(s, ev, spec)
+    if (done := _close_stop_cancels(s, ev, spec)) is not None:
+        return done
     if isinstance(ev, CancelOutcome):
         return s, []
     if mode == "after_fill" or s.phase not in (Phase.NEW, Phase.ENTERING):
         return None
     if isinstance(ev, Reconciled) and s.phase is Phase.ENTERING:
-        return after(s, *_reconcile_entering(s, ev, spec), spec)
+        return _reconcile_entering(s, ev, spec)
     p = s.pending
     if s.phase is not Phase.ENTERING or p is None or p.leg is not Leg.STOP or s.stop_cid is not None:
         return None
@@ -114,15 +150,47 @@ def before(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
     return None
 
 
+def _close_stops_intent(s: PositionState, cid: str) -> OrderIntent:
+    """The retry token of a cancel: never equal to a placement the machine waits for."""
+    return OrderIntent(cid=cid, leg=Leg.STOP, side=s.side.exit_order_side, qty=Decimal(0),
+                       attempt=s.withdraw_failures)
+
+
+def _cancel_failed(s: PositionState, cid: str, reason: str) -> Step:
+    """A cancel of a close-position stop failed: again later, doubling up to a cap; past a few
+    failures in a row the withdrawal is flagged (logged as an error, counted by health)."""
+    n = s.withdraw_failures + 1
+    s = replace(s, withdraw_failures=n)
+    delay = min(s.params.retry_backoff_s * 2 ** (n - 1), WITHDRAW_BACKOFF_CAP_S)
+    cmds: list[Command] = [Record("withdraw_retry", {"cid": cid, "reason": reason, "in_s": delay, "failures": n})]
+    if n == WITHDRAW_ALARM_AFTER:
+        cmds.append(Record("withdraw_stuck", {"cid": cid, "failures": n, "reason": reason}))
+    return s, [*cmds, RetryLater(_close_stops_intent(s, cid), delay)]
+
+
+def _close_stop_cancels(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
+    """Cancels of close-position stops while the position lives: retried until done; our own
+    current stop reported gone leaves the position naked, so it is placed again."""
+    match ev:
+        case CancelOutcome(cid=c, done=False, reason=r) if c in s.close_stops and c != s.stop_cid:
+            return _cancel_failed(s, c, r)
+        case RetryDue(intent=i) if i.cid in s.close_stops and i != s.pending and i.cid != s.stop_cid:
+            return s, [Cancel(i.cid)]
+        case CancelOutcome(cid=c, done=True) if c == s.stop_cid and s.phase.holds_position and s.pending is None:
+            level = s.stop_price or tr.initial_stop(s.entry_price, s.side, s.params.stop_loss_pct, spec)
+            s, cmds = pl._protect(replace(s, stop_cid=None), level)
+            return s, [Record("stop_missing", {"cid": c, "replacing_at": str(level)}), *cmds]
+    return None
+
+
 def _stop_resting(s: PositionState, stop: OrderIntent) -> Step:
     """The stop rests: now, and only now, the entry may go out."""
     s = replace(s, pending=None, stop_cid=stop.cid, stop_price=stop.stop_price)
     rec = Record("stop_placed", {"cid": stop.cid, "stop": str(stop.stop_price),
                                  "price": str(s.last_price), "before_entry": True})
     if s.close_reason:  # the operator closed it while the stop was on its way
-        s, cmds = pl._report(s, Outcome.FAILED, f"closed before entry: {s.close_reason}")
-        s, more = _withdraw(s)
-        return s, [rec, *cmds, *more]
+        s, cmds = pl._report(replace(s, phase=Phase.FAILED), Outcome.FAILED, f"closed before entry: {s.close_reason}")
+        return s, [rec, *cmds]
     s, entry = pl._intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=stop.qty)
     s, cmds = pl._send(s, entry)
     return s, [rec, *cmds]
@@ -137,43 +205,81 @@ def _entry_not_sent(s: PositionState, stop: OrderIntent, reason: str) -> Step:
     return s, [Record("entry_not_sent", {"cid": stop.cid, "reason": reason}), *cmds]
 
 
-def _withdraw(s: PositionState, cancels: Iterable[str] = ()) -> Step:
-    """No position, but our stop may rest: cancel it, and hold the symbol until it is gone."""
-    cids = list(dict.fromkeys([*( [s.stop_cid] if s.stop_cid else []), *cancels]))
-    s = replace(s, phase=Phase.WITHDRAWING, pending=None, stop_cid=cids[0] if cids else None)
-    if not cids:
-        return replace(s, phase=Phase.FAILED), []
-    return s, [Record("withdrawing_stop", {"cids": cids}), *[Cancel(c) for c in cids]]
+def _withdraw(s: PositionState, cmds: list[Command]) -> Step:
+    """The position would go final while close-position stops of ours may rest: hold the symbol
+    and cancel each until it is known gone. A FAILED report waits for the end of it."""
+    held = [c for c in cmds if isinstance(c, Report) and c.outcome is Outcome.FAILED]
+    if held:
+        cmds = [c for c in cmds if c not in held]
+        s = replace(s, reported=False, withdraw_reason=held[0].reason)
+    sent = {c.cid for c in cmds if isinstance(c, Cancel)}
+    s = replace(s, settle_phase=s.phase, phase=Phase.WITHDRAWING, pending=None, withdraw_failures=0,
+                stop_cid=None if s.stop_cid in s.close_stops else s.stop_cid)
+    return s, [*cmds, Record("withdrawing_stop", {"cids": list(s.close_stops)}),
+               *[Cancel(c) for c in s.close_stops if c not in sent]]
 
 
-def _withdrawal_intent(s: PositionState) -> OrderIntent:
-    return OrderIntent(cid=s.stop_cid, leg=Leg.STOP, side=s.side.exit_order_side,
-                       qty=s.qty or Decimal(0), stop_price=s.stop_price)
+def _settled(s: PositionState) -> Phase:
+    if s.settle_phase is not None:
+        return s.settle_phase
+    if s.entry_price is None:
+        return Phase.FAILED
+    emergency = bool(s.close_reason and s.close_reason.startswith("emergency"))
+    return Phase.EMERGENCY_CLOSED if emergency else Phase.CLOSED
+
+
+def _withdrawal_done(s: PositionState) -> Step:
+    """Every close-position stop is gone. A position that never opened first asks the venue
+    whether its entry landed after all; only a flat venue makes it FAILED."""
+    if s.close_stops:
+        return s, []
+    phase = _settled(s)
+    if phase is Phase.FAILED:
+        return s, [Record("withdrawal_verifying", {}), Reconcile()]
+    s = replace(s, phase=phase, stop_cid=None)
+    return s, [Record("stop_withdrawn", {})]
 
 
 def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
+    never_opened = _settled(s) is Phase.FAILED
     match ev:
-        case CancelOutcome(cid=c, done=True) if c == s.stop_cid:
-            s = replace(s, phase=Phase.FAILED, stop_cid=None)
-            return s, [Record("stop_withdrawn", {"cid": c})]
-        case CancelOutcome(cid=c, done=False, reason=r) if c == s.stop_cid:
-            delay = min(s.params.retry_backoff_s * 2, 5.0)
-            return s, [Record("withdraw_retry", {"cid": c, "reason": r, "in_s": delay}),
-                       RetryLater(_withdrawal_intent(s), delay)]
-        case RetryDue(intent=i) if i.cid == s.stop_cid:
+        case CancelOutcome(cid=c, done=True):
+            s, cmds = _withdrawal_done(s)
+            return s, [Record("stop_gone", {"cid": c}), *cmds]
+        case CancelOutcome(cid=c, done=False, reason=r) if c in s.close_stops:
+            return _cancel_failed(s, c, r)
+        case RetryDue(intent=i) if i.cid in s.close_stops:
             return s, [Cancel(i.cid)]
-        case Reconciled(venue_qty=q) if q == 0:
-            ours = [o.cid for o in ev.resting]
-            s = replace(s, last_price=ev.price, stop_cid=None)
-            s, cmds = _withdraw(s, ours)
-            return s, [Record("reconciled", {"venue_qty": "0", "resting": sorted(ours)}), *cmds]
+        case Filled(cid=c) if position_id_of(c) == s.id:
+            # one of our stops fired on the symbol, or the entry filled: the venue says which
+            return s, [Record("withdrawing_fill", {"cid": c}), Reconcile()]
+        case Reconciled(venue_qty=q) if q == 0 or not never_opened:
+            ours = [o.cid for o in ev.resting if leg_of(o.cid) is Leg.STOP]
+            s = replace(s, last_price=ev.price, close_stops=tuple(dict.fromkeys([*s.close_stops, *ours])))
+            rec = Record("reconciled", {"venue_qty": str(q), "resting": sorted(ours)})
+            if not s.close_stops:
+                if never_opened:
+                    s = replace(s, phase=Phase.FAILED, stop_cid=None)
+                    s, cmds = pl._report(s, Outcome.FAILED, s.withdraw_reason or "entry never filled")
+                    return s, [rec, Record("stop_withdrawn", {}), *cmds]
+                return replace(s, phase=_settled(s), stop_cid=None), [rec, Record("stop_withdrawn", {})]
+            return s, [rec, *[Cancel(c) for c in s.close_stops]]
         case Reconciled():  # the entry did fill after all: a position to protect
-            return pl._reconcile(replace(s, phase=Phase.ENTERING, stop_cid=None, stop_price=None), ev, spec)
-        case Placed(intent=i) | LookedUp(intent=i, found=True) if i.leg is Leg.ENTRY:
-            return pl.step(replace(s, phase=Phase.ENTERING, pending=i), ev, spec)
-        case CloseRequested() | RetryDue() | CancelOutcome():
+            return _adopt(s, ev, spec)
+        case Placed(intent=i) | LookedUp(intent=i, found=True) if i.leg is Leg.ENTRY and never_opened:
+            # a late fill: the stop being withdrawn may be gone already, so a fresh one goes out
+            s = replace(s, phase=Phase.ENTERING, pending=i, stop_cid=None, stop_price=None,
+                        settle_phase=None, withdraw_reason=None)
+            return pl._step(s, ev, spec)
+        case CloseRequested() | RetryDue() | CancelOutcome() | Placed() | LookedUp() | PlaceFailed():
             return s, []
     return None
+
+
+def _adopt(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
+    s = replace(s, phase=Phase.ENTERING, settle_phase=None, withdraw_reason=None, withdraw_failures=0)
+    s, cmds = _reconcile_entering(s, ev, spec)
+    return s, [Record("withdrawal_found_position", {"venue_qty": str(ev.venue_qty)}), *cmds]
 
 
 def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
@@ -196,30 +302,44 @@ def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec) -> S
 # ---- after the generic dispatch ---------------------------------------------------------
 
 
-def after(old: PositionState, s: PositionState, cmds: list[Command], spec: MarketSpec) -> Step:
-    mode = s.params.entry_mode
-    if mode == "after_fill":
+def after(old: PositionState, s: PositionState, cmds: list[Command], ev: Event, spec: MarketSpec) -> Step:
+    sent = [c.intent.cid for c in cmds if isinstance(c, Place) and c.intent.close_position]
+    if isinstance(ev, Reconciled) and s.params.entry_mode == "stop_first":
+        # which resting stop is the close-position one is not persisted: each is confirmed gone
+        sent += [o.cid for o in ev.resting if o.leg is Leg.STOP]
+    if sent:
+        s = replace(s, close_stops=tuple(dict.fromkeys([*s.close_stops, *sent])))
+    if s.phase is Phase.FAILED and old.phase in (Phase.NEW, Phase.ENTERING, Phase.WITHDRAWING):
+        if s.params.entry_mode == "attached":  # the venue creates an attached stop only with a fill
+            s = replace(s, stop_cid=None, stop_price=None)
+        else:  # a restart's view of the venue: every resting stop of ours on the flat symbol
+            stop_cancels = [c.cid for c in cmds if isinstance(c, Cancel) and leg_of(c.cid) is Leg.STOP]
+            s = replace(s, close_stops=tuple(dict.fromkeys([*s.close_stops, *stop_cancels])))
+    if s.phase.final and s.close_stops:
+        return _withdraw(s, cmds)
+    if s.params.entry_mode == "after_fill":
         return s, cmds
-    if s.phase is Phase.FAILED and old.phase in (Phase.NEW, Phase.ENTERING):
-        if mode == "attached":  # the venue creates an attached stop only with a fill
-            return replace(s, stop_cid=None, stop_price=None), cmds
-        stop_cancels = [c.cid for c in cmds if isinstance(c, Cancel) and leg_of(c.cid) is Leg.STOP]
-        if s.stop_cid is not None or stop_cancels:
-            rest = [c for c in cmds if not (isinstance(c, Cancel) and c.cid in stop_cancels)]
-            s, more = _withdraw(s, stop_cancels)
-            return s, rest + more
-        return s, cmds
-    return _ratchet_to_fill(s, cmds, spec)
+    return _ratchet_to_fill(s, cmds, ev, spec)
 
 
-def _ratchet_to_fill(s: PositionState, cmds: list[Command], spec: MarketSpec) -> Step:
+def _ratchet_to_fill(s: PositionState, cmds: list[Command], ev: Event, spec: MarketSpec) -> Step:
     """Once fully protected, move a stop placed from the pre-trade price to the fill price's
-    level if that is tighter and still on the loss side: place-new-then-cancel-old."""
+    level if that is tighter and still on the loss side: place-new-then-cancel-old. Each level
+    is tried once, never in the step that hears a stop refused, and no faster than
+    `replace_min_interval_s` on ticks."""
     if (s.phase is not Phase.TRAILING or s.pending is not None or s.entry_price is None
             or s.last_price is None or any(isinstance(c, Place) for c in cmds)):
         return s, cmds
+    if isinstance(ev, (PlaceFailed, LookedUp)) and ev.intent.leg is Leg.STOP:
+        return s, cmds
     level = tr.initial_stop(s.entry_price, s.side, s.params.stop_loss_pct, spec)
+    if level == s.ratchet_level:
+        return s, cmds
     if not tr.is_tighter(level, s.stop_price, s.side) or not tr.is_protective(level, s.last_price, s.side):
         return s, cmds
-    s, more = pl._protect(s, level, emergency=False)
+    if isinstance(ev, Tick):
+        if ev.now - s.last_replace_at < s.params.replace_min_interval_s:
+            return s, cmds
+        s = replace(s, last_replace_at=ev.now)
+    s, more = pl._protect(replace(s, ratchet_level=level), level, emergency=False)
     return s, [*cmds, Record("stop_to_fill_level", {"stop": str(level)}), *more]

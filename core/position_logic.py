@@ -22,10 +22,10 @@ Step = tuple[PositionState, list[Command]]
 
 
 def step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
-    if (done := ep.before(s, ev, spec)) is not None:
-        return done
-    new, cmds = _step(s, ev, spec)
-    return ep.after(s, new, cmds, spec)
+    old, s = s, ep.note_gone(s, ev)
+    if (done := ep.before(s, ev, spec)) is None:
+        done = _step(s, ev, spec)
+    return ep.after(old, *done, ev, spec)
 
 
 def _step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
@@ -352,7 +352,8 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
         s, cmds = _closed(s, ev.exit_fill or ev.price, s.close_reason or why)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
     if s.phase in (Phase.NEW, Phase.ENTERING):
-        s = replace(s, phase=Phase.ENTERING)
+        # every resting order is cancelled below: a stop id held from before is no protection
+        s = replace(s, phase=Phase.ENTERING, stop_cid=None, stop_price=None)
         s, cmds = _entered(s, ev.entry_fill or ev.venue_entry or ev.price, ev.venue_qty, spec)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
     stops = [o for o in ev.resting if o.leg is Leg.STOP and o.stop_price is not None]

@@ -33,6 +33,12 @@ class Phase(StrEnum):
         return self in (Phase.CLOSED, Phase.FAILED, Phase.EMERGENCY_CLOSED)
 
     @property
+    def in_flight(self) -> bool:
+        """Phases a shutdown waits out: orders of ours may be on their way or resting unconfirmed."""
+        return self in (Phase.NEW, Phase.ENTERING, Phase.OPEN, Phase.PROTECTED, Phase.CLOSING,
+                        Phase.WITHDRAWING)
+
+    @property
     def holds_position(self) -> bool:
         """Phases in which the venue may hold a position for us."""
         return self in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING)
@@ -122,6 +128,13 @@ class PositionState:
     exit_price: Decimal | None = None
     reported: bool = False
     last_replace_at: float = 0.0
+    # Close-position stops of ours that may rest at the venue: on a flat symbol one would close
+    # a later or manual position, so the position is not final until each is known gone.
+    close_stops: tuple[str, ...] = ()
+    withdraw_failures: int = 0  # failed cancels in a row while withdrawing: drives the backoff
+    withdraw_reason: str | None = None  # the FAILED report held back until the withdrawal ends
+    settle_phase: "Phase | None" = None  # the final phase a withdrawal ends in (None: derived)
+    ratchet_level: Decimal | None = None  # the fill level last tried, so a refusal is not re-sent
 
     @property
     def protected(self) -> bool:
@@ -291,6 +304,11 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Read the venue's position and our resting orders for the symbol (answered by Reconciled)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RetryLater:
     intent: OrderIntent
     delay_s: float
@@ -310,4 +328,4 @@ class Record:
     data: dict = field(default_factory=dict)
 
 
-Command = Place | Cancel | Lookup | RetryLater | Report | Record
+Command = Place | Cancel | Lookup | Reconcile | RetryLater | Report | Record

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from core.entry_protocol import restored_mode
 from core.pnl import Realized, realized
 from core.position_types import (
     Leg, OrderIntent, Params, Phase, PositionState, Record,
@@ -84,16 +85,21 @@ def _row_values(s: PositionState) -> dict:
 
 
 def state_from_row(r: PositionRow, defaults: Params) -> PositionState:
+    phase = Phase(r.phase)
+    mode = restored_mode(phase, r.stop_cid, r.pending_cid, defaults.entry_mode)
     params = replace(defaults, stop_loss_pct=r.stop_loss_pct, activation_pct=r.activation_pct,
                      callback_pct=r.callback_pct, trailing_mode=r.trailing_mode,
-                     notional=r.notional)
+                     notional=r.notional, entry_mode=mode)
+    # a stop held before the entry is a close-position one: it must be known gone before the end
+    held = mode == "stop_first" and r.stop_cid and phase in (Phase.ENTERING, Phase.WITHDRAWING)
+    close_stops = (r.stop_cid,) if held else ()
     trailing = None
     if r.activation_price is not None:
         trailing = Trailing(r.activation_price, r.callback_pct, r.trailing_activated,
                             r.best_price, r.trail_level)
     return PositionState(
         id=r.id, signal_id=r.signal_id, wave_id=r.wave_id, symbol=r.symbol, side=Side(r.side),
-        params=params, phase=Phase(r.phase), epoch=r.epoch, seq=r.seq, qty=r.qty,
+        params=params, phase=phase, close_stops=close_stops, epoch=r.epoch, seq=r.seq, qty=r.qty,
         entry_price=r.entry_price, last_price=r.last_price, stop_price=r.stop_price,
         stop_cid=r.stop_cid, trailing=trailing, trailing_cid=r.trailing_cid,
         close_reason=r.close_reason, exit_price=r.exit_price, reported=r.reported,

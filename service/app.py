@@ -365,7 +365,7 @@ class Service:
             logger.info("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
             self.coordinator_port.tell(SetPaused(True, "shutdown"))
         while time.monotonic() < deadline - 1 and any(
-                h.phase in ("new", "entering", "open", "protected", "closing")
+                bool(h.phase) and Phase(h.phase).in_flight
                 for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
             time.sleep(0.05)
         stuck = self.supervisor.stop_all(max(0.5, deadline - time.monotonic()))

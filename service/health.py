@@ -99,6 +99,8 @@ class HealthMonitor:
         crit: list[str] = []
         degr: list[str] = []
         worst = max((u.seconds for u in unprotected), default=0.0)
+        if stuck := sum(1 for k, h in list(sup.children.items()) if k != "coordinator" and getattr(h, "withdraw_stuck", False)):
+            degr.append(f"{stuck} close-position stop(s) of ours will not cancel (symbol held until gone)")
         if worst > c.unprotected_critical_s:
             crit.append(f"{sum(u.seconds > c.unprotected_critical_s for u in unprotected)} position(s) "
                         f"unprotected for more than {c.unprotected_critical_s:g}s (longest {worst:.1f}s)")
