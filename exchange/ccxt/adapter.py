@@ -58,6 +58,7 @@ class CcxtGateway:
         self.account = account
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
+        self.entry_modes = venue.entry_modes
         self.loop = VenueLoop(self.name)
         self._cooldown_until = 0.0  # loop time before which nothing is sent (after a 429)
         self.calls = 0

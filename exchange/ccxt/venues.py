@@ -82,6 +82,8 @@ class Venue:
     ccxt_id: ClassVar[str]
     key_env: ClassVar[tuple[str, str]]
     supports_native_trailing: ClassVar[bool]
+    # The entry protocols this venue can carry (besides after_fill): core/entry_protocol.py
+    entry_modes: ClassVar[tuple[str, ...]] = ("after_fill",)
     allowed_params: ClassVar[frozenset[str]]
     avg_keys: ClassVar[tuple[str, ...]] = ("avgPrice",)
     filled_keys: ClassVar[tuple[str, ...]] = ("executedQty",)
@@ -226,6 +228,8 @@ class BinanceUsdm(Venue):
     ccxt_id = "binanceusdm"
     key_env = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
     supports_native_trailing = True
+    # A closePosition algo STOP_MARKET may rest before the position exists; no stop rides on an entry.
+    entry_modes = ("stop_first", "after_fill")
     allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "trailingPercent",
                                 "trailingTriggerPrice", "closePosition"})
 
@@ -390,6 +394,8 @@ class BybitLinear(Venue):
     ccxt_id = "bybit"
     key_env = ("BYBIT_API_KEY", "BYBIT_API_SECRET")
     supports_native_trailing = False
+    # create-order.mdx: `stopLoss` on the entry, created by the venue at its fill.
+    entry_modes = ("attached", "after_fill")
     # Deliberately no trailingPercent: ccxt would pass it through and Bybit would turn the
     # order into a reduce-only market order that closes the position at once.
     allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "stopLoss", "tpslMode"})
