@@ -108,3 +108,60 @@ def test_binance_second_close_position_stop_on_a_side_and_one_through_the_price_
         g.place_order(OrderRequest("wt-p2-s1-1", BTC, Leg.STOP, "buy", Decimal("0.003"),
                                    stop_price=Decimal("64000.0"), close_position=True), 2)
     assert through.value.code == -2021
+
+
+# ---- Bybit: the stop-loss attached to the entry -----------------------------------------
+
+ATTACHED = attached_cid(ENTRY)
+
+
+def test_bybit_attached_stop_is_created_with_the_fill_and_known_by_the_entrys_id(bybit):
+    venue, g = bybit
+    e = g.place_order(entry(attached="63700.0"), 2)
+    assert (e.status, e.filled_qty) == ("filled", Decimal("0.003"))
+    (sent,) = venue.calls("POST /v5/order/create")
+    assert (sent["stopLoss"], sent["tpslMode"]) == ("63700", "Partial") and "triggerPrice" not in sent
+    assert venue.engine.protection_gaps() == [0.0]  # the venue had the stop with the fill
+    (listed,) = g.open_orders(BTC, 2)
+    assert (listed.cid, listed.leg, listed.stop_price, listed.status) == (ATTACHED, Leg.STOP, Decimal("63700"), "open")
+    got = g.fetch_order(BTC, ATTACHED, 2)
+    assert (got.cid, got.status, got.stop_price) == (ATTACHED, "open", Decimal("63700"))
+    assert ATTACHED in g.feed.watched()
+
+
+@pytest.mark.parametrize("transport", ["ws", "poll"])
+def test_bybit_attached_stop_fired_closes_the_position_at_the_venue_fill(monkeypatch, transport):
+    name = "bybit"
+    key_env, secret_env = PROFILES[name].key_env
+    monkeypatch.setenv(key_env, KEY)
+    monkeypatch.setenv(secret_env, SECRET)
+    venue = fake_venue(name)
+    extra = (f"exchange.ws_url='{venue.ws_url}'", "exchange.poll_interval_ms=60000") if transport == "ws" else ()
+    g = gateway(venue.url, *extra, name=name)
+    try:
+        g.place_order(entry(attached="63700.0"), 2)
+        orders = []
+        g.subscribe(lambda s, p: None, orders.append)
+        if transport == "ws":
+            wait_for(lambda: g.feed.ws_prices_up, 10, "the price socket")
+        venue.set_price(BTC, Decimal("63650"))
+        (fill,) = wait_for(lambda: orders, 5, "the stop's fill")
+        assert (fill.cid, fill.status, fill.filled_qty, fill.avg_price) == (ATTACHED, "filled", Decimal("0.003"),
+                                                                             Decimal("63650"))
+        assert g.positions(2) == [] and g.open_orders(BTC, 2) == []
+        assert g.fetch_order(BTC, ATTACHED, 2).status == "filled"
+    finally:
+        g.close()
+        venue.stop()
+
+
+def test_bybit_attached_stop_moved_by_placing_the_new_then_cancelling_it_by_its_order_id(bybit):
+    venue, g = bybit
+    g.place_order(entry(attached="63700.0"), 2)
+    g.place_order(OrderRequest("wt-p1-s1-3", BTC, Leg.STOP, "sell", Decimal("0.003"),
+                               stop_price=Decimal("64000.0")), 2)
+    gone = g.cancel_order(BTC, ATTACHED, 2)
+    assert (gone.cid, gone.status) == (ATTACHED, "cancelled")
+    assert any(c.get("orderId") and not c.get("orderLinkId") for c in venue.calls("POST /v5/order/cancel"))
+    assert [(o.cid, o.stop_price) for o in g.open_orders(BTC, 2)] == [("wt-p1-s1-3", Decimal("64000"))]
+    assert g.fetch_order(BTC, ATTACHED, 2).status == "cancelled"

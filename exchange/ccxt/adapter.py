@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import ccxt.async_support as ccxt
 from loguru import logger
 
-from core.position_types import Leg
+from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.ccxt.account import AccountRefused, AccountSetup
 from exchange.ccxt.errors import classify
@@ -183,6 +183,8 @@ class CcxtGateway:
             state = self._read_back(req, deadline)
         if state.leg in (Leg.STOP, Leg.TRAILING) and state.status == "open":
             self.feed.watch(req.symbol, req.cid)
+        if req.attached_stop is not None and state.status == "filled":  # the venue made it at the fill
+            self.feed.watch(req.symbol, attached_cid(req.cid))
         return state
 
     def _set_up(self, symbol: str, timeout: float) -> None:
