@@ -8,7 +8,9 @@ classified (retry / unknown outcome / rejected) before it leaves this module.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
@@ -23,6 +25,7 @@ from exchange.ccxt.errors import classify
 from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
+from exchange.paper.window import PROTECTION_GAPS_PATH
 from exchange.gateway import (
     Acknowledged, Balance, Fenced, NotSent, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected,
     Retryable, TickHandler, VenueError, VenuePosition, current_fence,
@@ -53,8 +56,10 @@ def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
 class CcxtGateway:
     def __init__(self, venue: Venue, make_exchange: Callable[[], ccxt.Exchange], *,
                  call_timeout_s: float, poll_interval_s: float = 1.0, websocket: bool = False,
-                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S, account: AccountSetup | None = None) -> None:
+                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S, account: AccountSetup | None = None,
+                 rehearsal_url: str | None = None) -> None:
         self.venue = venue
+        self.rehearsal_url = rehearsal_url  # a local fake venue's base URL: it records the window
         self.account = account
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
@@ -258,6 +263,19 @@ class CcxtGateway:
 
     def balance(self, timeout: float) -> Balance:
         return self._call(lambda: self.venue.balance(self.ex), timeout, write=False)
+
+    def protection_gaps(self) -> list[float] | None:
+        """The protection window as the venue recorded it — only a local fake venue keeps such a
+        record; a real one cannot say (None), and neither can a fake that does not answer."""
+        if self.rehearsal_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(self.rehearsal_url.rstrip("/") + PROTECTION_GAPS_PATH,
+                                        timeout=self.call_timeout_s) as r:
+                return [float(g) for g in json.load(r)["gaps"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.warning("{}: the local venue's protection window is unreadable: {}", self.name, e)
+            return None
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self.feed.start(on_tick, on_order)
