@@ -142,8 +142,9 @@ def test_bybit_attached_stop_fired_closes_the_position_at_the_venue_fill(monkeyp
         g.place_order(entry(attached="63700.0"), 2)
         orders = []
         g.subscribe(lambda s, p: None, orders.append)
-        if transport == "ws":
-            wait_for(lambda: g.feed.ws_prices_up, 10, "the price socket")
+        if transport == "ws":  # the fired stop's order row is pushed once: be listening
+            wait_for(lambda: any(any(t.startswith("order") for t in ts) for ts in venue.hub.subs.values()),
+                     10, "the order socket")
         venue.set_price(BTC, Decimal("63650"))
         (fill,) = wait_for(lambda: orders, 5, "the stop's fill")
         assert (fill.cid, fill.status, fill.filled_qty, fill.avg_price) == (ATTACHED, "filled", Decimal("0.003"),
@@ -165,3 +166,14 @@ def test_bybit_attached_stop_moved_by_placing_the_new_then_cancelling_it_by_its_
     assert any(c.get("orderId") and not c.get("orderLinkId") for c in venue.calls("POST /v5/order/cancel"))
     assert [(o.cid, o.stop_price) for o in g.open_orders(BTC, 2)] == [("wt-p1-s1-3", Decimal("64000"))]
     assert g.fetch_order(BTC, ATTACHED, 2).status == "cancelled"
+
+
+def test_bybit_attached_stop_of_a_partly_filled_entry_is_sized_to_what_filled(bybit):
+    venue, g = bybit
+    venue.inject("POST /v5/order/create", fill_qty=Decimal("0.002"))
+    e = g.place_order(entry(attached="63700.0"), 2)
+    assert (e.status, e.filled_qty) == ("cancelled", Decimal("0.002"))
+    (listed,) = g.open_orders(BTC, 2)
+    assert (listed.cid, listed.stop_price) == (ATTACHED, Decimal("63700"))
+    (child,) = [r for r in venue.orders.values() if r.parent == ENTRY]
+    assert child.qty == Decimal("0.002")

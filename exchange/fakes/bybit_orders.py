@@ -91,7 +91,7 @@ class OrderEndpoints:
                 raise BybitError(code, MESSAGES[code].format(wire.s(trigger), wire.s(price)))
         attached = self._attached_stop(p, leg)
         if rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
-            self._cut_short(rec, rule.fill_qty)
+            self._cut_short(rec, rule.fill_qty, attached)
         else:
             self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger, attached_stop=attached))
         self.orders[cid] = rec
@@ -129,10 +129,11 @@ class OrderEndpoints:
             2 if child.side == "sell" else 1, now, entry.visible_ms, parent=entry.cid)
         self._publish_soon(child.cid)
 
-    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal) -> None:
-        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest."""
+    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal, attached: Decimal | None = None) -> None:
+        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest;
+        its attached stop-loss is sized to what filled ("the qty you actually fill")."""
         if fill > 0:
-            part = OrderRequest(f"{rec.cid}~fill", rec.symbol, rec.leg, rec.side, fill)
+            part = OrderRequest(rec.cid, rec.symbol, rec.leg, rec.side, fill, attached_stop=attached)
             state = self._place(part)
             rec.avg = state.avg_price
         rec.status, rec.filled, rec.closed_ms = "cancelled", fill, self._now()
