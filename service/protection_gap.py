@@ -18,7 +18,8 @@ BUCKETS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 def venue_gaps(gateway) -> list[float] | None:
     """The venue's record, if it keeps one (`protection_gaps()`)."""
     read = getattr(gateway, "protection_gaps", None)
-    return list(read()) if callable(read) else None
+    gaps = read() if callable(read) else None
+    return list(gaps) if gaps is not None else None
 
 
 def _rank(xs: list[float], q: float) -> float:

@@ -8,7 +8,9 @@ classified (retry / unknown outcome / rejected) before it leaves this module.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Awaitable, Callable
@@ -16,13 +18,14 @@ from typing import Any, Awaitable, Callable
 import ccxt.async_support as ccxt
 from loguru import logger
 
-from core.position_types import Leg
+from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.ccxt.account import AccountRefused, AccountSetup
 from exchange.ccxt.errors import classify
 from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.venues import Venue, dec
+from exchange.paper.window import PROTECTION_GAPS_PATH
 from exchange.gateway import (
     Acknowledged, Balance, Fenced, NotSent, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected,
     Retryable, TickHandler, VenueError, VenuePosition, current_fence,
@@ -53,11 +56,14 @@ def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
 class CcxtGateway:
     def __init__(self, venue: Venue, make_exchange: Callable[[], ccxt.Exchange], *,
                  call_timeout_s: float, poll_interval_s: float = 1.0, websocket: bool = False,
-                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S, account: AccountSetup | None = None) -> None:
+                 trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S, account: AccountSetup | None = None,
+                 rehearsal_url: str | None = None) -> None:
         self.venue = venue
+        self.rehearsal_url = rehearsal_url  # a local fake venue's base URL: it records the window
         self.account = account
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
+        self.entry_modes = venue.entry_modes
         self.loop = VenueLoop(self.name)
         self._cooldown_until = 0.0  # loop time before which nothing is sent (after a 429)
         self.calls = 0
@@ -182,6 +188,8 @@ class CcxtGateway:
             state = self._read_back(req, deadline)
         if state.leg in (Leg.STOP, Leg.TRAILING) and state.status == "open":
             self.feed.watch(req.symbol, req.cid)
+        if req.attached_stop is not None and state.status == "filled":  # the venue made it at the fill
+            self.feed.watch(req.symbol, attached_cid(req.cid))
         return state
 
     def _set_up(self, symbol: str, timeout: float) -> None:
@@ -255,6 +263,19 @@ class CcxtGateway:
 
     def balance(self, timeout: float) -> Balance:
         return self._call(lambda: self.venue.balance(self.ex), timeout, write=False)
+
+    def protection_gaps(self) -> list[float] | None:
+        """The protection window as the venue recorded it — only a local fake venue keeps such a
+        record; a real one cannot say (None), and neither can a fake that does not answer."""
+        if self.rehearsal_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(self.rehearsal_url.rstrip("/") + PROTECTION_GAPS_PATH,
+                                        timeout=self.call_timeout_s) as r:
+                return [float(g) for g in json.load(r)["gaps"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.warning("{}: the local venue's protection window is unreadable: {}", self.name, e)
+            return None
 
     def subscribe(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self.feed.start(on_tick, on_order)

@@ -54,4 +54,5 @@ def build_ccxt_gateway(cfg: Config) -> CcxtGateway:
 
     return CcxtGateway(venue, make, call_timeout_s=timeout_s, poll_interval_s=x.poll_interval_ms / 1000,
                        websocket=websocket, trigger_stuck_s=x.trigger_stuck_s,
-                       account=account_setup(venue.ccxt_id, x.leverage, x.margin_mode))
+                       account=account_setup(venue.ccxt_id, x.leverage, x.margin_mode),
+                       rehearsal_url=x.api_url if x.api_url and is_loopback(x.api_url) else None)

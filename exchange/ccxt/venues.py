@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
 
-from core.position_types import Leg, leg_of
+from core.position_types import Leg, attached_cid, leg_of
 from exchange.ccxt.errors import venue_code
 from exchange.ccxt.pacing import PerSecond
 from exchange.gateway import Balance, OrderRequest, OrderState, Rejected, Retryable, VenuePosition
@@ -82,6 +82,8 @@ class Venue:
     ccxt_id: ClassVar[str]
     key_env: ClassVar[tuple[str, str]]
     supports_native_trailing: ClassVar[bool]
+    # The entry protocols this venue can carry (besides after_fill): core/entry_protocol.py
+    entry_modes: ClassVar[tuple[str, ...]] = ("after_fill",)
     allowed_params: ClassVar[frozenset[str]]
     avg_keys: ClassVar[tuple[str, ...]] = ("avgPrice",)
     filled_keys: ClassVar[tuple[str, ...]] = ("executedQty",)
@@ -226,6 +228,8 @@ class BinanceUsdm(Venue):
     ccxt_id = "binanceusdm"
     key_env = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
     supports_native_trailing = True
+    # A closePosition algo STOP_MARKET may rest before the position exists; no stop rides on an entry.
+    entry_modes = ("stop_first", "after_fill")
     allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "trailingPercent",
                                 "trailingTriggerPrice", "closePosition"})
 
@@ -390,6 +394,8 @@ class BybitLinear(Venue):
     ccxt_id = "bybit"
     key_env = ("BYBIT_API_KEY", "BYBIT_API_SECRET")
     supports_native_trailing = False
+    # create-order.mdx: `stopLoss` on the entry, created by the venue at its fill.
+    entry_modes = ("attached", "after_fill")
     # Deliberately no trailingPercent: ccxt would pass it through and Bybit would turn the
     # order into a reduce-only market order that closes the position at once.
     allowed_params = frozenset({"clientOrderId", "reduceOnly", "stopLossPrice", "stopLoss", "tpslMode"})
@@ -456,18 +462,37 @@ class BybitLinear(Venue):
             return "rejected"
         return super().status(o, filled)
 
+    def state(self, o: Order, cid: str | None = None, leg: Leg | None = None) -> OrderState:
+        return super().state(_attached_as_ours(o), cid, leg)
+
     async def fetch(self, ex, symbol, cid):
-        """Bybit: open orders by orderLinkId first, then the history (filled *and* cancelled)."""
+        """Bybit: open orders by orderLinkId first, then the history (filled *and* cancelled).
+        An entry's attached stop-loss has no orderLinkId: it is found among the symbol's
+        conditional orders by its entry's id (`parentOrderLinkId`)."""
         found = await ex.fetch_open_orders(symbol, None, None, {"orderLinkId": cid})
         if not found:
             found = await ex.fetch_canceled_and_closed_orders(symbol, None, None, {"orderLinkId": cid})
+        if not found and (parent := _entry_of(cid)) is not None:
+            stops = {"orderFilter": "StopOrder"}
+            found = await self._paged(ex, symbol, stops) + await ex.fetch_canceled_and_closed_orders(
+                symbol, None, BYBIT_PAGE, stops)
+            found = [_attached_as_ours(o) for o in found if (o.get("info") or {}).get("parentOrderLinkId") == parent]
         for o in found:
             if o.get("clientOrderId") == cid:
                 return o
         raise ccxt.OrderNotFound(f"bybit: no order with orderLinkId {cid}")
 
     async def cancel(self, ex, symbol, cid):
-        return await ex.cancel_order(None, symbol, {"orderLinkId": cid})
+        """By orderLinkId; an attached stop-loss (none of its own) by the orderId its lookup gives."""
+        try:
+            return await ex.cancel_order(None, symbol, {"orderLinkId": cid})
+        except ccxt.OrderNotFound:
+            if _entry_of(cid) is None:
+                raise
+            o = await self.fetch(ex, symbol, cid)
+            if self.status(o, dec((o.get("info") or {}).get("cumExecQty")) or Decimal(0)) != "open":
+                raise
+            return _attached_as_ours(await ex.cancel_order(o["id"], symbol))
 
     async def open_orders(self, ex, symbol):
         if symbol is not None:
@@ -511,6 +536,28 @@ class BybitLinear(Venue):
 
 
 VENUES: dict[str, type[Venue]] = {"binanceusdm": BinanceUsdm, "bybit": BybitLinear}
+
+
+def _entry_of(cid: str) -> str | None:
+    """The entry whose attached stop-loss is known to us as `cid` (`attached_cid`), if it can
+    be one: a stop's id of ours. An ordinary stop never shares its sequence number with an
+    entry, so its derived entry id is one that never existed."""
+    if leg_of(cid) is not Leg.STOP:
+        return None
+    parts = cid.split("-")
+    entry = "-".join([*parts[:2], Leg.ENTRY.value + parts[2][1:], *parts[3:]])
+    return entry if attached_cid(entry) == cid else None
+
+
+def _attached_as_ours(o: Order) -> Order:
+    """A stop-loss created by an entry's fill carries no orderLinkId, only `parentOrderLinkId`
+    (docs v5: "the linked parent order for attached take-profit and stop-loss orders"): it is
+    known to us by the id derived from its entry's."""
+    info = o.get("info") or {}
+    parent = info.get("parentOrderLinkId")
+    if parent and not info.get("orderLinkId") and info.get("stopOrderType") == "PartialStopLoss" and leg_of(parent):
+        return {**o, "clientOrderId": attached_cid(parent)}
+    return o
 
 
 def _conditional(info: dict) -> bool:

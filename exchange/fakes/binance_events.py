@@ -31,7 +31,7 @@ def algo_update(o: PaperOrder, algo_id: int, status: str, child: Child | None, n
         "o": "TRAILING_STOP_MARKET" if o.leg is Leg.TRAILING else "STOP_MARKET",
         "s": market_id(o.symbol), "S": o.side.upper(), "ps": "BOTH", "f": "GTC", "q": s(o.qty), "X": status,
         "ai": str(child.order_id) if child else "", "tp": s(o.stop_price), "p": "0", "V": "EXPIRE_MAKER",
-        "wt": "CONTRACT_PRICE", "pm": "NONE", "cp": False, "pP": False, "R": True, "tt": trigger_ms, "gtd": 0,
+        "wt": "CONTRACT_PRICE", "pm": "NONE", "cp": o.close_position, "pP": False, "R": not o.close_position, "tt": trigger_ms, "gtd": 0,
     }
     if child is not None:
         filled = status == "FINISHED" and child.status == "FILLED"

@@ -49,7 +49,7 @@ _ORDER_PARAMS = {"symbol", "side", "type", "quantity", "reduceOnly", "newClientO
                  "positionSide", "timeInForce", "price", "selfTradePreventionMode"} | _SIGNING
 _ALGO_PARAMS = {"symbol", "side", "type", "algoType", "quantity", "reduceOnly", "clientAlgoId", "triggerPrice",
                 "callbackRate", "activatePrice", "workingType", "priceProtect", "newOrderRespType",
-                "positionSide", "timeInForce", "price"} | _SIGNING
+                "positionSide", "timeInForce", "price", "closePosition"} | _SIGNING
 _LOOKUP_PARAMS = {"symbol", "orderId", "origClientOrderId", "algoId", "clientAlgoId"} | _SIGNING
 _PUBLIC = {"/fapi/v1/ping", "/fapi/v1/time", "/fapi/v1/exchangeInfo", "/fapi/v1/ticker/price",
            "/fapi/v2/ticker/price", "/fapi/v1/premiumIndex", "/fapi/v1/ticker/24hr"}
@@ -256,10 +256,13 @@ class FakeBinance(FakeVenue):
             raise VenueError(-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
         kind = p.get("type")
         cid = p.get("clientAlgoId") or f"fake-{next(self._ids)}"
-        sym, side, qty = self._symbol(p), p.get("side", "").lower(), _dec(p, "quantity")
-        if kind == "STOP_MARKET":
-            req = OrderRequest(cid, sym, Leg.STOP, side, qty, stop_price=_dec(p, "triggerPrice"))
+        sym, side = self._symbol(p), p.get("side", "").lower()
+        if p.get("closePosition", "false").lower() == "true":
+            req = self._close_position(p, cid, sym, side, kind)
+        elif kind == "STOP_MARKET":
+            req = OrderRequest(cid, sym, Leg.STOP, side, _dec(p, "quantity"), stop_price=_dec(p, "triggerPrice"))
         elif kind == "TRAILING_STOP_MARKET":
+            qty = _dec(p, "quantity")
             act = _dec(p, "activatePrice") if "activatePrice" in p else None
             req = OrderRequest(cid, sym, Leg.TRAILING, side, qty, activation=act, callback_pct=_dec(p, "callbackRate"))
         else:
@@ -272,6 +275,20 @@ class FakeBinance(FakeVenue):
             raise
         self.streams.publish(events.algo_update(o, meta.algo_id, "NEW", None, self._now()))
         return self._algo.view(o)
+
+    @staticmethod
+    def _close_position(p: dict[str, str], cid: str, sym: str, side: str, kind: str | None) -> OrderRequest:
+        """New Algo Order `closePosition` "true, false; Close-All, used with STOP_MARKET or
+        TAKE_PROFIT_MARKET": no quantity, "cannot be sent with closePosition=true" says the
+        reduceOnly row; the engine checks the rest (-4136 on another type, -4130 if one rests
+        on that side already, -2021 if the price is through it).
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Algo-Order"""
+        for banned in ("quantity", "reduceOnly"):
+            if banned in p:
+                raise VenueError(-1106, f"Parameter '{banned}' sent when not required.")
+        leg = Leg.STOP if kind == "STOP_MARKET" else Leg.TRAILING
+        return OrderRequest(cid, sym, leg, side, Decimal(0), stop_price=_dec(p, "triggerPrice") if leg is Leg.STOP
+                            else None, close_position=True)
 
     def _place(self, req: OrderRequest):
         try:

@@ -124,8 +124,8 @@ def algo_order(o: PaperOrder, algo_id: int, child: Child | None, now_ms: int, *,
         "actualPrice": "0" if child is None or hide_actual_price else s(child.avg_price),
         "triggerPrice": s(o.stop_price) if not trailing else "0", "price": "0", "icebergQuantity": None,
         "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": "CONTRACT_PRICE",
-        "priceMatch": "NONE", "closePosition": False, "priceProtect": False, "reduceOnly": True,
-        "createTime": now_ms, "updateTime": now_ms, "triggerTime": trigger_ms, "goodTillDate": 0,
+        "priceMatch": "NONE", "closePosition": o.close_position, "priceProtect": False,
+        "reduceOnly": not o.close_position, "createTime": now_ms, "updateTime": now_ms, "triggerTime": trigger_ms, "goodTillDate": 0,
     }
     if trailing:  # NewAlgoOrderResponse carries them; Binance sends them for trailing orders
         out["activatePrice"] = s(o.activation) if o.activation else None

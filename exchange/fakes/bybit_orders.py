@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from core.position_types import Leg
+from core.position_types import Leg, attached_cid
 from exchange.fakes import bybit_wire as wire
 from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
 
@@ -89,20 +89,51 @@ class OrderEndpoints:
             if (direction == 2 and trigger >= price) or (direction == 1 and trigger <= price):
                 code = 110093 if direction == 2 else 110092
                 raise BybitError(code, MESSAGES[code].format(wire.s(trigger), wire.s(price)))
+        attached = self._attached_stop(p, leg)
         if rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
-            self._cut_short(rec, rule.fill_qty)
+            self._cut_short(rec, rule.fill_qty, attached)
         else:
-            self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger))
+            self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger, attached_stop=attached))
         self.orders[cid] = rec
+        if attached is not None:
+            self._record_attached(rec, attached)
         if self.engine.account.orders.get(cid) is not None and self.engine.account.orders[cid].status != "open":
             rec.closed_ms = now
         self._publish_soon(cid, fill=rec.status is None and leg is not Leg.STOP or bool(rec.filled))
         return {"orderId": rec.order_id, "orderLinkId": cid}
 
-    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal) -> None:
-        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest."""
+    @staticmethod
+    def _attached_stop(p: dict[str, Any], leg: Leg) -> Decimal | None:
+        """create-order.mdx `stopLoss` on an entry, with `tpslMode` Partial (an order sized to the
+        fill; the position-level Full mode is not modelled) and `slTriggerBy` LastPrice (the
+        default, and the only price this venue has). "When reduceOnly is true, take profit/stop
+        loss cannot be set"."""
+        if p.get("stopLoss") in (None, ""):
+            return None
+        if leg is not Leg.ENTRY:
+            raise BybitError(10001, "params error: stopLoss cannot be set on a reduce-only or conditional order")
+        if p.get("tpslMode") != "Partial":
+            raise BybitError(10001, "params error: this venue models tpslMode=Partial only")
+        if p.get("slTriggerBy", "LastPrice") != "LastPrice":
+            raise BybitError(10001, "params error: slTriggerBy LastPrice only")
+        return _dec(p, "stopLoss")
+
+    def _record_attached(self, entry: wire.OrderRecord, stop: Decimal) -> None:
+        """The stop-loss the engine created with the entry's fill, as Bybit lists it."""
+        child = self.engine.account.orders.get(attached_cid(entry.cid))
+        if child is None:
+            return
+        now = self._now()
+        self.orders[child.cid] = wire.OrderRecord(
+            str(next(self._ids)), child.cid, child.symbol, child.side, child.qty, Leg.STOP, stop,
+            2 if child.side == "sell" else 1, now, entry.visible_ms, parent=entry.cid)
+        self._publish_soon(child.cid)
+
+    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal, attached: Decimal | None = None) -> None:
+        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest;
+        its attached stop-loss is sized to what filled ("the qty you actually fill")."""
         if fill > 0:
-            part = OrderRequest(f"{rec.cid}~fill", rec.symbol, rec.leg, rec.side, fill)
+            part = OrderRequest(rec.cid, rec.symbol, rec.leg, rec.side, fill, attached_stop=attached)
             state = self._place(part)
             rec.avg = state.avg_price
         rec.status, rec.filled, rec.closed_ms = "cancelled", fill, self._now()
@@ -121,6 +152,8 @@ class OrderEndpoints:
         if cid is None and p.get("orderId"):
             cid = next((c for c, r in self.orders.items() if r.order_id == p["orderId"]), None)
         rec = self.orders.get(cid or "")
+        if rec is not None and rec.parent and p.get("orderLinkId"):
+            return None  # an attached stop has no orderLinkId: only its orderId finds it
         if rec is None or ("symbol" in p and rec.symbol != self._symbol(p)) or rec.visible_ms > self._now():
             return None
         return rec

@@ -92,6 +92,7 @@ class OrderRecord:
     filled: Decimal | None = None  # ... and their fill
     avg: Decimal | None = None
     closed_ms: int | None = None
+    parent: str | None = None  # an attached stop-loss: its entry's orderLinkId (it has none of its own)
 
 
 _STATUS = {"filled": "Filled", "cancelled": "Cancelled", "rejected": "Rejected", "expired": "Cancelled"}
@@ -126,26 +127,34 @@ def triggered(row: dict) -> dict:
 
 
 def order(r: OrderRecord, o: PaperOrder | None, now: int) -> dict:
-    """order/open-order.mdx (realtime) and order/order-list.mdx (history): one row of `list`."""
+    """order/open-order.mdx (realtime) and order/order-list.mdx (history): one row of `list`.
+
+    The stop-loss a `tpslMode=Partial` entry creates at its fill (create-order.mdx: "it will
+    create tp/sl orders with the qty you actually fill") is a conditional order of its own:
+    `stopOrderType` PartialStopLoss, `createType` CreateByPartialStopLoss (docs v5/enum), no
+    `orderLinkId`, and `parentOrderLinkId` naming its entry ("the linked parent order for
+    attached take-profit and stop-loss orders")."""
     filled = r.filled if r.filled is not None else (o.filled_qty if o else Decimal(0))
     avg = r.avg if r.status is not None else (o.avg_price if o else None)
     conditional = r.leg in (Leg.STOP, Leg.TRAILING)
     value = filled * avg if avg is not None else Decimal(0)
     return {
-        "orderId": r.order_id, "orderLinkId": r.cid, "blockTradeId": "", "symbol": market_id(r.symbol),
+        "orderId": r.order_id, "orderLinkId": "" if r.parent else r.cid, "blockTradeId": "", "symbol": market_id(r.symbol),
         "price": "0", "qty": s(r.qty), "side": "Buy" if r.side == "buy" else "Sell", "isLeverage": "",
-        "positionIdx": 0, "orderStatus": order_status(r, o), "createType": "CreateByUser",
+        "positionIdx": 0, "orderStatus": order_status(r, o),
+        "createType": "CreateByPartialStopLoss" if r.parent else "CreateByUser",
         "cancelType": "UNKNOWN", "rejectReason": reject_reason(r, o), "avgPrice": s(avg) if filled else "",
         "leavesQty": s(r.qty - filled) if order_status(r, o) in ("New", "Untriggered") else "0",
         "leavesValue": "0", "cumExecQty": s(filled) or "0", "cumExecValue": s(value) or "0",
         "cumExecFee": "0", "timeInForce": "IOC", "orderType": "Market",
-        "stopOrderType": "Stop" if conditional else "", "orderIv": "",
+        "stopOrderType": ("PartialStopLoss" if r.parent else "Stop") if conditional else "", "orderIv": "",
         "triggerPrice": s(r.trigger_price), "takeProfit": "", "stopLoss": "", "tpTriggerBy": "",
         "slTriggerBy": "", "triggerDirection": r.trigger_direction,
         "triggerBy": "LastPrice" if conditional else "", "lastPriceOnCreated": "",
         "reduceOnly": r.leg is not Leg.ENTRY, "closeOnTrigger": False, "smpType": "None",
-        "smpGroup": 0, "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "",
-        "placeType": "", "createdTime": str(r.created_ms), "updatedTime": str(r.closed_ms or now),
+        "smpGroup": 0, "smpOrderId": "", "tpslMode": "Partial" if r.parent else "", "tpLimitPrice": "",
+        "slLimitPrice": "", "placeType": "", "createdTime": str(r.created_ms), "updatedTime": str(r.closed_ms or now),
+        "parentOrderLinkId": r.parent or "",
     }
 
 

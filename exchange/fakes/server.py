@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable, ClassVar
 from aiohttp import web
 
 from exchange.paper.engine import PaperEngine
+from exchange.paper.window import PROTECTION_GAPS_PATH
 
 
 class LoopbackServer:
@@ -25,6 +26,9 @@ class LoopbackServer:
 
     def add_routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+    def add_control_routes(self, app: web.Application) -> None:
+        """Routes of the fake itself, not of the venue it plays (matched before the venue's)."""
 
     async def on_started(self) -> None:
         """Background work of the venue (on its loop), once it listens."""
@@ -54,6 +58,7 @@ class LoopbackServer:
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
+        self.add_control_routes(app)
         self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
@@ -86,6 +91,14 @@ class FakeVenue(LoopbackServer):
         self.engine = engine
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, params) of each request
         self.injects: list[Any] = []
+
+    def add_control_routes(self, app: web.Application) -> None:
+        app.router.add_get(PROTECTION_GAPS_PATH, self._protection_gaps)
+
+    async def _protection_gaps(self, request: web.Request) -> web.Response:
+        """The engine's record of each position's window (entry fill → first resting stop), so a
+        service rehearsing against this fake reports what the venue saw, not its own books."""
+        return web.json_response({"gaps": self.engine.protection_gaps()})
 
     def inject(self, route: str = "*", **kw: Any) -> Any:
         rule = self.rule(route, **kw)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+# Where a local fake venue built on the engine serves this record (not a route of any real venue).
+PROTECTION_GAPS_PATH = "/_fake/protection-gaps"
+
 
 class ProtectionWindow:
     def __init__(self, clock: Callable[[], float]) -> None:
