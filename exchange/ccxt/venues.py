@@ -130,7 +130,8 @@ class Venue:
         avg = first_dec(info, *self.avg_keys) or dec(o.get("average"))
         stop = first_dec(info, *self.stop_keys) or dec(o.get("triggerPrice"))
         return OrderState(cid, o.get("symbol") or "", leg, self.status(o, filled), filled,
-                          avg if filled else None, stop)
+                          avg if filled else None, stop, o.get("side"), dec(o.get("amount")),
+                          o.get("reduceOnly"))
 
     def status(self, o: Order, filled: Decimal) -> str:
         return {"open": "open", "closed": "filled", "canceled": "cancelled", "rejected": "rejected",

@@ -44,7 +44,9 @@ class PaperOrder:
 
     def view(self) -> OrderState:
         return OrderState(self.cid, self.symbol, self.leg, self.status, self.filled_qty,
-                          self.avg_price, self.stop_price)
+                          self.avg_price, self.stop_price, self.side, self.qty,
+                          self.leg is not Leg.ENTRY, self.activation, self.callback_pct,
+                          self.activated if self.leg is Leg.TRAILING else None, self.best)
 
 
 @dataclass(slots=True)
