@@ -38,6 +38,7 @@ class ChildHandle:
         self.op_deadline: float | None = None
         self.unprotected_since: float | None = None
         self.phase = ""
+        self.trailing_mode = ""
         self.done = False
         self.retired = False  # replaced, escalated or finished: the watchdog ignores it
 
@@ -52,7 +53,10 @@ class ChildHandle:
             self.op_name, self.op_deadline = outer
 
     def note_protection(self, s: PositionState) -> None:
+        """The actor's account of its protection, given as soon as it knows (an entry fill is
+        exposure from that moment, before the write that records it)."""
         self.phase = s.phase.value
+        self.trailing_mode = s.params.trailing_mode
         exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING) and s.stop_cid is None
         if not exposed:
             self.unprotected_since = None

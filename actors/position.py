@@ -169,10 +169,12 @@ class PositionActor(pykka.ThreadingActor):
             new, cmds = step(self.state, ev, self.spec) if ev is not None else (self.state, [])
             intents = [c.intent for c in cmds if isinstance(c, Place)]
             records = [c for c in cmds if isinstance(c, Record)]
+            # Exposure counts from the moment the venue's answer is known, not from the write
+            # that records it: a write that hangs must not hide a naked position.
+            self.handle.note_protection(new)
             if intents or records or fate or new.differs_materially(self.state):
                 self._persist(new, intents, [fate] if fate else [], records)
             self.state = new
-            self.handle.note_protection(new)
             for cmd in cmds:
                 self._execute(cmd, queue)
 
