@@ -12,7 +12,7 @@ from decimal import Decimal
 from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
-    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record,
+    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record, Resting,
     Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
@@ -195,6 +195,10 @@ def _refused(s: PositionState, intent: OrderIntent, reason: str) -> Step:
         case Leg.STOP if s.stop_cid is None:
             s, cmds = _close(s, f"protection failed: {reason}", emergency=True)
             return s, [rec, *cmds]
+        case Leg.STOP if s.phase is Phase.OPEN:  # our first stop refused; an adopted one rests
+            s = replace(s, phase=Phase.PROTECTED)
+            s, cmds = _begin_trailing(s)
+            return s, [rec, *cmds]
         case Leg.STOP:
             return s, [rec]  # a refused replacement: the old stop still rests
         case Leg.TRAILING:
@@ -294,6 +298,15 @@ def _closed(s: PositionState, price: Decimal | None, reason: str) -> Step:
     return s, [*cancels, Record("closed", {"price": str(price), "reason": s.close_reason}), *cmds]
 
 
+def _tightest_stop(resting: tuple[Resting, ...], s: PositionState) -> Resting | None:
+    best = None
+    for o in resting:
+        if o.leg is Leg.STOP and o.stop_price is not None and (
+                best is None or tr.is_tighter(o.stop_price, best.stop_price, s.side)):
+            best = o
+    return best
+
+
 def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
     """Bring a restored position in line with the venue before it acts again.
 
@@ -322,15 +335,17 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
                     entry_price=s.entry_price or ev.entry_fill)
         s, cmds = _closed(s, ev.exit_fill or ev.price, s.close_reason or why)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
+    best = _tightest_stop(ev.resting, s)
     if s.phase in (Phase.NEW, Phase.ENTERING):
+        # A stop already resting (the guardian's, while this entry's answer was lost) protects
+        # the position until our own rests: it is cancelled after, never before.
+        if best is not None:
+            s = replace(s, stop_cid=best.cid, stop_price=best.stop_price)
         s = replace(s, phase=Phase.ENTERING)
         s, cmds = _entered(s, ev.entry_fill or ev.venue_entry or ev.price, ev.venue_qty, spec)
-        return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
-    stops = [o for o in ev.resting if o.leg is Leg.STOP and o.stop_price is not None]
-    best = None
-    for o in stops:
-        if best is None or tr.is_tighter(o.stop_price, best.stop_price, s.side):
-            best = o
+        if best is not None and s.stop_cid != best.cid:  # closed at once instead: no stop kept
+            cmds.append(Cancel(best.cid))
+        return s, [rec, *[Cancel(o.cid) for o in ev.resting if o is not best], *cmds]
     trails = [o.cid for o in ev.resting if o.leg is Leg.TRAILING]
     trail = s.trailing_cid if s.trailing_cid in trails else (trails[-1] if trails else None)
     keep = {c for c in (best.cid if best else None, trail) if c}

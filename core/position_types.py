@@ -142,18 +142,43 @@ class PositionState:
         return f"wt-{self.id}-{leg.value}{self.epoch}-{self.seq}"
 
 
+# The guardian's own orders carry a tag of their own in place of the leg letter, so that they
+# never collide with an actor's ids and are still read as this position's stop (or close).
+GUARDIAN_TAGS = {"g": Leg.STOP, "q": Leg.EXIT}
+
+
+def guardian_cid(position_id: str, epoch: int, leg: Leg, n: int) -> str:
+    """Client id of an order the guardian places for a position (emergency stop or close)."""
+    tag = next(t for t, lg in GUARDIAN_TAGS.items() if lg is leg)
+    return f"wt-{position_id}-{tag}{epoch}-{n}"
+
+
+def _parts(cid: str) -> list[str] | None:
+    parts = cid.split("-")
+    return parts if len(parts) == 4 and parts[0] == "wt" and parts[2] else None
+
+
 def position_id_of(cid: str) -> str | None:
     """The position a client order id belongs to, or None for foreign orders."""
-    parts = cid.split("-")
-    return parts[1] if len(parts) == 4 and parts[0] == "wt" else None
+    parts = _parts(cid)
+    return parts[1] if parts else None
 
 
 def leg_of(cid: str) -> Leg | None:
-    parts = cid.split("-")
+    """The leg of one of our client ids; a guardian's emergency stop reads as a stop."""
+    parts = _parts(cid)
+    if parts is None:
+        return None
+    tag = parts[2][0]
     try:
-        return Leg(parts[2][0]) if len(parts) == 4 and parts[0] == "wt" else None
+        return GUARDIAN_TAGS.get(tag) or Leg(tag)
     except ValueError:
         return None
+
+
+def is_guardian_cid(cid: str) -> bool:
+    parts = _parts(cid)
+    return parts is not None and parts[2][0] in GUARDIAN_TAGS
 
 
 # ---- events (what happened) -------------------------------------------------------------

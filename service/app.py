@@ -34,6 +34,7 @@ from persistence.positions import PositionStore
 from persistence.schema import ensure_current
 from persistence.waves import WaveStore
 from signals.intake import IntakeResult
+from service.guardian import Guardian
 from service.recovery import Recovery, RecoveryReport
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
@@ -106,6 +107,7 @@ class Service:
             on_final=lambda *_: None, on_decision=self._on_decision)
         self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                      on_escalate=self._on_escalate)
+        self.guardian = Guardian(self, cfg)
         self.health_notes: list[str] = []
         self.paused = False  # operator pause; re-applied to a restarted coordinator
         self.source = None
@@ -120,6 +122,7 @@ class Service:
         # The coordinator first, so that restored positions have someone to report to from
         # their first message on; it resumes unfinished waves once recovery is done.
         self.supervisor.start_singleton("coordinator", self._start_coordinator)
+        self.guardian.start()  # watching the venue through recovery, when stops are most at risk
         self.recover()
         self._recovered = True
         self._resume_waves(self._coordinator)
@@ -228,6 +231,7 @@ class Service:
         self._shut_down = True
         deadline = time.monotonic() + self.cfg.deadlines.shutdown_s
         self.stopping.set()
+        self.guardian.stop()
         if self.source is not None:
             self.source.stop()
         if self._coordinator is not None:
