@@ -224,6 +224,11 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
     t = s.trailing.on_price(ev.price, s.side, spec)
     if t is not s.trailing:
         s = replace(s, trailing=t)
+    if (s.params.trailing_mode == "native" and s.phase is Phase.TRAILING and s.pending is None
+            and t.activated and s.params.callback_pct < t.callback_pct
+            and ev.now - s.last_replace_at >= s.params.replace_min_interval_s):
+        s2, cmds = _retrail(s, spec)
+        return (replace(s2, last_replace_at=ev.now), cmds) if cmds else (s, [])
     if (s.phase is not Phase.TRAILING or s.params.trailing_mode != "emulated" or t.level is None
             or s.pending is not None or not tr.is_tighter(t.level, s.stop_price, s.side)
             or ev.now - s.last_replace_at < s.params.replace_min_interval_s):
@@ -245,21 +250,21 @@ def _filled(s: PositionState, ev: Filled) -> Step:
 
 
 def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
-    p = s.params
-    p = replace(p, **{k: v for k, v in (("activation_pct", ev.activation_pct),
-                                        ("callback_pct", ev.callback_pct),
-                                        ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})
+    changes = {k: v for k, v in (("activation_pct", ev.activation_pct), ("callback_pct", ev.callback_pct),
+                                 ("stop_loss_pct", ev.stop_loss_pct)) if v is not None}
+    p = replace(s.params, **changes)
     s = replace(s, params=p)
-    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in
-                                                 (("activation_pct", ev.activation_pct),
-                                                  ("callback_pct", ev.callback_pct),
-                                                  ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})]
-    if s.trailing is not None and s.entry_price is not None and not s.trailing.activated:
-        s = replace(s, trailing=replace(
-            s.trailing, callback_pct=p.callback_pct,
-            activation=tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)))
-    elif s.trailing is not None:
-        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct))
+    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in changes.items()})]
+    native = p.trailing_mode == "native"
+    if s.trailing is not None and not native:
+        # emulated: the level is ours and ratchets (`Trailing.on_price` only ever tightens it)
+        act = s.trailing.activation if s.trailing.activated or s.entry_price is None else \
+            tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)
+        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct, activation=act))
+    elif s.trailing is not None and s.trailing_cid is None and not s.trailing.activated and s.entry_price:
+        # native, no trailing order yet: the one still to be placed takes the new parameters
+        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct, activation=tr.activation_price(
+            s.entry_price, s.side, p.activation_pct, spec)))
     if s.phase is not Phase.TRAILING or s.pending is not None:
         return s, cmds
     if ev.stop_loss_pct is not None:
@@ -267,10 +272,49 @@ def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
         if tr.is_tighter(level, s.stop_price, s.side):
             s, more = _protect(s, level, emergency=False)
             return s, cmds + more
-    if p.trailing_mode == "native" and (ev.callback_pct or ev.activation_pct):
-        s, more = _begin_trailing(s)
+    if native and (ev.callback_pct is not None or ev.activation_pct is not None):
+        s, more = _retrail(s, spec)
         return s, cmds + more
     return s, cmds
+
+
+def _trigger(best: Decimal, side, callback_pct: Decimal) -> Decimal:
+    """Where an armed native trailing stop fires: best × (1 ∓ callback%), as the venue computes it."""
+    return best * (1 - side.sign * callback_pct / 100)
+
+
+def _retrail(s: PositionState, spec: MarketSpec) -> Step:
+    """Re-place the venue's trailing stop with the current parameters, only where the new order
+    can never fire later than the resting one would (the ratchet survives a parameter change).
+
+    Unarmed, the resting order protects nothing yet: it is replaced by one with the new
+    activation and callback (armed at once if the price is already past that activation). Armed,
+    it is kept unless the new callback is tighter *and* a new order armed at today's price fires
+    no later than the old one from its best so far; a tighter callback that does not pass now
+    is tried again on later ticks (a new best makes it pass). A looser callback never replaces an
+    armed order, and a change of activation does not concern an armed one.
+    """
+    t, p, price = s.trailing, s.params, s.last_price
+    if t is None or price is None or s.entry_price is None or s.trailing_cid is None:
+        return s, []
+    if not t.activated:
+        act = tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)
+        if act == t.activation and p.callback_pct == t.callback_pct:
+            return s, []  # the resting order is that order already
+        s = replace(s, trailing=tr.Trailing(act, p.callback_pct).on_price(price, s.side, spec))
+        activation: Decimal | None = act
+    else:
+        if p.callback_pct >= t.callback_pct or not tr.is_tighter(
+                _trigger(price, s.side, p.callback_pct), _trigger(t.best, s.side, t.callback_pct), s.side):
+            return s, []
+        level = tr.tighter(t.level, tr.trail_level(t.best, s.side, p.callback_pct, spec), s.side)
+        s = replace(s, trailing=replace(t, callback_pct=p.callback_pct, level=level))
+        activation = None  # armed at once, from today's price
+    s, intent = _intent(s, Leg.TRAILING, side=s.side.exit_order_side, qty=s.qty,
+                        activation=activation, callback_pct=p.callback_pct)
+    s, cmds = _send(s, intent)
+    return s, [Record("trailing_replaced", {"activation": str(activation), "callback_pct": str(p.callback_pct),
+                                            "price": str(price)}), *cmds]
 
 
 def _close(s: PositionState, reason: str, emergency: bool = False) -> Step:
