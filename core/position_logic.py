@@ -37,7 +37,7 @@ def step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
         case RetryDue():
             if s.pending != ev.intent:
                 return s, []  # superseded while we waited
-            return _send(s, _renew(s, ev.intent))
+            return _resend(s, _renew(s, ev.intent))
         case Tick():
             return _tick(s, ev, spec)
         case Filled():
@@ -67,7 +67,22 @@ def _renew(s: PositionState, old: OrderIntent) -> OrderIntent:
 def _send(s: PositionState, intent: OrderIntent) -> Step:
     if intent.attempt > 1:
         s = replace(s, seq=s.seq + 1)
+    intent = replace(intent, price=s.last_price)
     return replace(s, pending=intent), [Place(intent)]
+
+
+def _resend(s: PositionState, intent: OrderIntent) -> Step:
+    """A retry: the price has moved since the first attempt, so a stop is judged again. One
+    no longer on the loss side is never sent: a replacement is dropped (the resting stop still
+    protects; the next tick computes a fresh level), a first stop becomes a market close."""
+    if intent.leg is Leg.STOP and s.last_price is not None and not tr.is_protective(
+            intent.stop_price, s.last_price, s.side):
+        s = replace(s, pending=None)
+        if s.stop_cid is not None:
+            return s, [Record("replacement_dropped", {"cid": intent.cid, "stop": str(intent.stop_price),
+                                                      "price": str(s.last_price)})]
+        return _protect(s, intent.stop_price)
+    return _send(s, intent)
 
 
 def _report(s: PositionState, outcome: Outcome, reason: str) -> tuple[PositionState, list[Command]]:
@@ -133,8 +148,9 @@ def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
         case Leg.STOP:
             old = s.stop_cid
             s = replace(s, stop_cid=intent.cid, stop_price=intent.stop_price)
+            sent_at = intent.price if intent.price is not None else s.last_price
             cmds: list[Command] = [Record("stop_placed", {"cid": intent.cid, "stop": str(intent.stop_price),
-                                                          "price": str(s.last_price)})]
+                                                          "price": str(sent_at)})]
             if old:  # place-new-then-cancel-old: never a window without a resting stop
                 cmds.append(Cancel(old))
             if s.phase is Phase.OPEN:

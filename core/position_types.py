@@ -84,6 +84,9 @@ class OrderIntent:
     activation: Decimal | None = None
     callback_pct: Decimal | None = None
     attempt: int = 1
+    # The market price this position knew when it sent the order (not sent to the venue): a
+    # stop is judged against the price it was sent at, not one seen after its answer came.
+    price: Decimal | None = None
 
     @property
     def reduce_only(self) -> bool:
