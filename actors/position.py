@@ -297,7 +297,7 @@ class PositionActor(pykka.ThreadingActor):
         for p in positions:
             if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0):  # the other side is not ours
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
-        resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
+        resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price, o.callback_pct) for o in orders
                         if position_id_of(o.cid) == s.id and leg_of(o.cid) is not None)
         gone = sorted(set(s.protective_cids) - set(fills) - {r.cid for r in resting})
         if gone:  # no longer resting: filled or cancelled while we were down

@@ -412,6 +412,11 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
     cmds: list[Command] = [rec, *[Cancel(o.cid) for o in ev.resting if o.cid not in keep]]
     s = replace(s, qty=ev.venue_qty, stop_cid=best.cid if best else None, trailing_cid=trail,
                 stop_price=tr.tighter(s.stop_price, best.stop_price, s.side) if best else s.stop_price)
+    venue_cb = next((o.callback_pct for o in ev.resting if o.cid == trail and o.callback_pct), None)
+    if venue_cb is not None and s.trailing is not None:
+        # the venue's order may run a callback other than the configured one (a looser change
+        # is not applied to a resting order): later changes are judged against the venue's
+        s = replace(s, trailing=replace(s.trailing, callback_pct=venue_cb))
     if s.phase is Phase.CLOSING:
         reason = s.close_reason or "close"
         s = replace(s, phase=Phase.TRAILING, close_reason=None)

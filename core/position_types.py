@@ -254,6 +254,7 @@ class Resting:
     cid: str
     leg: Leg
     stop_price: Decimal | None = None
+    callback_pct: Decimal | None = None  # a trailing stop's, where the venue reports it
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,14 @@ trigger the venue would fire at never loosens, and an armed order is never swapp
 unarmed one."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Leg, Params, Phase, Place, Placed, PositionState, SetParams, Tick,
+    Begin, Cancel, Leg, Params, Phase, Place, Placed, PositionState, Reconciled, Resting, SetParams, Tick,
 )
 from core.types import MarketSpec, Side
 
@@ -80,9 +80,23 @@ moves = st.integers(min_value=-30, max_value=30).map(lambda bp: ("tick", Decimal
 changes = st.one_of(
     st.decimals(min_value=Decimal("0.1"), max_value=Decimal(10), places=2).map(lambda v: ("cb", v)),
     st.decimals(min_value=Decimal(0), max_value=Decimal(5), places=2).map(lambda v: ("act", v)),
+    st.just(("restart", None)),
 )
 
 
+def _restarted(s, venue: dict[str, VenueTrail], price: Decimal):
+    """What a replacement actor starts from: the row (whose trailing callback is the configured
+    one) reconciled with the venue's resting orders."""
+    s = replace(s, trailing=replace(s.trailing, callback_pct=s.params.callback_pct), epoch=s.epoch + 1)
+    resting = (Resting(s.stop_cid, Leg.STOP, s.stop_price),
+               *(Resting(cid, Leg.TRAILING, None, o.callback_pct) for cid, o in venue.items()))
+    return _run(s, Reconciled(s.qty, s.entry_price, resting, price), venue, price)
+
+
+@settings(max_examples=500)
+# a looser change kept the order, a restart reloaded the configured callback, a tighter one came
+@example(side=Side.LONG, ops=[("tick", Decimal("0.01")), ("cb", Decimal("0.52")), ("restart", None),
+                              ("cb", Decimal("0.51"))])
 @given(side=st.sampled_from([Side.LONG, Side.SHORT]),
        ops=st.lists(st.one_of(moves, moves, changes), min_size=1, max_size=60))
 def test_the_venue_trigger_never_loosens(side, ops):
@@ -101,6 +115,8 @@ def test_the_venue_trigger_never_loosens(side, ops):
                 return  # the trailing stop fired: the position is closed
             prev = _effective(venue, side)  # the market moves the trigger; only our changes are checked
             s = _run(s, Tick(price, now), venue, price)
+        elif kind == "restart":
+            s = _restarted(s, venue, price)
         elif kind == "cb":
             s = _run(s, SetParams(callback_pct=v), venue, price)
         else:
