@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from decimal import Decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pykka
@@ -28,8 +28,8 @@ from core.faults import FaultPlan, InjectedCrash
 from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Place,
-    Placed, PlaceFailed, PositionState, Record, Reconciled, Report, Resting, RetryDue,
-    RetryLater, Tick, leg_of, position_id_of,
+    Placed, PlaceFailed, PositionState, ReadTrailing, Record, Reconciled, Report, Resting, RetryDue,
+    RetryLater, SetParams, Tick, VenueTrail, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 from exchange.gateway import (
@@ -137,6 +137,8 @@ class PositionActor(pykka.ThreadingActor):
                                    self.state.symbol, o.cid, o.status)
                     self._drive(self._reconcile())
             case Control(event=ev):
+                if isinstance(ev, SetParams) and ev.venue is None:
+                    ev = replace(ev, venue=self._read_trailing())
                 self._drive(ev)
             case OpenPosition():
                 self._inject("open")
@@ -199,6 +201,8 @@ class PositionActor(pykka.ThreadingActor):
                 s = self.state
                 self.ctx.coordinator().tell(PositionOutcome(s.id, s.signal_id, s.wave_id, s.symbol, o, r))
                 logger.info("{} {} {}: {}", s.symbol, s.side, o.value, r)
+            case ReadTrailing():
+                queue.append((SetParams(venue=self._read_trailing()), None))
             case Record():
                 pass
 
@@ -254,6 +258,20 @@ class PositionActor(pykka.ThreadingActor):
         if o.status == "filled" and o.avg_price is not None:
             return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty)
         return None, OrderFate(cid, o.status if o.status != "open" else "cancelled")
+
+    def _read_trailing(self) -> VenueTrail | None:
+        """The venue's state of our native trailing stop (armed? best?), which a replacement
+        must not fall behind; None when there is none or the venue could not answer."""
+        s = self.state
+        if s.trailing_cid is None or s.params.trailing_mode != "native":
+            return None
+        try:
+            o = self._venue("read trailing", self.ctx.gateway.fetch_order, s.symbol, s.trailing_cid, write=False)
+        except (Retryable, UnknownOutcome, Rejected) as e:
+            logger.warning("{}: could not read trailing stop {} ({}); it is kept as it is", s.symbol,
+                           s.trailing_cid, e)
+            return None
+        return VenueTrail(o.activated, o.best, o.callback_pct) if o.status == "open" else None
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
         """Resolve an unknown outcome by client id; None when the venue could not answer yet."""

@@ -12,7 +12,7 @@ from decimal import Decimal
 from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
-    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record, Resting,
+    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, ReadTrailing, Reconciled, Record, Resting,
     Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
@@ -243,8 +243,8 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
     if (s.params.trailing_mode == "native" and s.phase is Phase.TRAILING and s.pending is None
             and t.activated and s.params.callback_pct < t.callback_pct
             and ev.now - s.last_replace_at >= s.params.replace_min_interval_s):
-        s2, cmds = _retrail(s, spec)
-        return (replace(s2, last_replace_at=ev.now), cmds) if cmds else (s, [])
+        probe = _retrail(s, spec)[1]  # would it pass by our view? then ask the venue's
+        return (replace(s, last_replace_at=ev.now), [ReadTrailing()]) if probe else (s, [])
     if (s.phase is not Phase.TRAILING or s.params.trailing_mode != "emulated" or t.level is None
             or s.pending is not None or not tr.is_tighter(t.level, s.stop_price, s.side)
             or ev.now - s.last_replace_at < s.params.replace_min_interval_s):
@@ -270,7 +270,7 @@ def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
                                  ("stop_loss_pct", ev.stop_loss_pct)) if v is not None}
     p = replace(s.params, **changes)
     s = replace(s, params=p)
-    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in changes.items()})]
+    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in changes.items()})] if changes else []
     native = p.trailing_mode == "native"
     if s.trailing is not None and not native:
         # emulated: the level is ours and ratchets (`Trailing.on_price` only ever tightens it)
@@ -288,10 +288,27 @@ def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
         if tr.is_tighter(level, s.stop_price, s.side):
             s, more = _protect(s, level, emergency=False)
             return s, cmds + more
-    if native and (ev.callback_pct is not None or ev.activation_pct is not None):
-        s, more = _retrail(s, spec)
+    if native and s.trailing_cid is not None and (ev.venue is not None or changes.keys() - {"stop_loss_pct"}):
+        if ev.venue is None:  # the shell could not read the venue's order: keep it
+            return s, cmds + [Record("trailing_kept", {"reason": "the venue's trailing order could not be read"})]
+        s, more = _retrail(_with_venue(s, ev.venue, spec), spec)
         return s, cmds + more
     return s, cmds
+
+
+def _with_venue(s: PositionState, v, spec: MarketSpec) -> PositionState:
+    """Our trailing state corrected by the venue's: armed if it is, its best if further on."""
+    t = s.trailing
+    if t is None:
+        return s
+    if v.callback_pct is not None:
+        t = replace(t, callback_pct=v.callback_pct)
+    if v.armed:
+        best = v.best if t.best is None or v.best is None else tr.better_price(t.best, v.best, s.side)
+        if best is not None:
+            level = tr.tighter(t.level, tr.trail_level(best, s.side, t.callback_pct, spec), s.side)
+            t = replace(t, activated=True, best=best, level=level)
+    return replace(s, trailing=t)
 
 
 def _trigger(best: Decimal, side, callback_pct: Decimal) -> Decimal:

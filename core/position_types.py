@@ -236,10 +236,21 @@ class Filled:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueTrail:
+    """The venue's account of our resting native trailing stop, read just before it may be
+    replaced (our ticks can miss a price the venue saw); None where the venue does not say."""
+
+    armed: bool | None = None
+    best: Decimal | None = None
+    callback_pct: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetParams:
     activation_pct: Decimal | None = None
     callback_pct: Decimal | None = None
     stop_loss_pct: Decimal | None = None
+    venue: VenueTrail | None = None  # filled in by the actor shell for a native trailing stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,4 +325,9 @@ class Record:
     data: dict = field(default_factory=dict)
 
 
-Command = Place | Cancel | Lookup | RetryLater | Report | Record
+@dataclass(frozen=True, slots=True)
+class ReadTrailing:
+    """Read the resting native trailing stop at the venue and come back with SetParams(venue=…)."""
+
+
+Command = Place | Cancel | Lookup | RetryLater | Report | Record | ReadTrailing

@@ -12,8 +12,10 @@ from hypothesis import example, given, settings, strategies as st
 
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, Leg, Params, Phase, Place, Placed, PositionState, Reconciled, Resting, SetParams, Tick,
+    Begin, Cancel, Leg, Params, Phase, Place, Placed, PositionState, ReadTrailing, Reconciled, Resting,
+    SetParams, Tick,
 )
+from core.position_types import VenueTrail as VenueView
 from core.types import MarketSpec, Side
 
 SPEC = MarketSpec("X/USDT:USDT", Decimal("0.001"), Decimal("0.1"), Decimal("0.1"), Decimal(5))
@@ -49,12 +51,23 @@ class VenueTrail:
         return self.best * (1 - cb) if self.closes_long else self.best * (1 + cb)
 
 
+def _read(s, venue: dict[str, VenueTrail]) -> VenueView | None:
+    o = venue.get(s.trailing_cid)
+    return VenueView(o.armed, o.best, o.callback_pct) if o is not None else None
+
+
 def _run(s, ev, venue: dict[str, VenueTrail], price: Decimal):
-    """Step, then execute every command against the model venue, feeding results back."""
+    """Step, then execute every command against the model venue, feeding results back, as the
+    actor shell does (which reads the venue's trailing order for a parameter change)."""
     queue = [ev]
     while queue:
-        s, cmds = step(s, queue.pop(0), SPEC)
+        ev = queue.pop(0)
+        if isinstance(ev, SetParams) and ev.venue is None:
+            ev = replace(ev, venue=_read(s, venue))
+        s, cmds = step(s, ev, SPEC)
         for c in cmds:
+            if isinstance(c, ReadTrailing):
+                queue.append(SetParams(venue=_read(s, venue)))
             if isinstance(c, Place):
                 i = c.intent
                 if i.leg is Leg.TRAILING:
