@@ -29,13 +29,15 @@ from sqlalchemy import select
 
 from core import trailing as tr
 from core.config import Config
-from core.position_types import Leg, guardian_cid
+from core.position_types import Leg, guardian_cid, is_guardian_cid, position_id_of
 from core.types import Side
-from exchange.gateway import OrderRequest, Rejected
+from exchange.gateway import OrderRequest, Rejected, VenuePosition
 from persistence.models import EventRow, OrderRow, PositionRow
 from service.venue_truth import Cover, assess
 
 HOLDING = ("open", "protected", "trailing")
+FLAT = "actor holds a position the venue does not"
+LOOSENED = "native trailing stop replaced by a looser one at the venue"
 
 # Request weight of one round and the venue's weight budget per minute, where the venue
 # accounts requests by weight: Binance USD-M positionRisk (5) + openOrders and openAlgoOrders
@@ -90,6 +92,8 @@ class Guardian:
         self._episodes: dict[tuple[str, str], int] = {}
         self._acting: dict[str, threading.Thread] = {}
         self._acted_at: dict[str, float] = {}
+        self._cancelling: set[str] = set()
+        self._trails: dict[str, tuple[str, Decimal | None]] = {}  # symbol → trailing cid, trigger
         self._pending_read: threading.Thread | None = None
         self._seq = int(time.time() * 10) % 10_000_000
         self._lock = threading.Lock()  # guards the view for readers (health); never held for I/O
@@ -153,6 +157,7 @@ class Guardian:
             overdue = [(sym, t_read - since) for sym, since in self._naked_since.items()
                        if t_read - since > self.gcfg.grace_s]
         self._compare(covers, owners)
+        self._tidy(got["orders"], covers)
         for sym, naked_s in overdue:
             self._overdue(sym, covers[sym], naked_s, owners.get(sym))
         return True
@@ -218,7 +223,7 @@ class Guardian:
                     seen.add((sym, "actor thinks unprotected, venue holds a stop"))
         for sym, h in owners.items():
             if h.phase in HOLDING and sym not in covers:
-                seen.add((sym, "actor holds a position the venue does not"))
+                seen.add((sym, FLAT))
         confirmed = []
         with self._lock:
             for key in list(self._episodes):
@@ -231,6 +236,31 @@ class Guardian:
                     confirmed.append(key)
         for sym, kind in confirmed:
             logger.warning("guardian: {}: {}", sym, kind)
+            h = owners.get(sym)
+            if kind == FLAT and h is not None and not h.retired:
+                # its replacement reconciles with the venue and records how the position ended
+                self.stats.restarts_requested += 1
+                self.svc.supervisor.child_failed(h, f"guardian: {kind}")
+        self._watch_trailing(covers)
+
+    def _watch_trailing(self, covers: dict[str, Cover]) -> None:
+        """A native trailing stop replaced by one that fires later (or is not armed while the
+        one it replaced was) has lost its ratchet: logged and counted."""
+        seen: dict[str, tuple[str, Decimal | None]] = {}
+        for sym, c in covers.items():
+            if c.trailing is None:
+                continue
+            now = c.trailing.trailing_trigger()
+            seen[sym] = (c.trailing.cid, now)
+            before = self._trails.get(sym)
+            if before is None or before[0] == c.trailing.cid or before[1] is None:
+                continue
+            long = c.qty > 0
+            if now is None or (now < before[1] if long else now > before[1]):
+                self.stats.disagreements[LOOSENED] += 1
+                logger.warning("guardian: {}: {} (trigger {} -> {})", sym, LOOSENED, before[1],
+                               now if now is not None else "unarmed")
+        self._trails = seen
 
     # ---- acting ---------------------------------------------------------------------------
 
@@ -309,6 +339,37 @@ class Guardian:
                 logger.error("guardian: could not record {} before sending it: {!r}", cid, e)
         req = OrderRequest(cid, sym, leg, cover.exit_side, qty, stop_price=level)
         self.gateway.place_order(req, timeout=self.cfg.deadlines.venue_call_s)
+
+    def _tidy(self, orders, covers: dict[str, Cover]) -> None:
+        """Take our emergency stops off once the position's own stop rests beside them (its
+        actor placed one without seeing ours), or once the position is gone."""
+        ours = [o for o in orders if is_guardian_cid(o.cid) and o.status == "open"]
+        if not ours:
+            return
+        by_symbol: dict[str, list] = {}
+        for o in orders:
+            by_symbol.setdefault(o.symbol, []).append(o)
+        for g in ours:
+            c = covers.get(g.symbol)
+            pid = position_id_of(g.cid)
+            own = c is not None and any(
+                o.cid != g.cid and not is_guardian_cid(o.cid) and position_id_of(o.cid) == pid
+                and o.leg is Leg.STOP and o.stop_price is not None
+                and assess([VenuePosition(g.symbol, c.qty, c.entry)], [o])[g.symbol].protected
+                for o in by_symbol[g.symbol])
+            if (c is None or own) and g.cid not in self._cancelling:
+                self._cancelling.add(g.cid)
+                threading.Thread(target=self._cancel, args=(g,), name=f"guardian-tidy {g.symbol}",
+                                 daemon=True).start()
+
+    def _cancel(self, o) -> None:
+        try:
+            self.gateway.cancel_order(o.symbol, o.cid, timeout=self.cfg.deadlines.venue_call_s)
+            logger.info("guardian: {}: emergency stop {} withdrawn; the position's own stop rests", o.symbol, o.cid)
+        except Exception as e:
+            logger.warning("guardian: could not withdraw {}: {!r}", o.cid, e)
+        finally:
+            self._cancelling.discard(o.cid)
 
     # ---- what health and reports read -----------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from core.config import HealthCfg
 from core.faults import FaultRule
 from core.position_types import Leg, is_guardian_cid
+from exchange.gateway import OrderRequest
 from persistence.models import PositionRow
 from service.health import HealthMonitor
 from service.invariants import check_invariants, settle
@@ -221,3 +223,64 @@ def test_guardian_ids_read_as_the_positions_stop_and_are_kept_until_ours_rests()
     (own,) = [c.intent for c in cmds if isinstance(c, Place)]
     s, cmds = step(s, Placed(own), spec)
     assert s.stop_cid == own.cid and Cancel(cid) in cmds
+
+
+def test_positions_stripped_of_their_stops_while_recovery_is_stuck_get_emergency_stops(start_service):
+    """Stops gone while the trader was down, and the restored actors stuck in their reconcile:
+    the guardian, running from before recovery, protects both within its grace."""
+    first = start_service(*GUARD, "deadlines.protect_s=60")
+    _open(first, "w", (SYM["ETH"], "long", .9), (SYM["SOL"], "short", .8))
+    rows = {sym: _row(first, sym) for sym in (SYM["ETH"], SYM["SOL"])}
+    first.shutdown()
+    from service.app import Service
+    from tests.helpers import make_config
+
+    svc = Service(make_config(Path(first.cfg.run_dir), *GUARD, "deadlines.protect_s=60"))
+    try:
+        for r in rows.values():
+            svc.gateway.engine.cancel(r.stop_cid)
+        svc.actor_faults.add(FaultRule("hang", op="recover", times=2))
+        starting = threading.Thread(target=svc.start, kwargs={"with_source": False}, daemon=True)
+        starting.start()
+        wait_for(lambda: svc.guardian.stats.emergency_stops == 2, timeout=15, what="two emergency stops")
+        for sym in rows:
+            assert any(is_guardian_cid(o.cid) for o in _stops(svc, sym)), sym
+        starting.join(30)
+        assert settle(svc)
+        for sym in rows:
+            after = _row(svc, sym)
+            assert after.phase == "trailing"
+            # its replacement read the venue before our stop went out: ours is withdrawn
+            wait_for(lambda: [o.cid for o in _stops(svc, sym)] == [after.stop_cid], timeout=5,
+                     what=f"{sym}: one stop, the position's own")
+        assert not check_invariants(svc)
+    finally:
+        svc.actor_faults.release()
+        svc.shutdown()
+
+
+def test_a_position_the_venue_no_longer_holds_is_restarted_and_recorded_closed(start_service):
+    """The venue closed it and no fill reached the actor: it must not stay 'open' in our books."""
+    svc = start_service(*GUARD, "deadlines.protect_s=60")
+    _open(svc, "w", (SYM["AVAX"], "long", .9))
+    row = _row(svc, SYM["AVAX"])
+    svc.gateway.engine.place(OrderRequest("manual-close", SYM["AVAX"], Leg.EXIT, "sell", row.qty))
+    wait_for(lambda: _row(svc, SYM["AVAX"]).phase in ("closed", "emergency_closed"), timeout=10,
+             what="AVAX recorded closed")
+    assert svc.guardian.stats.disagreements["actor holds a position the venue does not"] == 1
+    assert settle(svc) and not check_invariants(svc)
+
+
+def test_a_native_trailing_stop_replaced_looser_is_counted(start_service):
+    from tests.test_invariants_venue import _armed_then_pulled_back
+
+    svc = start_service(*GUARD, "deadlines.protect_s=60")
+    row = _armed_then_pulled_back(svc)
+    rounds = svc.guardian.stats.rounds
+    wait_for(lambda: svc.guardian.stats.rounds >= rounds + 2, what="the guardian seeing the armed order")
+    cid = row.trailing_cid.rsplit("-", 1)[0] + "-99"
+    svc.gateway.place_order(OrderRequest(cid, SYM["BTC"], Leg.TRAILING, "sell", row.qty, None,
+                                         row.activation_price, row.callback_pct), timeout=2)
+    svc.gateway.cancel_order(SYM["BTC"], row.trailing_cid, timeout=2)
+    wait_for(lambda: svc.guardian.stats.disagreements["native trailing stop replaced by a looser one at the venue"],
+             what="the looser replacement counted")
