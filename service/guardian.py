@@ -139,7 +139,7 @@ class Guardian:
             return False
         covers = assess(got["positions"], got["orders"])
         now = time.monotonic()
-        owners = self._owners()
+        owners = self.owners()
         with self._lock:
             self.covers = covers
             self.last_ok = now
@@ -199,7 +199,7 @@ class Guardian:
             raise errors[0]
         return results
 
-    def _owners(self) -> dict[str, Any]:
+    def owners(self) -> dict[str, Any]:
         """symbol → the live supervisor handle of the position holding it."""
         out = {}
         for k, h in list(self.svc.supervisor.children.items()):
@@ -381,7 +381,7 @@ class Guardian:
     def naked(self, now: float | None = None) -> list[Naked]:
         """Venue positions without a resting stop, longest first, with their owners' ids."""
         now = time.monotonic() if now is None else now
-        owners = self._owners()
+        owners = self.owners()
         with self._lock:
             items = list(self._naked_since.items())
         out = [Naked(sym, owners[sym].key if sym in owners else "", round(now - since, 3)) for sym, since in items]

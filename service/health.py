@@ -108,7 +108,7 @@ class HealthMonitor:
         """Positions as the venue holds them, keyed by symbol: a stop counts only if the venue
         rests it; trailing is a resting native trailing stop, or (emulated) a trailing actor."""
         covers = dict(guardian.covers)
-        owners = guardian._owners()
+        owners = guardian.owners()
         trailing = set()
         for sym, c in covers.items():
             h = owners.get(sym)

@@ -284,3 +284,14 @@ def test_a_native_trailing_stop_replaced_looser_is_counted(start_service):
     svc.gateway.cancel_order(SYM["BTC"], row.trailing_cid, timeout=2)
     wait_for(lambda: svc.guardian.stats.disagreements["native trailing stop replaced by a looser one at the venue"],
              what="the looser replacement counted")
+
+
+def test_the_interval_stays_inside_the_venue_weight_budget():
+    from core.config import load_config
+    from service.guardian import effective_interval
+
+    assert effective_interval(load_config(None, [])) == 2.0  # paper: no weight budget
+    binance = load_config(None, ["exchange.name=binanceusdm"])
+    # 85 weight a round, a quarter of 2,400 a minute: one round per 8.5 s at most
+    assert effective_interval(binance) == 8.5
+    assert effective_interval(load_config(None, ["exchange.name=binanceusdm", "guardian.interval_s=20"])) == 20
