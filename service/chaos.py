@@ -148,8 +148,10 @@ def chaos(args: Namespace) -> int:
         else:
             reached = svc.wait_for_waves(args.waves, timeout_s=max(0.0, end - time.monotonic()))
         intake.close()
-        # every wave taken completes before the storm is called off: none is left pending
-        drained = svc.wait_for_waves(intake.taken, timeout_s=max(svc.cfg.deadlines.wave_s, end - time.monotonic()))
+        # every wave taken completes before the storm is called off: none is left pending (the
+        # one opening and those in the inbox each have their deadline; past that it is a failure)
+        drain_s = svc.cfg.deadlines.wave_s * (svc.cfg.signals.inbox_size + 2)
+        drained = svc.wait_for_waves(intake.taken, timeout_s=drain_s)
         svc.pause(True)
         fired = svc.fault_counts()
         for plan in (svc.venue_faults, svc.db_faults, svc.actor_faults):
@@ -159,7 +161,7 @@ def chaos(args: Namespace) -> int:
         settled = settle(svc, timeout_s=30)
         svc.guardian.stop()
         violations = check_invariants(svc)
-        report = _report(svc, args, reached and drained, settled, violations, time.monotonic() - t0, fired,
+        report = _report(svc, args, (reached, drained), settled, violations, time.monotonic() - t0, fired,
                          intake.taken, soak)
     finally:
         svc.shutdown()
@@ -193,7 +195,7 @@ def _dist(xs: list[float]) -> dict:
             "p99": round(xs[min(len(xs) - 1, int(0.99 * len(xs)))], 3), "max": round(xs[-1], 3)}
 
 
-def _report(svc, args, done: bool, settled: bool, violations, seconds: float, fired: dict,
+def _report(svc, args, progress: tuple[bool, bool], settled: bool, violations, seconds: float, fired: dict,
             taken: int, soak: int | None) -> dict:
     sup = svc.supervisor
     by_inv = Counter(v.invariant for v in violations)
@@ -201,10 +203,12 @@ def _report(svc, args, done: bool, settled: bool, violations, seconds: float, fi
     guardian = svc.guardian.report()
     pending = summary["outcomes"].get("pending", 0)
     guarded = guardian["max_unprotected_s"] <= guardian["grace_s"]
+    reached, drained = progress
+    done = reached and drained
     return {
         "mix": args.mix, "waves_requested": None if soak else args.waves, "waves_taken": taken,
         "waves_completed": summary["waves_completed"], "positions_target": soak,
-        "completed_in_time": done, "settled": settled, "seconds": round(seconds, 2),
+        "completed_in_time": done, "drained": drained, "settled": settled, "seconds": round(seconds, 2),
         "signals": summary["signals"], "outcomes": summary["outcomes"], "pending": pending,
         "positions_opened": summary["positions_opened"], "ts_coverage": summary["ts_coverage"],
         "faults_fired": fired,
