@@ -155,7 +155,12 @@ def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
                 cmds.append(Cancel(old))
             if s.phase is Phase.OPEN:
                 s = replace(s, phase=Phase.PROTECTED)
-                s, more = _begin_trailing(s)
+                if s.params.trailing_mode == "native" and s.trailing_cid is not None:
+                    # re-protected after a restart: the trailing stop still rests, armed or not,
+                    # and a new one would start over from today's price (a looser trigger)
+                    s, more = _trailing_established(s)
+                else:
+                    s, more = _begin_trailing(s)
                 cmds += more
             return s, cmds
         case Leg.TRAILING:

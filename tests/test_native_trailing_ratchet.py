@@ -94,15 +94,16 @@ changes = st.one_of(
     st.decimals(min_value=Decimal("0.1"), max_value=Decimal(10), places=2).map(lambda v: ("cb", v)),
     st.decimals(min_value=Decimal(0), max_value=Decimal(5), places=2).map(lambda v: ("act", v)),
     st.just(("restart", None)),
+    st.just(("restart", "stop lost")),
 )
 
 
-def _restarted(s, venue: dict[str, VenueTrail], price: Decimal):
+def _restarted(s, venue: dict[str, VenueTrail], price: Decimal, stop_lost: bool = False):
     """What a replacement actor starts from: the row (whose trailing callback is the configured
-    one) reconciled with the venue's resting orders."""
+    one) reconciled with the venue's resting orders (without the stop-loss, if it was lost)."""
     s = replace(s, trailing=replace(s.trailing, callback_pct=s.params.callback_pct), epoch=s.epoch + 1)
-    resting = (Resting(s.stop_cid, Leg.STOP, s.stop_price),
-               *(Resting(cid, Leg.TRAILING, None, o.callback_pct) for cid, o in venue.items()))
+    stop = () if stop_lost else (Resting(s.stop_cid, Leg.STOP, s.stop_price),)
+    resting = (*stop, *(Resting(cid, Leg.TRAILING, None, o.callback_pct) for cid, o in venue.items()))
     return _run(s, Reconciled(s.qty, s.entry_price, resting, price), venue, price)
 
 
@@ -110,6 +111,8 @@ def _restarted(s, venue: dict[str, VenueTrail], price: Decimal):
 # a looser change kept the order, a restart reloaded the configured callback, a tighter one came
 @example(side=Side.LONG, ops=[("tick", Decimal("0.01")), ("cb", Decimal("0.52")), ("restart", None),
                               ("cb", Decimal("0.51"))])
+# armed, pulled back, then restarted without its stop-loss: re-protecting must keep the order
+@example(side=Side.SHORT, ops=[("tick", Decimal("-0.02")), ("tick", Decimal("0.004")), ("restart", "stop lost")])
 @given(side=st.sampled_from([Side.LONG, Side.SHORT]),
        ops=st.lists(st.one_of(moves, moves, changes), min_size=1, max_size=60))
 def test_the_venue_trigger_never_loosens(side, ops):
@@ -129,11 +132,13 @@ def test_the_venue_trigger_never_loosens(side, ops):
             prev = _effective(venue, side)  # the market moves the trigger; only our changes are checked
             s = _run(s, Tick(price, now), venue, price)
         elif kind == "restart":
-            s = _restarted(s, venue, price)
+            s = _restarted(s, venue, price, stop_lost=v is not None)
         elif kind == "cb":
             s = _run(s, SetParams(callback_pct=v), venue, price)
         else:
             s = _run(s, SetParams(activation_pct=v), venue, price)
+        if s.phase.final:
+            return  # re-protecting found the price through the stop: closed at market
         eff = _effective(venue, side)
         if prev is not None:
             assert eff is not None, f"an armed trailing stop was replaced by an unarmed one ({kind} {v})"
