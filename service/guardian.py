@@ -27,6 +27,7 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.config import Config
+from core.position_types import position_id_of
 from service.guardian_emergency import Emergency
 from service.venue_truth import Cover, assess
 
@@ -245,8 +246,9 @@ class Guardian:
             now = c.trailing.trailing_trigger()
             seen[sym] = (c.trailing.cid, now)
             before = self._trails.get(sym)
-            if before is None or before[0] == c.trailing.cid or before[1] is None:
-                continue
+            if (before is None or before[0] == c.trailing.cid or before[1] is None
+                    or position_id_of(before[0]) != position_id_of(c.trailing.cid)):
+                continue  # the same order, nothing armed before, or another position on the symbol
             long = c.qty > 0
             if now is None or (now < before[1] if long else now > before[1]):
                 self.stats.disagreements[LOOSENED] += 1

@@ -295,3 +295,25 @@ def test_the_interval_stays_inside_the_venue_weight_budget():
     # 85 weight a round, a quarter of 2,400 a minute: one round per 8.5 s at most
     assert effective_interval(binance) == 8.5
     assert effective_interval(load_config(None, ["exchange.name=binanceusdm", "guardian.interval_s=20"])) == 20
+
+
+def test_a_new_position_on_the_symbol_is_not_a_looser_trailing_stop():
+    """Pure: the trailing stops of two positions one after the other on a symbol are not one
+    order replaced by another; a replacement within one position is."""
+    from core.config import load_config
+    from exchange.gateway import OrderState
+    from service.guardian import LOOSENED, Guardian
+    from service.venue_truth import Cover
+
+    def cover(cid, activated, best):
+        o = OrderState(cid, "X/USDT:USDT", Leg.TRAILING, "open", side="sell", qty=Decimal(1),
+                       callback_pct=Decimal("0.5"), activated=activated, best=best)
+        return {"X/USDT:USDT": Cover("X/USDT:USDT", Decimal(1), Decimal(10), None, o)}
+
+    g = Guardian(None, load_config(None, []))
+    g._watch_trailing(cover("wt-aaa-t1-3", True, Decimal(11)))
+    g._watch_trailing(cover("wt-bbb-t1-3", False, None))  # closed, and another position opened
+    assert g.stats.disagreements[LOOSENED] == 0
+    g._watch_trailing(cover("wt-bbb-t1-3", True, Decimal(12)))
+    g._watch_trailing(cover("wt-bbb-t1-5", False, None))  # the same position, unarmed again
+    assert g.stats.disagreements[LOOSENED] == 1
