@@ -40,6 +40,7 @@ class ChildHandle:
         self.unprotected_since: float | None = None
         self.withdraw_stuck = False  # a close-position stop of ours will not cancel: health counts it
         self.phase = ""
+        self.trailing_mode = ""
         self.done = False
         self.retired = False  # replaced, escalated or finished: the watchdog ignores it
 
@@ -54,8 +55,11 @@ class ChildHandle:
             self.op_name, self.op_deadline = outer
 
     def note_protection(self, s: PositionState) -> None:
+        """The actor's account of its protection, given as soon as it knows (an entry fill is
+        exposure from that moment, before the write that records it)."""
         self.phase = s.phase.value
         self.withdraw_stuck = s.withdraw_failures >= WITHDRAW_ALARM_AFTER
+        self.trailing_mode = s.params.trailing_mode
         exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING) and s.stop_cid is None
         if not exposed:
             self.unprotected_since = None

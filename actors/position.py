@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from decimal import Decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pykka
@@ -29,8 +29,8 @@ from core.pnl import Realized
 from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, CancelOutcome, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
-    Placed, PlaceFailed, PositionState, Reconcile, Record, Reconciled, Report, Resting, RetryDue,
-    RetryLater, Tick, leg_of, position_id_of,
+    Placed, PlaceFailed, PositionState, ReadTrailing, Reconcile, Record, Reconciled, Report, Resting, RetryDue,
+    RetryLater, SetParams, Tick, VenueTrail, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 from exchange.gateway import (
@@ -157,6 +157,8 @@ class PositionActor(pykka.ThreadingActor):
                                    self.state.symbol, o.cid, o.status)
                     self._drive(self._reconcile())
             case Control(event=ev):
+                if isinstance(ev, SetParams) and ev.venue is None:
+                    ev = replace(ev, venue=self._read_trailing())
                 self._drive(ev)
             case OpenPosition():
                 self._inject("open")
@@ -205,10 +207,12 @@ class PositionActor(pykka.ThreadingActor):
             new, cmds = step(self.state, ev, self.spec) if ev is not None else (self.state, [])
             intents = [c.intent for c in cmds if isinstance(c, Place)]
             records = [c for c in cmds if isinstance(c, Record)]
+            # Exposure counts from the moment the venue's answer is known, not from the write
+            # that records it: a write that hangs must not hide a naked position.
+            self.handle.note_protection(new)
             if intents or records or fate or new.differs_materially(self.state):
                 self._persist(new, intents, [fate] if fate else [], records)
             self.state = new
-            self.handle.note_protection(new)
             for cmd in cmds:
                 self._execute(cmd, queue)
 
@@ -245,6 +249,8 @@ class PositionActor(pykka.ThreadingActor):
                 logger.error("{}: close-position stop {} still resting after {} failed cancels ({}); "
                              "the symbol stays held until it is gone", self.state.symbol, d["cid"],
                              d["failures"], d["reason"])
+            case ReadTrailing():
+                queue.append((SetParams(venue=self._read_trailing()), None))
             case Record():
                 pass
 
@@ -316,6 +322,20 @@ class PositionActor(pykka.ThreadingActor):
         if o.status == "filled" and o.avg_price is not None:
             return Filled(cid, o.avg_price), OrderFate(cid, "filled", o.avg_price, o.filled_qty, fee=o.fee)
         return CancelOutcome(cid, True), OrderFate(cid, o.status if o.status != "open" else "cancelled")
+
+    def _read_trailing(self) -> VenueTrail | None:
+        """The venue's state of our native trailing stop (armed? best?), which a replacement
+        must not fall behind; None when there is none or the venue could not answer."""
+        s = self.state
+        if s.trailing_cid is None or s.params.trailing_mode != "native":
+            return None
+        try:
+            o = self._venue("read trailing", self.ctx.gateway.fetch_order, s.symbol, s.trailing_cid, write=False)
+        except (Retryable, UnknownOutcome, Rejected) as e:
+            logger.warning("{}: could not read trailing stop {} ({}); it is kept as it is", s.symbol,
+                           s.trailing_cid, e)
+            return None
+        return VenueTrail(o.activated, o.best, o.callback_pct) if o.status == "open" else None
 
     def _run_lookup(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
         """Resolve an unknown outcome by client id; None when the venue could not answer yet."""
@@ -407,7 +427,7 @@ class PositionActor(pykka.ThreadingActor):
             if p.symbol == s.symbol and (p.qty > 0) == (s.side.sign > 0):  # the other side is not ours
                 venue_qty, venue_entry = abs(p.qty), p.entry_price
         # ours: our own client ids, and the stop an adopted position took over with its ids
-        resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price) for o in orders
+        resting = tuple(Resting(o.cid, leg_of(o.cid), o.stop_price, o.callback_pct) for o in orders
                         if (position_id_of(o.cid) == s.id or o.cid in s.protective_cids)
                         and leg_of(o.cid) is not None)
         gone = sorted(set(s.protective_cids) - set(fills) - {r.cid for r in resting})

@@ -290,6 +290,18 @@ class HealthCfg(_Section):
     latency_window: int = Field(default=500, ge=10)  # calls kept for the p50/p99 in status
 
 
+class GuardianCfg(_Section):
+    """The guardian: an independent watch over the venue's own view of our protection."""
+
+    enabled: bool = True
+    # One positions read and one open-orders read per round, issued together. On venues with
+    # a request-weight budget the interval is stretched to keep within `max_budget_share`.
+    interval_s: float = Field(default=2.0, gt=0)
+    grace_s: float = Field(default=10.0, ge=0)  # naked longer than this: critical, emergency stop
+    emergency_stop: bool = True  # false: report only, never place an order
+    max_budget_share: float = Field(default=0.25, gt=0, le=1)
+
+
 class RecoveryCfg(_Section):
     """What a start does with state left by a previous run (see service/recovery.py POLICY)."""
 
@@ -345,6 +357,7 @@ class Config(_Section):
     report: ReportCfg = ReportCfg()
     alerts: AlertsCfg = AlertsCfg()
     backtest: BacktestCfg = BacktestCfg()
+    guardian: GuardianCfg = GuardianCfg()
 
     @model_validator(mode="after")
     def _under_run_dir(self) -> "Config":

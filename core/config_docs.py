@@ -149,6 +149,11 @@ DESCRIPTIONS: dict[str, str] = {
     "alerts.urls_env": "environment variable with the apprise URLs (space or comma separated; never in a file)",
     "alerts.queue_size": "alerts waiting to be sent; more are dropped and counted",
     "backtest.fee_bps": "backtest commission per fill, basis points of its notional",
+    "guardian.enabled": "run the guardian: it reads the venue's positions and resting orders and judges protection from them",
+    "guardian.interval_s": "seconds between two guardian reads of the venue (one positions read + one open-orders read)",
+    "guardian.grace_s": "a venue position without a resting protective stop this long: health critical and an emergency stop",
+    "guardian.emergency_stop": "place an emergency reduce-only stop (or close at market) past grace_s; false: report only",
+    "guardian.max_budget_share": "largest share of the venue's request budget the guardian's reads may take",
 }
 
 

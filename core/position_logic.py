@@ -13,7 +13,7 @@ from core import entry_protocol as ep
 from core import trailing as tr
 from core.position_types import (
     Begin, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp, OrderIntent,
-    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, Reconciled, Record,
+    Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, ReadTrailing, Reconciled, Record, Resting,
     Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
 from core.types import MarketSpec
@@ -45,7 +45,7 @@ def _step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
         case RetryDue():
             if s.pending != ev.intent:
                 return s, []  # superseded while we waited
-            return _send(s, _renew(s, ev.intent))
+            return _resend(s, _renew(s, ev.intent))
         case Tick():
             return _tick(s, ev, spec)
         case Filled():
@@ -75,7 +75,22 @@ def _renew(s: PositionState, old: OrderIntent) -> OrderIntent:
 def _send(s: PositionState, intent: OrderIntent) -> Step:
     if intent.attempt > 1:
         s = replace(s, seq=s.seq + 1)
+    intent = replace(intent, price=s.last_price)
     return replace(s, pending=intent), [Place(intent)]
+
+
+def _resend(s: PositionState, intent: OrderIntent) -> Step:
+    """A retry: the price has moved since the first attempt, so a stop is judged again. One
+    no longer on the loss side is never sent: a replacement is dropped (the resting stop still
+    protects; the next tick computes a fresh level), a first stop becomes a market close."""
+    if intent.leg is Leg.STOP and s.last_price is not None and not tr.is_protective(
+            intent.stop_price, s.last_price, s.side):
+        s = replace(s, pending=None)
+        if s.stop_cid is not None:
+            return s, [Record("replacement_dropped", {"cid": intent.cid, "stop": str(intent.stop_price),
+                                                      "price": str(s.last_price)})]
+        return _protect(s, intent.stop_price)
+    return _send(s, intent)
 
 
 def _report(s: PositionState, outcome: Outcome, reason: str) -> tuple[PositionState, list[Command]]:
@@ -163,13 +178,19 @@ def _placed(s: PositionState, intent: OrderIntent, price: Decimal | None,
         case Leg.STOP:
             old = s.stop_cid
             s = replace(s, stop_cid=intent.cid, stop_price=intent.stop_price)
+            sent_at = intent.price if intent.price is not None else s.last_price
             cmds: list[Command] = [Record("stop_placed", {"cid": intent.cid, "stop": str(intent.stop_price),
-                                                          "price": str(s.last_price)})]
+                                                          "price": str(sent_at)})]
             if old:  # place-new-then-cancel-old: never a window without a resting stop
                 cmds.append(Cancel(old))
             if s.phase is Phase.OPEN:
                 s = replace(s, phase=Phase.PROTECTED)
-                s, more = _begin_trailing(s)
+                if s.params.trailing_mode == "native" and s.trailing_cid is not None:
+                    # re-protected after a restart: the trailing stop still rests, armed or not,
+                    # and a new one would start over from today's price (a looser trigger)
+                    s, more = _trailing_established(s)
+                else:
+                    s, more = _begin_trailing(s)
                 cmds += more
             return s, cmds
         case Leg.TRAILING:
@@ -224,6 +245,10 @@ def _refused(s: PositionState, intent: OrderIntent, reason: str) -> Step:
         case Leg.STOP if s.stop_cid is None:
             s, cmds = _close(s, f"protection failed: {reason}", emergency=True)
             return s, [rec, *cmds]
+        case Leg.STOP if s.phase is Phase.OPEN:  # our first stop refused; an adopted one rests
+            s = replace(s, phase=Phase.PROTECTED)
+            s, cmds = _begin_trailing(s)
+            return s, [rec, *cmds]
         case Leg.STOP:
             return s, [rec]  # a refused replacement: the old stop still rests
         case Leg.TRAILING:
@@ -249,6 +274,11 @@ def _tick(s: PositionState, ev: Tick, spec: MarketSpec) -> Step:
     t = s.trailing.on_price(ev.price, s.side, spec)
     if t is not s.trailing:
         s = replace(s, trailing=t)
+    if (s.params.trailing_mode == "native" and s.phase is Phase.TRAILING and s.pending is None
+            and t.activated and s.params.callback_pct < t.callback_pct
+            and ev.now - s.last_replace_at >= s.params.replace_min_interval_s):
+        probe = _retrail(s, spec)[1]  # would it pass by our view? then ask the venue's
+        return (replace(s, last_replace_at=ev.now), [ReadTrailing()]) if probe else (s, [])
     if (s.phase is not Phase.TRAILING or s.params.trailing_mode != "emulated" or t.level is None
             or s.pending is not None or not tr.is_tighter(t.level, s.stop_price, s.side)
             or ev.now - s.last_replace_at < s.params.replace_min_interval_s):
@@ -270,21 +300,21 @@ def _filled(s: PositionState, ev: Filled) -> Step:
 
 
 def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
-    p = s.params
-    p = replace(p, **{k: v for k, v in (("activation_pct", ev.activation_pct),
-                                        ("callback_pct", ev.callback_pct),
-                                        ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})
+    changes = {k: v for k, v in (("activation_pct", ev.activation_pct), ("callback_pct", ev.callback_pct),
+                                 ("stop_loss_pct", ev.stop_loss_pct)) if v is not None}
+    p = replace(s.params, **changes)
     s = replace(s, params=p)
-    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in
-                                                 (("activation_pct", ev.activation_pct),
-                                                  ("callback_pct", ev.callback_pct),
-                                                  ("stop_loss_pct", ev.stop_loss_pct)) if v is not None})]
-    if s.trailing is not None and s.entry_price is not None and not s.trailing.activated:
-        s = replace(s, trailing=replace(
-            s.trailing, callback_pct=p.callback_pct,
-            activation=tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)))
-    elif s.trailing is not None:
-        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct))
+    cmds: list[Command] = [Record("params_set", {k: str(v) for k, v in changes.items()})] if changes else []
+    native = p.trailing_mode == "native"
+    if s.trailing is not None and not native:
+        # emulated: the level is ours and ratchets (`Trailing.on_price` only ever tightens it)
+        act = s.trailing.activation if s.trailing.activated or s.entry_price is None else \
+            tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)
+        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct, activation=act))
+    elif s.trailing is not None and s.trailing_cid is None and not s.trailing.activated and s.entry_price:
+        # native, no trailing order yet: the one still to be placed takes the new parameters
+        s = replace(s, trailing=replace(s.trailing, callback_pct=p.callback_pct, activation=tr.activation_price(
+            s.entry_price, s.side, p.activation_pct, spec)))
     if s.phase is not Phase.TRAILING or s.pending is not None:
         return s, cmds
     if ev.stop_loss_pct is not None:
@@ -292,10 +322,66 @@ def _set_params(s: PositionState, ev: SetParams, spec: MarketSpec) -> Step:
         if tr.is_tighter(level, s.stop_price, s.side):
             s, more = _protect(s, level, emergency=False)
             return s, cmds + more
-    if p.trailing_mode == "native" and (ev.callback_pct or ev.activation_pct):
-        s, more = _begin_trailing(s)
+    if native and s.trailing_cid is not None and (ev.venue is not None or changes.keys() - {"stop_loss_pct"}):
+        if ev.venue is None:  # the shell could not read the venue's order: keep it
+            return s, cmds + [Record("trailing_kept", {"reason": "the venue's trailing order could not be read"})]
+        s, more = _retrail(_with_venue(s, ev.venue, spec), spec)
         return s, cmds + more
     return s, cmds
+
+
+def _with_venue(s: PositionState, v, spec: MarketSpec) -> PositionState:
+    """Our trailing state corrected by the venue's: armed if it is, its best if further on."""
+    t = s.trailing
+    if t is None:
+        return s
+    if v.callback_pct is not None:
+        t = replace(t, callback_pct=v.callback_pct)
+    if v.armed:
+        best = v.best if t.best is None or v.best is None else tr.better_price(t.best, v.best, s.side)
+        if best is not None:
+            level = tr.tighter(t.level, tr.trail_level(best, s.side, t.callback_pct, spec), s.side)
+            t = replace(t, activated=True, best=best, level=level)
+    return replace(s, trailing=t)
+
+
+def _trigger(best: Decimal, side, callback_pct: Decimal) -> Decimal:
+    """Where an armed native trailing stop fires: best × (1 ∓ callback%), as the venue computes it."""
+    return best * (1 - side.sign * callback_pct / 100)
+
+
+def _retrail(s: PositionState, spec: MarketSpec) -> Step:
+    """Re-place the venue's trailing stop with the current parameters, only where the new order
+    can never fire later than the resting one would (the ratchet survives a parameter change).
+
+    Unarmed, the resting order protects nothing yet: it is replaced by one with the new
+    activation and callback (armed at once if the price is already past that activation). Armed,
+    it is kept unless the new callback is tighter *and* a new order armed at today's price fires
+    no later than the old one from its best so far; a tighter callback that does not pass now
+    is tried again on later ticks (a new best makes it pass). A looser callback never replaces an
+    armed order, and a change of activation does not concern an armed one.
+    """
+    t, p, price = s.trailing, s.params, s.last_price
+    if t is None or price is None or s.entry_price is None or s.trailing_cid is None:
+        return s, []
+    if not t.activated:
+        act = tr.activation_price(s.entry_price, s.side, p.activation_pct, spec)
+        if act == t.activation and p.callback_pct == t.callback_pct:
+            return s, []  # the resting order is that order already
+        s = replace(s, trailing=tr.Trailing(act, p.callback_pct).on_price(price, s.side, spec))
+        activation: Decimal | None = act
+    else:
+        if p.callback_pct >= t.callback_pct or not tr.is_tighter(
+                _trigger(price, s.side, p.callback_pct), _trigger(t.best, s.side, t.callback_pct), s.side):
+            return s, []
+        level = tr.tighter(t.level, tr.trail_level(t.best, s.side, p.callback_pct, spec), s.side)
+        s = replace(s, trailing=replace(t, callback_pct=p.callback_pct, level=level))
+        activation = None  # armed at once, from today's price
+    s, intent = _intent(s, Leg.TRAILING, side=s.side.exit_order_side, qty=s.qty,
+                        activation=activation, callback_pct=p.callback_pct)
+    s, cmds = _send(s, intent)
+    return s, [Record("trailing_replaced", {"activation": str(activation), "callback_pct": str(p.callback_pct),
+                                            "price": str(price)}), *cmds]
 
 
 def _close(s: PositionState, reason: str, emergency: bool = False) -> Step:
@@ -321,6 +407,15 @@ def _closed(s: PositionState, price: Decimal | None, reason: str) -> Step:
                 stop_cid=None, trailing_cid=None, pending=None)
     s, cmds = _report(s, Outcome.EMERGENCY_CLOSED, s.close_reason or reason)
     return s, [*cancels, Record("closed", {"price": str(price), "reason": s.close_reason}), *cmds]
+
+
+def _tightest_stop(resting: tuple[Resting, ...], s: PositionState) -> Resting | None:
+    best = None
+    for o in resting:
+        if o.leg is Leg.STOP and o.stop_price is not None and (
+                best is None or tr.is_tighter(o.stop_price, best.stop_price, s.side)):
+            best = o
+    return best
 
 
 def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
@@ -351,22 +446,29 @@ def _reconcile(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
                     entry_price=s.entry_price or ev.entry_fill)
         s, cmds = _closed(s, ev.exit_fill or ev.price, s.close_reason or why)
         return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
+    best = _tightest_stop(ev.resting, s)
     if s.phase in (Phase.NEW, Phase.ENTERING):
-        # every resting order is cancelled below: a stop id held from before is no protection
+        # A stop id held from before is no protection unless it still rests; a stop resting now
+        # (the guardian's, or ours whose answer was lost) protects the position until our own
+        # rests: it is cancelled after, never before.
         s = replace(s, phase=Phase.ENTERING, stop_cid=None, stop_price=None)
+        if best is not None:
+            s = replace(s, stop_cid=best.cid, stop_price=best.stop_price)
         s, cmds = _entered(s, ev.entry_fill or ev.venue_entry or ev.price, ev.venue_qty, spec)
-        return s, [rec, *[Cancel(o.cid) for o in ev.resting], *cmds]
-    stops = [o for o in ev.resting if o.leg is Leg.STOP and o.stop_price is not None]
-    best = None
-    for o in stops:
-        if best is None or tr.is_tighter(o.stop_price, best.stop_price, s.side):
-            best = o
+        if best is not None and s.stop_cid != best.cid:  # closed at once instead: no stop kept
+            cmds.append(Cancel(best.cid))
+        return s, [rec, *[Cancel(o.cid) for o in ev.resting if o is not best], *cmds]
     trails = [o.cid for o in ev.resting if o.leg is Leg.TRAILING]
     trail = s.trailing_cid if s.trailing_cid in trails else (trails[-1] if trails else None)
     keep = {c for c in (best.cid if best else None, trail) if c}
     cmds: list[Command] = [rec, *[Cancel(o.cid) for o in ev.resting if o.cid not in keep]]
     s = replace(s, qty=ev.venue_qty, stop_cid=best.cid if best else None, trailing_cid=trail,
                 stop_price=tr.tighter(s.stop_price, best.stop_price, s.side) if best else s.stop_price)
+    venue_cb = next((o.callback_pct for o in ev.resting if o.cid == trail and o.callback_pct), None)
+    if venue_cb is not None and s.trailing is not None:
+        # the venue's order may run a callback other than the configured one (a looser change
+        # is not applied to a resting order): later changes are judged against the venue's
+        s = replace(s, trailing=replace(s.trailing, callback_pct=venue_cb))
     if s.phase is Phase.CLOSING:
         reason = s.close_reason or "close"
         s = replace(s, phase=Phase.TRAILING, close_reason=None)

@@ -99,6 +99,9 @@ class OrderIntent:
     attempt: int = 1
     close_position: bool = False  # a stop that closes whatever the symbol holds on its side
     attached_stop: Decimal | None = None  # an entry's stop-loss, created by the venue at its fill
+    # The market price this position knew when it sent the order (not sent to the venue): a
+    # stop is judged against the price it was sent at, not one seen after its answer came.
+    price: Decimal | None = None
 
     @property
     def reduce_only(self) -> bool:
@@ -171,18 +174,43 @@ def attached_cid(entry_cid: str) -> str:
     return "-".join([*parts[:2], Leg.STOP.value + parts[2][1:], *parts[3:]])
 
 
+# The guardian's own orders carry a tag of their own in place of the leg letter, so that they
+# never collide with an actor's ids and are still read as this position's stop (or close).
+GUARDIAN_TAGS = {"g": Leg.STOP, "q": Leg.EXIT}
+
+
+def guardian_cid(position_id: str, epoch: int, leg: Leg, n: int) -> str:
+    """Client id of an order the guardian places for a position (emergency stop or close)."""
+    tag = next(t for t, lg in GUARDIAN_TAGS.items() if lg is leg)
+    return f"wt-{position_id}-{tag}{epoch}-{n}"
+
+
+def _parts(cid: str) -> list[str] | None:
+    parts = cid.split("-")
+    return parts if len(parts) == 4 and parts[0] == "wt" and parts[2] else None
+
+
 def position_id_of(cid: str) -> str | None:
     """The position a client order id belongs to, or None for foreign orders."""
-    parts = cid.split("-")
-    return parts[1] if len(parts) == 4 and parts[0] == "wt" else None
+    parts = _parts(cid)
+    return parts[1] if parts else None
 
 
 def leg_of(cid: str) -> Leg | None:
-    parts = cid.split("-")
+    """The leg of one of our client ids; a guardian's emergency stop reads as a stop."""
+    parts = _parts(cid)
+    if parts is None:
+        return None
+    tag = parts[2][0]
     try:
-        return Leg(parts[2][0]) if len(parts) == 4 and parts[0] == "wt" else None
+        return GUARDIAN_TAGS.get(tag) or Leg(tag)
     except ValueError:
         return None
+
+
+def is_guardian_cid(cid: str) -> bool:
+    parts = _parts(cid)
+    return parts is not None and parts[2][0] in GUARDIAN_TAGS
 
 
 # ---- events (what happened) -------------------------------------------------------------
@@ -246,10 +274,21 @@ class CancelOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueTrail:
+    """The venue's account of our resting native trailing stop, read just before it may be
+    replaced (our ticks can miss a price the venue saw); None where the venue does not say."""
+
+    armed: bool | None = None
+    best: Decimal | None = None
+    callback_pct: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetParams:
     activation_pct: Decimal | None = None
     callback_pct: Decimal | None = None
     stop_loss_pct: Decimal | None = None
+    venue: VenueTrail | None = None  # filled in by the actor shell for a native trailing stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +303,7 @@ class Resting:
     cid: str
     leg: Leg
     stop_price: Decimal | None = None
+    callback_pct: Decimal | None = None  # a trailing stop's, where the venue reports it
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,4 +368,9 @@ class Record:
     data: dict = field(default_factory=dict)
 
 
-Command = Place | Cancel | Lookup | Reconcile | RetryLater | Report | Record
+@dataclass(frozen=True, slots=True)
+class ReadTrailing:
+    """Read the resting native trailing stop at the venue and come back with SetParams(venue=…)."""
+
+
+Command = Place | Cancel | Lookup | Reconcile | RetryLater | Report | Record | ReadTrailing

@@ -116,7 +116,23 @@ class OrderState:
     filled_qty: Decimal = Decimal(0)
     avg_price: Decimal | None = None
     stop_price: Decimal | None = None
+    # What the guardian and the invariant checker need to judge protection from the venue's
+    # own record; None where a venue does not say.
+    side: str | None = None  # "buy" | "sell"
+    qty: Decimal | None = None
+    reduce_only: bool | None = None
+    activation: Decimal | None = None  # a trailing stop's activation price
+    callback_pct: Decimal | None = None
+    activated: bool | None = None  # a trailing stop armed (it follows `best`)
+    best: Decimal | None = None
     fee: Decimal | None = None  # commission charged on the fill, in the quote asset; None: unknown
+
+    def trailing_trigger(self) -> Decimal | None:
+        """Where an armed trailing stop fires now: best × (1 ∓ callback%); None unarmed."""
+        if not self.activated or self.best is None or self.callback_pct is None:
+            return None
+        cb = self.callback_pct / 100
+        return self.best * (1 - cb) if self.side == "sell" else self.best * (1 + cb)
 
 
 @dataclass(frozen=True, slots=True)

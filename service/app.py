@@ -45,6 +45,7 @@ from service.alerts import Alerts, urls_from_env
 from service.limits import RiskGuard
 from service.money import Ledger
 from service.protection_gap import gap_stats, venue_gaps
+from service.guardian import Guardian
 from service.recovery import Recovery, RecoveryReport
 from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
@@ -142,6 +143,7 @@ class Service:
             on_final=lambda *_: None, on_decision=self._on_decision)
         self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                      on_escalate=self._on_escalate)
+        self.guardian = Guardian(self, cfg)
         self.health_notes: list[str] = []
         self.rejections = Rejections(burst=cfg.signals.reject_burst)
         self.paused = False  # operator pause; re-applied to a restarted coordinator
@@ -172,6 +174,7 @@ class Service:
         # their first message on; it resumes unfinished waves once recovery is done.
         self.supervisor.start_singleton("coordinator", self._start_coordinator,
                                         on_retired=self.coordinator_port.retire)
+        self.guardian.start()  # watching the venue through recovery, when stops are most at risk
         self.recover()
         self._recovered = True
         self._resume_waves()
@@ -352,6 +355,7 @@ class Service:
         self._shut_down = True
         deadline = time.monotonic() + self.cfg.deadlines.shutdown_s
         self.stopping.set()
+        self.guardian.stop()
         if self.source is not None:
             self.source.stop()
         ref = self.coordinator_port.ref

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(chaos)
     chaos.add_argument("--waves", type=int, default=20, metavar="N", help="waves to run (default 20)")
     chaos.add_argument("--mix", default="default", help="fault mix: default, calm, venue-down, hangs, crashy")
-    chaos.add_argument("--timeout", type=float, default=300, metavar="S", help="give up after S seconds")
+    chaos.add_argument("--positions", type=int, metavar="N",
+                       help="soak: run until N positions have opened (instead of --waves)")
+    chaos.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="give up after S seconds (default 300; a soak: 0.5 s per position, at least 300)")
     chaos.add_argument("--json", action="store_true", help="print the report as one JSON line")
     chaos.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
     from backtest.cli import add_parser as add_backtest

@@ -53,14 +53,16 @@ class HealthMonitor:
     def report(self, now: float | None = None) -> HealthReply:
         now = time.monotonic() if now is None else now
         sup = self.svc.supervisor
-        kids = [(k, h) for k, h in list(sup.children.items()) if k != "coordinator"]
-        holding = [(k, h) for k, h in kids if h.phase in HOLDING]
-        unprotected = [UnprotectedOut(id=k, symbol=h.symbol, seconds=round(now - since, 3))
-                       for k, h in holding if (since := h.unprotected_since) is not None]
+        guardian = getattr(self.svc, "guardian", None)
+        venue_view = guardian is not None and guardian.fresh(now)
+        if venue_view:
+            holding, trailing_keys, unprotected = self._venue_view(guardian, now)
+        else:  # no guardian, or it cannot read the venue: the actors' own account
+            holding, trailing_keys, unprotected = self._actors_view(sup, now)
         with self._lock:
-            live = {k for k, _ in holding}
-            for k, h in holding:
-                if h.phase == "trailing":
+            live = set(holding)
+            for k in holding:
+                if k in trailing_keys:
                     self._not_trailing_since.pop(k, None)
                 else:
                     self._not_trailing_since.setdefault(k, now)
@@ -73,11 +75,13 @@ class HealthMonitor:
             while self._restart_times and now - self._restart_times[0] > self.restart_window_s:
                 self._restart_times.popleft()
             recent = len(self._restart_times)
-        trailing = sum(1 for _, h in holding if h.phase == "trailing")
+        trailing = len(trailing_keys)
         counted = trailing + overdue
         effective = trailing / counted if counted else 1.0
         abandoned = sup.abandoned_alive()
         crit, degr = self._rules(unprotected, effective, recent, abandoned)
+        if guardian is not None:
+            self._guardian_rules(guardian, venue_view, unprotected, crit, degr)
         m = self.metrics
         db_n, db_err = m.db.error_ratio()
         return HealthReply(
@@ -92,6 +96,43 @@ class HealthMonitor:
             db_ok=not (db_n >= 3 and db_err == 1.0), paused=bool(getattr(self.svc, "paused", False)),
             recovering=self.svc.recovery_progress(), halted=getattr(self.svc, "halted", None),
             loss_limit_hit=bool((guard := getattr(self.svc, "guard", None)) and guard.status()["halted"]))
+
+    @staticmethod
+    def _actors_view(sup, now: float) -> tuple[list[str], set[str], list[UnprotectedOut]]:
+        kids = [(k, h) for k, h in list(sup.children.items()) if k != "coordinator"]
+        holding = [(k, h) for k, h in kids if h.phase in HOLDING]
+        unprotected = [UnprotectedOut(id=k, symbol=h.symbol, seconds=round(now - since, 3))
+                       for k, h in holding if (since := h.unprotected_since) is not None]
+        return [k for k, _ in holding], {k for k, h in holding if h.phase == "trailing"}, unprotected
+
+    @staticmethod
+    def _venue_view(guardian, now: float) -> tuple[list[str], set[str], list[UnprotectedOut]]:
+        """Positions as the venue holds them, keyed by symbol: a stop counts only if the venue
+        rests it; trailing is a resting native trailing stop, or (emulated) a trailing actor."""
+        covers = dict(guardian.covers)
+        owners = guardian.owners()
+        trailing = set()
+        for sym, c in covers.items():
+            h = owners.get(sym)
+            emulated = h is not None and h.phase == "trailing" and getattr(h, "trailing_mode", "") == "emulated"
+            if c.protected and (c.trailing is not None or emulated):
+                trailing.add(sym)
+        unprotected = [UnprotectedOut(id=n.position_id, symbol=n.symbol, seconds=n.seconds)
+                       for n in guardian.naked(now) if n.symbol in covers]
+        return list(covers), trailing, unprotected
+
+    def _guardian_rules(self, guardian, venue_view: bool, unprotected: list[UnprotectedOut],
+                        crit: list[str], degr: list[str]) -> None:
+        grace = guardian.gcfg.grace_s
+        over = [u for u in unprotected if u.seconds > grace] if venue_view else []
+        if over:
+            crit.append(f"{len(over)} position(s) without a resting stop at the venue for more than "
+                        f"guardian.grace_s={grace:g}s ({', '.join(u.symbol for u in over[:5])})")
+        g = guardian.stats
+        if g.failing_rounds:
+            degr.append(f"guardian: {g.failing_rounds} venue read(s) in a row failed ({g.last_error})")
+        elif not venue_view and guardian.last_ok is not None:
+            degr.append("guardian: its view of the venue is stale")
 
     def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
                abandoned: int) -> tuple[list[str], list[str]]:

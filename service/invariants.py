@@ -17,6 +17,7 @@ from core import trailing as tr
 from core.position_types import Phase, leg_of, position_id_of
 from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
+from service.venue_truth import assess
 
 OPEN = [p.value for p in Phase if not p.final]
 
@@ -86,6 +87,9 @@ def check_invariants(svc) -> list[Violation]:
             out.append(Violation(3, f"{p.symbol} stop {stop} sent on the wrong side of {price}"))
 
     open_rows = [p for p in positions if p.phase in OPEN]
+    # a native trailing stop runs the callback of the order resting at the venue (a change
+    # that would loosen it is not applied to that order)
+    venue_cb = {o.cid: o.callback_pct for o in venue_orders if o.callback_pct is not None}
     for p in positions:
         side = Side(p.side)
         # 2 activation
@@ -95,15 +99,21 @@ def check_invariants(svc) -> list[Violation]:
             if p.trailing_activated and p.best_price is not None:
                 reached = p.best_price >= p.activation_price if side is Side.LONG else p.best_price <= p.activation_price
                 spec = svc.markets[p.symbol]
-                expected = tr.trail_level(p.best_price, side, p.callback_pct, spec)
+                cb = venue_cb.get(p.trailing_cid, p.callback_pct) if p.trailing_mode == "native" else p.callback_pct
+                expected = tr.trail_level(p.best_price, side, cb, spec)
                 if not reached or tr.tighter(p.trail_level, expected, side) != p.trail_level:
                     out.append(Violation(2, f"{p.symbol} trailing level {p.trail_level} inconsistent with best {p.best_price}"))
 
     venue_cids = {o.cid for o in venue_orders}
+    covers = assess(venue_pos.values(), venue_orders)
     for p in open_rows:
-        # 4 always protected
-        if p.phase in ("protected", "trailing") and p.stop_cid not in venue_cids:
-            out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
+        # 4 always protected: our stop rests, and the venue's own orders protect the position
+        # (a reduce-only stop on the protective side for the whole quantity)
+        if p.phase in ("protected", "trailing"):
+            if p.stop_cid not in venue_cids:
+                out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
+            elif (c := covers.get(p.symbol)) is not None and not c.protected:
+                out.append(Violation(4, f"{p.symbol}: no resting order at the venue would close its {c.qty}"))
         # 9 DB and venue agree
         vp = venue_pos.get(p.symbol)
         if p.phase in ("open", "protected", "trailing"):
@@ -113,6 +123,8 @@ def check_invariants(svc) -> list[Violation]:
     for sym, vp in venue_pos.items():
         if sym not in held:
             out.append(Violation(9, f"venue holds {vp.qty} {sym} that no open position owns"))
+
+    out += _native_trailing_at_venue(svc, open_rows, {o.cid: o for o in venue_orders}, orders)
 
     # 6 exactly one outcome, and wave statistics are the sum of outcomes
     for s in signals:
@@ -153,4 +165,44 @@ def check_invariants(svc) -> list[Violation]:
     for sym, n in Counter(p.symbol for p in open_rows).items():
         if n > 1:
             out.append(Violation(10, f"{n} open positions for {sym}"))
+    return out
+
+
+def _native_trailing_at_venue(svc, open_rows, resting: dict, orders: dict) -> list[Violation]:
+    """1 and 2 for native trailing stops, from the venue's orders rather than our levels: the
+    order rests; armed in our books means armed at the venue; unarmed, it arms where we think;
+    and no replacement fires later than the order it replaced would have (the venue keeps a
+    cancelled order's last best, and an order's trigger only tightens afterwards, so a current
+    trigger looser than its predecessor's last one was looser when it was placed)."""
+    out: list[Violation] = []
+    t = svc.cfg.deadlines.venue_call_s
+    earlier: dict[str, list[str]] = defaultdict(list)
+    for o in sorted(orders.values(), key=lambda o: (o.created_ts, o.cid)):
+        if o.leg == "t" and o.status == "cancelled":
+            earlier[o.position_id].append(o.cid)
+    for p in open_rows:
+        if p.phase != "trailing" or p.trailing_mode != "native" or not p.trailing_cid:
+            continue
+        o = resting.get(p.trailing_cid)
+        if o is None:
+            out.append(Violation(2, f"{p.symbol}: native trailing stop {p.trailing_cid} is not resting at the venue"))
+            continue
+        if o.activated is False and p.trailing_activated:
+            out.append(Violation(2, f"{p.symbol}: trailing stop armed in our books, unarmed at the venue"))
+        if o.activated is False and o.activation is not None and p.activation_price is not None \
+                and o.activation != p.activation_price:
+            out.append(Violation(2, f"{p.symbol}: venue trailing stop arms at {o.activation}, ours at {p.activation_price}"))
+        now = o.trailing_trigger()
+        side = Side(p.side)
+        for cid in earlier.get(p.id, []):
+            try:
+                old = svc.gateway.fetch_order(p.symbol, cid, timeout=t)
+            except Exception:
+                continue  # the venue keeps no record of it: nothing to compare
+            was = old.trailing_trigger()
+            if was is None:
+                continue
+            if now is None or tr.is_tighter(was, now, side):
+                out.append(Violation(1, f"{p.symbol}: native trailing {cid} -> {o.cid} loosened at the venue "
+                                        f"(trigger {was} -> {now if now is not None else 'unarmed'})"))
     return out

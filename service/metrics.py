@@ -167,6 +167,22 @@ class ServiceCollector:
         for s in ("healthy", "degraded", "critical"):
             state.add_metric([s], 1.0 if h.status == s else 0.0)
         yield state
+        g = getattr(self.svc, "guardian", None)
+        if g is not None:
+            yield _counter("wavetrader_guardian_rounds", "Guardian rounds that read the venue", g.stats.rounds)
+            yield _counter("wavetrader_guardian_read_failures", "Guardian rounds whose venue reads failed",
+                           g.stats.read_failures)
+            dis = CounterMetricFamily("wavetrader_guardian_disagreements",
+                                      "Actors' view of protection contradicted by the venue (two rounds running)",
+                                      labels=["kind"])
+            for kind, n in sorted(g.stats.disagreements.items()):
+                dis.add_metric([kind], n)
+            yield dis
+            yield _counter("wavetrader_guardian_emergency_orders", "Emergency stops and closes the guardian placed",
+                           g.stats.emergency_stops + g.stats.emergency_closes)
+            yield _gauge("wavetrader_guardian_max_unprotected_seconds",
+                         "Longest a venue position was seen without a resting stop (this run)",
+                         g.stats.max_unprotected_s)
         yield _gauge("wavetrader_paused", "1 while the service takes no new waves", 1.0 if h.paused else 0.0)
         if (gaps := venue_gaps(self.svc.gateway)) is not None:
             yield gap_histogram(gaps)

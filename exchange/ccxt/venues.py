@@ -173,7 +173,8 @@ class Venue:
         avg = first_dec(info, *self.avg_keys) or dec(o.get("average"))
         stop = first_dec(info, *self.stop_keys) or dec(o.get("triggerPrice"))
         return OrderState(cid, o.get("symbol") or "", leg, self.status(o, filled), filled,
-                          avg if filled else None, stop, order_fee(o) if filled else None)
+                          avg if filled else None, stop, side=o.get("side"), qty=dec(o.get("amount")),
+                          reduce_only=o.get("reduceOnly"), fee=order_fee(o) if filled else None)
 
     def status(self, o: Order, filled: Decimal) -> str:
         return {"open": "open", "closed": "filled", "canceled": "cancelled", "rejected": "rejected",

@@ -60,7 +60,11 @@ class PaperOrder:
 
     def view(self) -> OrderState:
         return OrderState(self.cid, self.symbol, self.leg, self.status, self.filled_qty,
-                          self.avg_price, self.stop_price, self.fee)
+                          self.avg_price, self.stop_price, side=self.side, qty=self.qty,
+                          reduce_only=self.leg is not Leg.ENTRY, activation=self.activation,
+                          callback_pct=self.callback_pct,
+                          activated=self.activated if self.leg is Leg.TRAILING else None, best=self.best,
+                          fee=self.fee)
 
 
 @dataclass(slots=True)
