@@ -7,10 +7,11 @@ call runs under an operation deadline that the supervisor watches.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from decimal import Decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pykka
@@ -75,6 +76,9 @@ class PositionContext:
     # a position that traded has closed: P&L known (None if it could not be computed); must
     # not block (the service queues alerts and logs on its own threads)
     on_closed: Callable[[PositionState, Realized | None], None] = lambda _s, _p: None
+    # set once the database lease is lost: protect-only, no entry leaves the process any more,
+    # while stops, trailing stops and closes of positions already held still do
+    halted: threading.Event = field(default_factory=threading.Event)
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -214,8 +218,18 @@ class PositionActor(pykka.ThreadingActor):
 
     def _persist(self, s: PositionState, intents, fates, records) -> None:
         self._fence()
-        with self.handle.op("db_write", self.ctx.deadlines.operation_s):
-            pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        try:
+            with self.handle.op("db_write", self.ctx.deadlines.operation_s):
+                pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        except Fenced:
+            raise
+        except Exception as e:
+            if not self.ctx.halted.is_set():
+                raise
+            # The lease is gone (the database may be too): the venue is the record now, and the
+            # protective order that follows matters more than this row.
+            logger.error("{}: not recorded while halted ({!r}); acting on the venue anyway", s.symbol, e)
+            return
         if pnl is not None:
             self.realized = pnl
 
@@ -243,17 +257,19 @@ class PositionActor(pykka.ThreadingActor):
 
     # ---- venue calls --------------------------------------------------------------------
 
-    def _fence(self) -> None:
+    def _fence(self, entry: bool = False) -> None:
         if self.ctx.epochs.get(self.state.id) != self.state.epoch:
             raise Fenced(f"epoch {self.state.epoch} of {self.state.id} is stale")
+        if entry and self.ctx.halted.is_set():
+            raise Fenced(f"trading is halted: no entry for {self.state.id}")
 
-    def _venue(self, what: str, fn, *args, write: bool):
+    def _venue(self, what: str, fn, *args, write: bool, entry: bool = False):
         t = self.ctx.deadlines.venue_call_s
         if not write:
             with self.handle.op(what, self.ctx.deadlines.operation_s):
                 return fn(*args, timeout=t)
-        self._fence()
-        with self.handle.op(what, self.ctx.deadlines.operation_s), fence_scope(self._fence):
+        self._fence(entry)
+        with self.handle.op(what, self.ctx.deadlines.operation_s), fence_scope(lambda: self._fence(entry)):
             return fn(*args, timeout=t)
 
     def _place(self, i: OrderIntent) -> tuple[Event, OrderFate]:
@@ -261,7 +277,8 @@ class PositionActor(pykka.ThreadingActor):
         req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct,
                            close_position=i.close_position, attached_stop=i.attached_stop)
         try:
-            o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
+            o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True,
+                            entry=i.leg is Leg.ENTRY)
             self._fence_after(req, o)
         except (UnknownOutcome, Retryable) as e:
             if isinstance(e, Acknowledged):
