@@ -345,8 +345,11 @@ class PositionActor(pykka.ThreadingActor):
         if (why := nothing_filled(i.leg, o)) is not None:
             self.acked.pop(i.cid, None)
             return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, o.status, reason=why)
-        if o.status == "open" and i.leg in MARKET_LEGS and i.cid in self.acked:
-            return self._acked_miss(i)  # still working at the venue: its fill is not known yet
+        if o.status == "open" and i.leg in MARKET_LEGS:
+            # Still working at the venue (acknowledged or not): its fill is not known yet, and
+            # neither the intended size nor the last price may be booked for it.
+            self.acked.setdefault(i.cid, 0)
+            return self._acked_miss(i, still_open=True)
         self.acked.pop(i.cid, None)
         found = o.status in ("open", "filled") or o.filled_qty > 0
         self._log_leg(i, "{}: lookup of {} order {}: {}", self.state.symbol, i.leg.name.lower(), i.cid,
@@ -358,11 +361,13 @@ class PositionActor(pykka.ThreadingActor):
         ref = self.actor_ref
         self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
 
-    def _acked_miss(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
-        """An acknowledged market order the venue does not show as done (creation and history
-        can lag): what the venue holds decides. A held position means the entry filled (an
-        emptied one, that the exit did); otherwise look again with backoff, and only after
-        ACK_LOOKUPS misses with nothing held is it believed never to have happened."""
+    def _acked_miss(self, i: OrderIntent, still_open: bool = False) -> tuple[Event, OrderFate] | None:
+        """A market order the venue acknowledged or shows still working, but not as done
+        (creation and history can lag): what the venue holds decides. A held position means the
+        entry filled (an emptied one, that the exit did); otherwise look again with backoff, and
+        only after ACK_LOOKUPS misses with nothing held is it believed never to have happened.
+        An entry still working when we book or give it up is cancelled first, so nothing fills
+        behind our back; what the cancel says did fill is the position's size."""
         s = self.state
         try:
             held = [p for p in self._venue("positions", self.ctx.gateway.positions, write=False)
@@ -374,6 +379,8 @@ class PositionActor(pykka.ThreadingActor):
             qty = sum((abs(p.qty) for p in held), Decimal(0))
             if i.leg is Leg.ENTRY and qty > 0:
                 self.acked.pop(i.cid, None)
+                if still_open and (left := self._withdraw_entry(i)) is not None and left.filled_qty > 0:
+                    return self._entry_found(i, left)
                 entry = held[0].entry_price
                 return LookedUp(i, True, entry, qty), OrderFate(i.cid, "filled", entry, qty)
             if i.leg is Leg.EXIT and qty == 0:
@@ -387,8 +394,29 @@ class PositionActor(pykka.ThreadingActor):
             self._look_again(i, delay)
             return None
         self.acked.pop(i.cid, None)
-        why = f"acknowledged, yet after {n} lookups neither the order nor a position shows at the venue"
+        if i.leg is Leg.ENTRY and still_open and (left := self._withdraw_entry(i)) is not None \
+                and left.filled_qty > 0:
+            return self._entry_found(i, left)
+        why = (f"still working at the venue after {n} lookups with no position held; cancelled" if still_open
+               else f"acknowledged, yet after {n} lookups neither the order nor a position shows at the venue")
         return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, "not_found", reason=why)
+
+    def _withdraw_entry(self, i: OrderIntent) -> OrderState | None:
+        """Cancel what is left of an entry still working; the venue's answer (None: gone, or
+        unknown) says how much of it filled."""
+        s = self.state
+        try:
+            return self._venue("cancel entry", self.ctx.gateway.cancel_order, s.symbol, i.cid, write=True)
+        except OrderNotFound:
+            return None
+        except (Rejected, UnknownOutcome, Retryable) as e:
+            logger.warning("{}: entry {} still working; its cancel failed ({})", s.symbol, i.cid, e)
+            return None
+
+    @staticmethod
+    def _entry_found(i: OrderIntent, o: OrderState) -> tuple[Event, OrderFate]:
+        return (LookedUp(i, True, o.avg_price, o.filled_qty),
+                OrderFate(i.cid, "filled", o.avg_price, o.filled_qty, fee=o.fee))
 
     def _reconcile(self) -> Reconciled:
         """Resolve every intent of unknown fate, then read what the venue holds for us; if it
