@@ -381,7 +381,7 @@ class WaveCoordinator(pykka.ThreadingActor):
         the equity is unknown, or it would take the account past risk.max_exposure_usdt."""
         risk = self.cfg.risk
         rules = Sizing(risk.sizing, risk.position_notional_usdt, risk.equity_pct, risk.risk_pct,
-                       risk.max_position_usdt)
+                       risk.max_position_usdt, Decimal(self.cfg.exchange.leverage))
         equity = self.guard.equity() if self.guard is not None else None
         size = notional(rules, equity, self.defaults.stop_loss_pct)
         if isinstance(size, str):
