@@ -194,7 +194,8 @@ class PositionActor(pykka.ThreadingActor):
     def _log_exit(self, s: PositionState) -> None:
         """One line per exit, with its reason and money: the story an operator reads."""
         p = self.realized
-        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {p.fees:.4f}"
+        fees = f"{p.fees:.4f}" if p and p.fees_known else "unknown (the venue's replies carry none)"
+        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {fees}"
                  if p else "P&L unknown")
         level = "ERROR" if s.phase is Phase.EMERGENCY_CLOSED else "INFO"
         logger.log(level, "{} {} closed: {} at {} (entry {}); {}", s.symbol, s.side, s.close_reason,
