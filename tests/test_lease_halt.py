@@ -25,6 +25,16 @@ def _lose_lease(svc, tmp_path) -> None:
     wait_for(lambda: svc.halted, timeout=10, what="trading halted after the lock file was removed")
 
 
+def _held_back(start_service, leg: str):
+    """A service whose first BTC order of `leg` is held before it leaves the process."""
+    svc = start_service("database.lease_check_s=0.05")
+    svc.venue_faults.add(FaultRule("hang", op="place_order", leg=leg, symbols=[BTC], times=1))
+    svc.submit(wave("w1", (BTC, "long", 0.9)), "t")
+    wait_for(lambda: any(h.op_name == f"place {leg}" for h in svc.supervisor.children.values()),
+             what=f"the {leg} order held before it leaves")
+    return svc
+
+
 def test_a_stop_on_the_wire_when_the_lease_is_lost_stays_on_the_venue(start_service, tmp_path):
     svc = start_service("database.lease_check_s=0.05")
     svc.venue_faults.add(FaultRule("slow_reply", op="place_order", leg="stop", symbols=[BTC], times=1,
@@ -39,11 +49,7 @@ def test_a_stop_on_the_wire_when_the_lease_is_lost_stays_on_the_venue(start_serv
 
 
 def test_a_position_filled_but_not_yet_stopped_when_the_lease_is_lost_gets_its_stop(start_service, tmp_path):
-    svc = start_service("database.lease_check_s=0.05")
-    svc.venue_faults.add(FaultRule("hang", op="place_order", leg="stop", symbols=[BTC], times=1))
-    svc.submit(wave("w1", (BTC, "long", 0.9)), "t")
-    wait_for(lambda: any(h.op_name == "place stop" for h in svc.supervisor.children.values()),
-             what="the stop order held before it leaves")
+    svc = _held_back(start_service, "stop")
     assert [p.symbol for p in svc.gateway.engine.positions()] == [BTC] and not _resting_stops(svc)
     _lose_lease(svc, tmp_path)
     svc.venue_faults.release()
@@ -53,11 +59,7 @@ def test_a_position_filled_but_not_yet_stopped_when_the_lease_is_lost_gets_its_s
 
 
 def test_an_entry_held_back_when_the_lease_is_lost_never_reaches_the_venue(start_service, tmp_path):
-    svc = start_service("database.lease_check_s=0.05")
-    svc.venue_faults.add(FaultRule("hang", op="place_order", leg="entry", symbols=[BTC], times=1))
-    svc.submit(wave("w1", (BTC, "long", 0.9)), "t")
-    wait_for(lambda: any(h.op_name == "place entry" for h in svc.supervisor.children.values()),
-             what="the entry held before it leaves")
+    svc = _held_back(start_service, "entry")
     h = _child(svc)
     _lose_lease(svc, tmp_path)
     svc.venue_faults.release()
