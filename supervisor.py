@@ -111,11 +111,14 @@ class Supervisor:
         return handle
 
     def halt(self) -> None:
-        """Stop supervising and fence every position at once (the database lease was lost):
-        no restart, no escalation, no order of any of our actors reaches the venue again."""
+        """Stop supervising and go protect-only (the database lease was lost): no restart, no
+        escalation, no new position and no entry reaches the venue again. The positions we
+        hold keep their actors and epochs, so a stop on the wire stays placed and a position
+        between its entry fill and its stop still gets the stop: nobody else in this process
+        would protect it."""
         self._stop.set()
         self.halted = True
-        self.epochs.clear()
+        self.ctx.halted.set()
 
     def _spawn(self, state: PositionState) -> ChildHandle:
         if self.halted:

@@ -80,6 +80,13 @@ class WaveSummary:
     late: bool
 
 
+def settled_outcome(s: PositionState) -> Outcome:
+    """The outcome of a position that reported (or ended) before its outcome was stored, read
+    from its stored phase: an actor in a final phase never reports again."""
+    return {Phase.FAILED: Outcome.FAILED, Phase.EMERGENCY_CLOSED: Outcome.EMERGENCY_CLOSED}.get(
+        s.phase, Outcome.PROTECTED if s.reported else Outcome.EMERGENCY_CLOSED)
+
+
 class WaveCoordinator(pykka.ThreadingActor):
     use_daemon_thread = True
 
@@ -224,10 +231,8 @@ class WaveCoordinator(pykka.ThreadingActor):
         s = self.positions.load(position_id, self.defaults)
         if not (s.reported or s.phase.final):
             return s
-        outcome = {Phase.FAILED: Outcome.FAILED, Phase.EMERGENCY_CLOSED: Outcome.EMERGENCY_CLOSED}.get(
-            s.phase, Outcome.PROTECTED if s.reported else Outcome.EMERGENCY_CLOSED)
-        self.waves.set_outcome(signal_id, outcome, f"settled on restart from position phase {s.phase.value}",
-                               position_id)
+        self.waves.set_outcome(signal_id, settled_outcome(s), f"settled on restart from position phase "
+                               f"{s.phase.value}", position_id)
         return None
 
     def _progress(self, wave_id: str, deadline_s: float) -> WaveProgress:
@@ -381,7 +386,7 @@ class WaveCoordinator(pykka.ThreadingActor):
         the equity is unknown, or it would take the account past risk.max_exposure_usdt."""
         risk = self.cfg.risk
         rules = Sizing(risk.sizing, risk.position_notional_usdt, risk.equity_pct, risk.risk_pct,
-                       risk.max_position_usdt)
+                       risk.max_position_usdt, Decimal(self.cfg.exchange.leverage))
         equity = self.guard.equity() if self.guard is not None else None
         size = notional(rules, equity, self.defaults.stop_loss_pct)
         if isinstance(size, str):

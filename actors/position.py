@@ -7,10 +7,11 @@ call runs under an operation deadline that the supervisor watches.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from decimal import Decimal
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import pykka
@@ -75,6 +76,9 @@ class PositionContext:
     # a position that traded has closed: P&L known (None if it could not be computed); must
     # not block (the service queues alerts and logs on its own threads)
     on_closed: Callable[[PositionState, Realized | None], None] = lambda _s, _p: None
+    # set once the database lease is lost: protect-only, no entry leaves the process any more,
+    # while stops, trailing stops and closes of positions already held still do
+    halted: threading.Event = field(default_factory=threading.Event)
 
 
 class PositionActor(pykka.ThreadingActor):
@@ -192,7 +196,8 @@ class PositionActor(pykka.ThreadingActor):
     def _log_exit(self, s: PositionState) -> None:
         """One line per exit, with its reason and money: the story an operator reads."""
         p = self.realized
-        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {p.fees:.4f}"
+        fees = f"{p.fees:.4f}" if p and p.fees_known else "unknown (the venue's replies carry none)"
+        money = (f"P&L {p.net:+.4f} USDT ({p.pct:+.2f}%), gross {p.gross:+.4f}, fees {fees}"
                  if p else "P&L unknown")
         level = "ERROR" if s.phase is Phase.EMERGENCY_CLOSED else "INFO"
         logger.log(level, "{} {} closed: {} at {} (entry {}); {}", s.symbol, s.side, s.close_reason,
@@ -218,8 +223,18 @@ class PositionActor(pykka.ThreadingActor):
 
     def _persist(self, s: PositionState, intents, fates, records) -> None:
         self._fence()
-        with self.handle.op("db_write", self.ctx.deadlines.operation_s):
-            pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        try:
+            with self.handle.op("db_write", self.ctx.deadlines.operation_s):
+                pnl = self.ctx.store.commit_step(s, intents=intents, fates=fates, records=records)
+        except Fenced:
+            raise
+        except Exception as e:
+            if not self.ctx.halted.is_set():
+                raise
+            # The lease is gone (the database may be too): the venue is the record now, and the
+            # protective order that follows matters more than this row.
+            logger.error("{}: not recorded while halted ({!r}); acting on the venue anyway", s.symbol, e)
+            return
         if pnl is not None:
             self.realized = pnl
 
@@ -256,17 +271,19 @@ class PositionActor(pykka.ThreadingActor):
 
     # ---- venue calls --------------------------------------------------------------------
 
-    def _fence(self) -> None:
+    def _fence(self, entry: bool = False) -> None:
         if self.ctx.epochs.get(self.state.id) != self.state.epoch:
             raise Fenced(f"epoch {self.state.epoch} of {self.state.id} is stale")
+        if entry and self.ctx.halted.is_set():
+            raise Fenced(f"trading is halted: no entry for {self.state.id}")
 
-    def _venue(self, what: str, fn, *args, write: bool):
+    def _venue(self, what: str, fn, *args, write: bool, entry: bool = False):
         t = self.ctx.deadlines.venue_call_s
         if not write:
             with self.handle.op(what, self.ctx.deadlines.operation_s):
                 return fn(*args, timeout=t)
-        self._fence()
-        with self.handle.op(what, self.ctx.deadlines.operation_s), fence_scope(self._fence):
+        self._fence(entry)
+        with self.handle.op(what, self.ctx.deadlines.operation_s), fence_scope(lambda: self._fence(entry)):
             return fn(*args, timeout=t)
 
     def _place(self, i: OrderIntent) -> tuple[Event, OrderFate]:
@@ -274,7 +291,8 @@ class PositionActor(pykka.ThreadingActor):
         req = OrderRequest(i.cid, s.symbol, i.leg, i.side, i.qty, i.stop_price, i.activation, i.callback_pct,
                            close_position=i.close_position, attached_stop=i.attached_stop)
         try:
-            o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True)
+            o = self._venue(f"place {i.leg.name.lower()}", self.ctx.gateway.place_order, req, write=True,
+                            entry=i.leg is Leg.ENTRY)
             self._fence_after(req, o)
         except (UnknownOutcome, Retryable) as e:
             if isinstance(e, Acknowledged):
@@ -355,8 +373,11 @@ class PositionActor(pykka.ThreadingActor):
         if (why := nothing_filled(i.leg, o)) is not None:
             self.acked.pop(i.cid, None)
             return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, o.status, reason=why)
-        if o.status == "open" and i.leg in MARKET_LEGS and i.cid in self.acked:
-            return self._acked_miss(i)  # still working at the venue: its fill is not known yet
+        if o.status == "open" and i.leg in MARKET_LEGS:
+            # Still working at the venue (acknowledged or not): its fill is not known yet, and
+            # neither the intended size nor the last price may be booked for it.
+            self.acked.setdefault(i.cid, 0)
+            return self._acked_miss(i, still_open=True)
         self.acked.pop(i.cid, None)
         found = o.status in ("open", "filled") or o.filled_qty > 0
         self._log_leg(i, "{}: lookup of {} order {}: {}", self.state.symbol, i.leg.name.lower(), i.cid,
@@ -368,11 +389,13 @@ class PositionActor(pykka.ThreadingActor):
         ref = self.actor_ref
         self.ctx.scheduler.call_later(delay, lambda: ref.tell(LookupAgain(i)))
 
-    def _acked_miss(self, i: OrderIntent) -> tuple[Event, OrderFate] | None:
-        """An acknowledged market order the venue does not show as done (creation and history
-        can lag): what the venue holds decides. A held position means the entry filled (an
-        emptied one, that the exit did); otherwise look again with backoff, and only after
-        ACK_LOOKUPS misses with nothing held is it believed never to have happened."""
+    def _acked_miss(self, i: OrderIntent, still_open: bool = False) -> tuple[Event, OrderFate] | None:
+        """A market order the venue acknowledged or shows still working, but not as done
+        (creation and history can lag): what the venue holds decides. A held position means the
+        entry filled (an emptied one, that the exit did); otherwise look again with backoff, and
+        only after ACK_LOOKUPS misses with nothing held is it believed never to have happened.
+        An entry still working when we book or give it up is cancelled first, so nothing fills
+        behind our back; what the cancel says did fill is the position's size."""
         s = self.state
         try:
             held = [p for p in self._venue("positions", self.ctx.gateway.positions, write=False)
@@ -384,6 +407,8 @@ class PositionActor(pykka.ThreadingActor):
             qty = sum((abs(p.qty) for p in held), Decimal(0))
             if i.leg is Leg.ENTRY and qty > 0:
                 self.acked.pop(i.cid, None)
+                if still_open and (left := self._withdraw_entry(i)) is not None and left.filled_qty > 0:
+                    return self._entry_found(i, left)
                 entry = held[0].entry_price
                 return LookedUp(i, True, entry, qty), OrderFate(i.cid, "filled", entry, qty)
             if i.leg is Leg.EXIT and qty == 0:
@@ -397,8 +422,29 @@ class PositionActor(pykka.ThreadingActor):
             self._look_again(i, delay)
             return None
         self.acked.pop(i.cid, None)
-        why = f"acknowledged, yet after {n} lookups neither the order nor a position shows at the venue"
+        if i.leg is Leg.ENTRY and still_open and (left := self._withdraw_entry(i)) is not None \
+                and left.filled_qty > 0:
+            return self._entry_found(i, left)
+        why = (f"still working at the venue after {n} lookups with no position held; cancelled" if still_open
+               else f"acknowledged, yet after {n} lookups neither the order nor a position shows at the venue")
         return PlaceFailed(i, FailureKind.REJECTED, why), OrderFate(i.cid, "not_found", reason=why)
+
+    def _withdraw_entry(self, i: OrderIntent) -> OrderState | None:
+        """Cancel what is left of an entry still working; the venue's answer (None: gone, or
+        unknown) says how much of it filled."""
+        s = self.state
+        try:
+            return self._venue("cancel entry", self.ctx.gateway.cancel_order, s.symbol, i.cid, write=True)
+        except OrderNotFound:
+            return None
+        except (Rejected, UnknownOutcome, Retryable) as e:
+            logger.warning("{}: entry {} still working; its cancel failed ({})", s.symbol, i.cid, e)
+            return None
+
+    @staticmethod
+    def _entry_found(i: OrderIntent, o: OrderState) -> tuple[Event, OrderFate]:
+        return (LookedUp(i, True, o.avg_price, o.filled_qty),
+                OrderFate(i.cid, "filled", o.avg_price, o.filled_qty, fee=o.fee))
 
     def _reconcile(self) -> Reconciled:
         """Resolve every intent of unknown fate, then read what the venue holds for us; if it

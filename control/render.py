@@ -206,11 +206,13 @@ TRADE_COLUMNS = ["closed", "symbol", "side", "qty", "entry", "exit", "fees", "ne
 def trades(t: r.TradesReply, wide: bool = False) -> str:
     if not t.trades:
         return "no closed trades"
-    rows = [[_stamp(x.closed_ts), x.symbol, x.side, x.qty, x.entry, _v(x.exit), _fee(x.fees), _usdt(x.net),
+    rows = [[_stamp(x.closed_ts), x.symbol, x.side, x.qty, x.entry, _v(x.exit), _trade_fees(x.fees), _usdt(x.net),
              _pct(x.pct), _usdt(x.gross), _dur(x.duration_s), x.reason or "", x.wave_id, x.id] for x in t.trades]
     out = fit(rows, TRADE_COLUMNS, ["qty", "gross", "wave", "id", "reason"], wide)
+    unknown = sum(1 for x in t.trades if x.fees is None)
     return out + (f"\ntotal: {t.count} trades, {t.wins} won, net {_usdt(t.net)} USDT "
-                  f"(gross {_usdt(t.gross)}, fees {t.fees:.4f})")
+                  f"(gross {_usdt(t.gross)}, fees {t.fees:.4f}"
+                  f"{f'; {unknown} trades with fees unknown, net before them' if unknown else ''})")
 
 
 def trades_csv(t: r.TradesReply) -> str:
@@ -228,6 +230,10 @@ def trades_csv(t: r.TradesReply) -> str:
 
 def _fee(x) -> str:
     return "-" if x is None else f"{x:.4f}"
+
+
+def _trade_fees(x) -> str:
+    return "unknown" if x is None else f"{x:.4f}"  # a closed trade whose venue replies carried no fee
 
 
 def _blank(x) -> str:

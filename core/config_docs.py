@@ -53,7 +53,7 @@ DESCRIPTIONS: dict[str, str] = {
     "risk.position_notional_usdt": "size of each position in USDT with sizing = fixed",
     "risk.sizing": "fixed USDT, a % of equity, or the size whose stop-out loses risk_pct % of equity",
     "risk.equity_pct": "with sizing = equity_pct: each position's notional as a % of equity",
-    "risk.risk_pct": "with sizing = risk_pct: % of equity lost if the stop-loss is hit (fees aside)",
+    "risk.risk_pct": "with sizing = risk_pct: % of equity lost if the stop-loss is hit (fees aside); the size is capped at equity × `exchange.leverage`",
     "risk.max_position_usdt": "cap on one position's notional in USDT (0: none)",
     "risk.max_exposure_usdt": "cap on the notional of all open positions together in USDT (0: none)",
     "risk.balance_refresh_s": "how often the venue's equity is re-read for sizing by equity",

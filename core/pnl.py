@@ -16,15 +16,19 @@ class Realized:
     fees: Decimal  # every commission the position's fills paid
     net: Decimal  # gross - fees
     pct: Decimal  # net ÷ entry notional × 100
+    # False when a fill's venue reply carried no commission: `fees` then counts only the known
+    # ones, and net and pct are before the unknown fees
+    fees_known: bool = True
 
 
 def gross(side: Side, qty: Decimal, entry: Decimal, price: Decimal) -> Decimal:
     return (price - entry) * qty * side.sign
 
 
-def realized(side: Side, qty: Decimal, entry: Decimal, exit_: Decimal, fees: Decimal) -> Realized:
+def realized(side: Side, qty: Decimal, entry: Decimal, exit_: Decimal, fees: Decimal,
+             fees_known: bool = True) -> Realized:
     g = gross(side, qty, entry, exit_)
     net = g - fees
     notional = entry * qty
     pct = (net / notional * HUNDRED).quantize(PCT_QUANTUM) if notional else ZERO
-    return Realized(g, fees, net, pct)
+    return Realized(g, fees, net, pct, fees_known)

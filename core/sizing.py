@@ -1,5 +1,7 @@
 """How large a new position is: fixed USDT, a share of equity, or the size that loses a set
-share of equity if its stop-loss is hit; then the per-trade cap. Pure arithmetic."""
+share of equity if its stop-loss is hit; then the caps: an equity-based size never past what
+the equity can margin at the account's leverage (a tight stop would otherwise ask for many times
+the equity), and the per-trade cap. Pure arithmetic."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ class Sizing:
     equity_pct: Decimal
     risk_pct: Decimal
     max_position_usdt: Decimal  # per-trade cap; 0 = none
+    leverage: Decimal  # equity-based sizes are capped at equity × leverage
 
 
 def notional(s: Sizing, equity: Decimal | None, stop_loss_pct: Decimal) -> Decimal | str:
@@ -31,6 +34,8 @@ def notional(s: Sizing, equity: Decimal | None, stop_loss_pct: Decimal) -> Decim
         size = equity * s.equity_pct / HUNDRED
     else:  # risk_pct: a stop-out at stop_loss_pct loses risk_pct of equity (fees aside)
         size = equity * s.risk_pct / stop_loss_pct
+    if s.mode != "fixed":
+        size = min(size, equity * s.leverage)
     if s.max_position_usdt and size > s.max_position_usdt:
         size = s.max_position_usdt
     return size.quantize(CENT)

@@ -14,8 +14,10 @@ takes the lease before it reads or writes anything, whatever its run_dir:
   another role's sessions that every role may read.
 
 A held lease is checked every `interval_s`, each check bounded by a timeout: a dropped
-connection (the server restarted, the session was terminated) or a lock file that is no longer
-the one we locked means another process may own the database now, and `on_lost` is called once.
+connection (the server restarted, the session was terminated), a lock no longer held or a lock
+file that is no longer the one we locked means another process may own the database now, and
+`on_lost` is called once. A probe that only did not answer in time proves nothing (a busy
+server, a slow disk): it is tried again, and counts as lost only after UNSURE_TRIES in a row.
 """
 from __future__ import annotations
 
@@ -40,8 +42,15 @@ PG_KEY = (0x77617665, 0x6F776E72)
 APP_NAME_MAX = 63  # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes
 
 
+UNSURE_TRIES = 3  # unanswered probes in a row before the lease counts as lost
+
+
 class LeaseHeld(RuntimeError):
     """Another live process owns this database; the message names it."""
+
+
+class Unsure(str):
+    """A check that could not tell (its probe did not answer in time): tried again first."""
 
 
 def _iso(ts: float) -> str:
@@ -63,12 +72,18 @@ class Lease:
 
     def watch(self, on_lost: Callable[[str], None], interval_s: float, timeout_s: float) -> None:
         def run() -> None:
+            unsure = 0
             while not self._stop.wait(interval_s):
                 why = self.check(timeout_s)
-                if why is not None and not self._stop.is_set():
-                    self.lost = why
-                    on_lost(why)
-                    return
+                if why is None or self._stop.is_set():
+                    unsure = 0
+                    continue
+                if isinstance(why, Unsure) and (unsure := unsure + 1) < UNSURE_TRIES:
+                    logger.warning("database lease: {} (try {} of {}); checking again", why, unsure, UNSURE_TRIES)
+                    continue
+                self.lost = f"{why} ({unsure} times in a row)" if isinstance(why, Unsure) else why
+                on_lost(self.lost)
+                return
         self._thread = threading.Thread(target=run, name="lease-check", daemon=True)
         self._thread.start()
 
@@ -120,7 +135,7 @@ class PgLease(Lease):
         t.start()
         t.join(timeout_s)
         if not result:
-            return f"the lease connection did not answer within {timeout_s:g}s"
+            return Unsure(f"the lease connection did not answer within {timeout_s:g}s")
         return result[0]
 
     def release(self) -> None:

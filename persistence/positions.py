@@ -42,8 +42,8 @@ _UPDATE_ORDER = (
     .values({c: bindparam(c) for c in ("status", "avg_price", "filled_qty", "reason", "updated_ts")}
             | {"fee": func.coalesce(bindparam("fee", type_=DecimalText()), OrderRow.fee)})  # a later cancel keeps the fill's fee
 )
-_POSITION_FEES = select(OrderRow.fee).where(OrderRow.position_id == bindparam("_id"),
-                                            OrderRow.fee.is_not(None))
+# every fill's fee; a fill whose venue reply carried none (NULL) makes the position's fees unknown
+_POSITION_FEES = select(OrderRow.fee, OrderRow.filled_qty).where(OrderRow.position_id == bindparam("_id"))
 _UPDATE_PNL = (
     update(PositionRow).where(PositionRow.id == bindparam("_id"), PositionRow.epoch == bindparam("_epoch"))
     .values({c: bindparam(c) for c in ("gross_pnl", "fees", "net_pnl", "pnl_pct")})
@@ -168,15 +168,18 @@ class PositionStore:
             if s.phase.final and s.qty and s.entry_price is not None and s.exit_price is not None:
                 # the fees of every fill so far, this step's included (each fill's fee is
                 # written once, with the step that learned of it)
-                fees = sum(conn.execute(_POSITION_FEES, {"_id": s.id}).scalars(), Decimal(0))
-                pnl = realized(s.side, s.qty, s.entry_price, s.exit_price, fees)
-                values = dict(_id=s.id, _epoch=s.epoch, gross_pnl=pnl.gross, fees=pnl.fees,
-                              net_pnl=pnl.net, pnl_pct=pnl.pct)
+                fills = [fee for fee, qty in conn.execute(_POSITION_FEES, {"_id": s.id}) if qty]
+                fees = sum((f for f in fills if f is not None), Decimal(0))
+                pnl = realized(s.side, s.qty, s.entry_price, s.exit_price, fees,
+                               fees_known=None not in fills)
+                values = dict(_id=s.id, _epoch=s.epoch, gross_pnl=pnl.gross,
+                              fees=pnl.fees if pnl.fees_known else None, net_pnl=pnl.net, pnl_pct=pnl.pct)
                 if conn.execute(_FIRST_PNL, values).rowcount == 1:  # the close itself: into the event log
                     conn.execute(_INSERT_EVENT, [dict(
                         ts=now, kind="realized", position_id=s.id, wave_id=s.wave_id, epoch=s.epoch,
                         data={"symbol": s.symbol, "reason": s.close_reason, "net": str(pnl.net),
-                              "fees": str(pnl.fees), "gross": str(pnl.gross), "pct": str(pnl.pct)})])
+                              "fees": str(pnl.fees) if pnl.fees_known else "unknown", "gross": str(pnl.gross),
+                              "pct": str(pnl.pct)})])
                 else:
                     conn.execute(_UPDATE_PNL, values)
             if records:

@@ -334,6 +334,9 @@ class Service:
         while not self.stopping.is_set():
             if n is not None and len(self.stats.waves) >= n:
                 return True
+            if self.halted:  # no wave can start or complete any more
+                logger.critical("stopping the run: {}", self.halted)
+                return False
             if n is not None and self.coordinator_down:  # no wave can complete any more
                 logger.critical("stopping the run: coordinator down: {}", self.coordinator_down)
                 return False
@@ -402,11 +405,11 @@ class Service:
         self.stats.decision_s_total += seconds
 
     def _lease_lost(self, why: str) -> None:
-        """Another process may own the database now: stop trading for good. No order leaves
-        this process any more (every position is fenced, nothing new starts); resting stops
-        stay on the venue, where the new owner's recovery finds them."""
+        """Another process may own the database now: stop trading for good. No entry leaves
+        this process any more and nothing new starts; positions already held keep (or still
+        get) their protective stops, which the new owner's recovery finds on the venue."""
         self.halted = f"database lease lost ({why}); trading halted"
-        logger.critical("{}: no new orders from this process; resting stops stay on the venue. "
+        logger.critical("{}: no new entries from this process; held positions keep their stops. "
                         "Stop it and start again once the database is reachable", self.halted)
         self.supervisor.halt()
         if self.source is not None:

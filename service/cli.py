@@ -17,6 +17,7 @@ from service.logs import setup_logging
 
 
 DB_FAILED = 5  # exit code: the database cannot be used (read-only, full, unreachable)
+HALTED = 6  # exit code: the database lease was lost during the run and trading halted
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -261,6 +262,9 @@ def _run(cfg: Config, args) -> int:
         print(json.dumps(summary, sort_keys=True), flush=True)
     if interrupted.is_set():
         return 130
+    if svc.halted:
+        print(f"bin/trader: {svc.halted}; held positions kept their stops", file=sys.stderr)
+        return HALTED
     return 0 if args.waves is None or summary["waves_completed"] >= args.waves else 1
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from loguru import logger
 
+from actors.coordinator import settled_outcome
 from actors.messages import PositionOutcome
 from core.position_types import Outcome
 from persistence import coordinator_epoch
@@ -31,8 +32,12 @@ class WavesWithoutCoordinator:
             if row.position_id is None:
                 self.waves.set_outcome(row.id, Outcome.SKIPPED, f"not opened: coordinator down: {self.reason}")
             elif row.position_id not in self.supervisor.children:
-                epoch = self.supervisor.store.load(row.position_id, self.supervisor.defaults).epoch
-                self.supervisor.adopt(row.position_id, epoch)  # reconciled, then it reports
+                s = self.supervisor.store.load(row.position_id, self.supervisor.defaults)
+                if s.reported or s.phase.final:  # it reported, its outcome was lost: never again
+                    self.waves.set_outcome(row.id, settled_outcome(s), f"settled from position phase "
+                                           f"{s.phase.value}: coordinator down: {self.reason}", row.position_id)
+                if not s.phase.final:
+                    self.supervisor.adopt(row.position_id, s.epoch)  # reconciled, then protected
         self._complete_settled()
 
     def tell(self, msg: Any) -> None:

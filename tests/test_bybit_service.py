@@ -58,6 +58,34 @@ def test_a_partly_filled_market_entry_is_protected_for_what_filled(start_service
     assert [Decimal(p["qty"]) for p in stops] == [Decimal("0.002")]
 
 
+def _working_entry(start_service, venue, filled: str):
+    """The entry's answer is lost (a plain timeout) while the venue still works the order."""
+    venue.inject("POST /v5/order/create", delay_s=3, after=True, working=True, fill_qty=Decimal(filled))
+    svc = start_service(*bybit_overrides(venue, "risk.max_positions_per_wave=1", "deadlines.venue_call_s=1",
+                                         "risk.position_notional_usdt=200"))
+    _one_wave(svc, "BTC")
+    (entry,) = [r for r in venue.orders.values() if r.leg.value == "e"]
+    assert entry.status == "cancelled", "an entry still working was left to fill behind our back"
+    return svc
+
+
+def test_an_entry_still_working_after_a_timeout_is_cancelled_and_kept_for_what_filled(start_service, venue, keys):
+    svc = _working_entry(start_service, venue, "0.002")  # of 0.003: PartiallyFilled
+    positions, _ = _rows(svc)
+    assert svc.stats.waves[0].outcomes == {"protected": 1}
+    assert positions[BTC].qty == Decimal("0.002") == venue.engine.positions()[0].qty
+    stops = [p for p in venue.calls("POST /v5/order/create") if p.get("triggerPrice")]
+    assert [Decimal(p["qty"]) for p in stops] == [Decimal("0.002")]
+
+
+def test_an_entry_still_new_after_a_timeout_is_cancelled_not_booked_at_full_size(start_service, venue, keys):
+    svc = _working_entry(start_service, venue, "0")  # New: nothing filled
+    positions, _ = _rows(svc)
+    assert svc.stats.waves[0].outcomes == {"failed": 1}
+    assert venue.engine.positions() == [] and positions[BTC].phase == "failed"
+    assert not [p for p in venue.calls("POST /v5/order/create") if p.get("triggerPrice")]
+
+
 # ---- the whole service on Bybit ----------------------------------------------------------
 
 

@@ -213,3 +213,26 @@ def test_a_wave_in_flight_when_the_coordinator_is_escalated_still_gets_every_out
     stale = [t for k, _e, t in svc.supervisor.abandoned if k == "coordinator"]
     wait_for(lambda: not any(t.is_alive() for t in stale), timeout=10, what="the stale coordinator to finish")
     assert _venue_symbols(svc) == {SYM["BTC"], SYM["ETH"]} and len(_positions(svc)) == 2
+
+
+def test_a_closed_position_whose_outcome_was_lost_is_settled_when_the_coordinator_is_down(start_service):
+    """Its actor ended in a final phase and will never report again: the wave is completed from
+    the stored phase, not left open behind a re-adopted actor that does nothing."""
+    from sqlalchemy import update
+
+    from service.waves_without_coordinator import WavesWithoutCoordinator
+    svc = start_service(*FAST, "risk.max_positions_per_wave=1")
+    svc.venue_faults.add(FaultRule("invalid", op="place_order", leg="entry", symbols=[SYM["BTC"]]))
+    svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
+    wait_for(lambda: svc.stats.waves, what="the wave")
+    (sig,) = _signals(svc, "w").values()
+    assert sig.outcome == "failed" and sig.position_id
+    wait_for(lambda: sig.position_id not in svc.supervisor.children, what="the finished actor gone")
+    with svc.db.tx("db_write") as tx:  # the outcome was lost before it was stored
+        tx.execute(update(SignalRow).where(SignalRow.id == sig.id).values(outcome=None, reason=None))
+        tx.execute(update(WaveRow).where(WaveRow.id == "w").values(status="open", completed_ts=None))
+    WavesWithoutCoordinator(svc.waves, svc.supervisor, "test").settle()
+    (after,) = _signals(svc, "w").values()
+    assert after.outcome == "failed" and "settled from position phase failed" in after.reason
+    with svc.db.tx("db_read") as tx:
+        assert tx.get(WaveRow, "w").status == "complete"

@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TRADER = str(ROOT / "bin" / "trader")
 
 
-def start(run_dir: Path, db_url: str | None, *more: str) -> subprocess.Popen:
+def start(run_dir: Path, db_url: str | None, *more: str, args: tuple[str, ...] = ()) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     sets = [f"run_dir='{run_dir}'", "control.metrics_port=-1", "paper.tick_interval_ms=0",
             "signals.demo_interval_s=3600", "signals.demo_wave_size=2", "log.status_interval_s=0", *more]
     if db_url is not None:
         sets.append(f"database.url='{db_url}'")
     out = open(run_dir / "run.out", "w")
-    return subprocess.Popen([TRADER, "run", *(a for s in sets for a in ("--set", s))], cwd=ROOT,
+    return subprocess.Popen([TRADER, "run", *args, *(a for s in sets for a in ("--set", s))], cwd=ROOT,
                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -141,10 +141,25 @@ def test_losing_the_postgresql_lease_halts_trading(start_service, pg_cluster):
     wait_for(lambda: svc.halted, timeout=10, what="trading halted after the lease was lost")
     health = svc_health(svc)
     assert any("lease lost" in r for r in health), health
-    assert svc.supervisor.epochs == {}  # every actor fenced: its next venue write is refused
+    assert svc.supervisor.halted and svc.ctx.halted.is_set()  # protect-only: no entry leaves
     svc.submit(wave("w2", (SYM["ETH"], "long", 0.9)), "t")
     assert {o.cid for o in svc.gateway.engine.open_orders()} == resting  # stops stay, nothing new
     assert [p.symbol for p in svc.gateway.engine.positions()] == [SYM["BTC"]]
+
+
+def test_a_run_whose_lease_is_lost_exits_6_saying_so(tmp_path):
+    """`run --waves N` cannot complete its waves once halted: it ends, non-zero, and says why."""
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, None, "database.lease_check_s=0.1", args=("--waves", "3"))
+    try:
+        wait_started(proc, run_dir)
+        (run_dir / "wave-trader.db.owner").unlink()
+        rc = proc.wait(timeout=60)
+    finally:
+        stop(proc)
+    said = (run_dir / "run.out").read_text()
+    assert rc == 6, said
+    assert "database lease lost" in said and "removed or replaced" in said, said
 
 
 def svc_health(svc) -> list[str]:

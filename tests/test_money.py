@@ -13,6 +13,7 @@ from exchange.paper.universe import paper_markets, start_prices
 from persistence.models import OrderRow, PositionRow
 from persistence.trades import closed_trades, totals
 from service.view import status_line
+from tests.ccxt_helpers import binance_venue  # noqa: F401 (fixture)
 from tests.helpers import SYM, wait_for, wave
 from tests.webhook import Receiver
 
@@ -131,3 +132,28 @@ def test_ccxt_order_fees_are_read_from_fees_or_fee():
     assert order_fee({"fee": {"cost": "0.1", "currency": "USDT"}, "fees": []}) == Decimal("0.1")
     assert order_fee({"fee": None, "fees": []}) is None  # Binance order replies carry none: unknown, not 0
     assert order_fee({"fees": [{"cost": "0.001", "currency": "BNB"}]}) is None  # not in the quote asset
+
+
+def test_a_close_on_a_venue_whose_replies_carry_no_fee_has_fees_unknown_not_zero(start_service, venue):
+    """Binance order and algo replies carry no commission: the trade's fees are unknown (NULL),
+    shown so, never a silent 0 that makes net equal gross."""
+    from control.protocol import TradesArgs
+    from control.queries import trades_reply
+    from control.render import trades
+    from tests.ccxt_helpers import binance_overrides
+
+    svc = start_service(*binance_overrides(venue.url, "risk.max_positions_per_wave=1"))
+    svc.submit(wave("w1", (SYM["BTC"], "long", 0.9)), "test")
+    wait_for(lambda: svc.stats.waves, 20, "the wave")
+    with svc.db.tx("db_read") as tx:
+        (pos,) = tx.scalars(select(PositionRow)).all()
+    venue.set_price(SYM["BTC"], pos.stop_price - Decimal("50"))
+
+    def closed():
+        with svc.db.tx("db_read") as tx:
+            row = tx.get(PositionRow, pos.id)
+            return row if row.net_pnl is not None else None
+    row = wait_for(closed, 10, "the stop-out's P&L")
+    assert row.gross_pnl < 0 and row.fees is None
+    out = trades(trades_reply(svc.db, TradesArgs(), None), wide=True)
+    assert "unknown" in out.splitlines()[2] and "1 trades with fees unknown" in out, out

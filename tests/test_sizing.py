@@ -15,8 +15,8 @@ from tests.helpers import SYM, wait_for, wave
 D = Decimal
 
 
-def rules(mode, cap=D(0)) -> Sizing:
-    return Sizing(mode, D(200), D(2), D("0.5"), cap)
+def rules(mode, cap=D(0), leverage=D(5)) -> Sizing:
+    return Sizing(mode, D(200), D(2), D("0.5"), cap, leverage)
 
 
 def test_the_three_modes():
@@ -33,6 +33,19 @@ def test_risk_pct_loses_the_risk_share_at_the_stop(equity, stop):
     size = notional(rules("risk_pct"), equity, stop)
     loss_at_stop = size * stop / 100
     assert abs(loss_at_stop - equity * D("0.005")) <= stop / 100  # within the cent rounding of the size
+
+
+@given(equity=st.decimals(min_value=1, max_value=10**7, places=2),
+       stop=st.decimals(min_value=D("0.01"), max_value=D(49), places=2),
+       leverage=st.integers(min_value=1, max_value=125))
+def test_an_equity_based_size_never_exceeds_equity_times_leverage(equity, stop, leverage):
+    for mode in ("risk_pct", "equity_pct"):
+        assert notional(rules(mode, leverage=D(leverage)), equity, stop) <= (equity * leverage).quantize(D("0.01"))
+
+
+def test_a_tight_stop_is_sized_at_the_leverage_cap_not_ten_times_equity():
+    # risk 0.5 % at a 0.05 % stop would be 10× equity; at leverage 5 the equity margins 5×
+    assert notional(rules("risk_pct", leverage=D(5)), D(10000), D("0.05")) == D(50000)
 
 
 def _rows(svc):

@@ -47,6 +47,7 @@ class Inject:
     when: dict[str, str] = field(default_factory=dict)  # only if these request params match
     hide_s: float = 0.0  # order/create: acknowledged, but invisible to order queries this long
     fill_qty: Decimal | None = None  # order/create (market): fill only this much, then cancel
+    working: bool = False  # order/create (market): with fill_qty (or 0) filled, the rest left working
     outcome: str | None = None  # route "trigger": "expire" (the fired stop's market order fills nothing)
     times: int = 1  # 0 = unlimited
     fired: int = 0
@@ -90,7 +91,9 @@ class OrderEndpoints:
                 code = 110093 if direction == 2 else 110092
                 raise BybitError(code, MESSAGES[code].format(wire.s(trigger), wire.s(price)))
         attached = self._attached_stop(p, leg)
-        if rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
+        if rule is not None and rule.working and leg is not Leg.STOP:
+            self._cut_short(rec, rule.fill_qty or Decimal(0), attached, working=True)
+        elif rule is not None and rule.fill_qty is not None and leg is not Leg.STOP:
             self._cut_short(rec, rule.fill_qty, attached)
         else:
             self._place(OrderRequest(cid, sym, leg, side, qty, stop_price=trigger, attached_stop=attached))
@@ -129,14 +132,18 @@ class OrderEndpoints:
             2 if child.side == "sell" else 1, now, entry.visible_ms, parent=entry.cid)
         self._publish_soon(child.cid)
 
-    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal, attached: Decimal | None = None) -> None:
-        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest;
-        its attached stop-loss is sized to what filled ("the qty you actually fill")."""
+    def _cut_short(self, rec: wire.OrderRecord, fill: Decimal, attached: Decimal | None = None,
+                   working: bool = False) -> None:
+        """An IOC market order that found too little liquidity: fill `fill`, cancel the rest
+        (its attached stop-loss is sized to what filled: "the qty you actually fill"); or,
+        `working`, leave the rest open (v5/enum orderStatus New / PartiallyFilled: the matching
+        engine has not finished the order yet) until it is cancelled."""
         if fill > 0:
             part = OrderRequest(rec.cid, rec.symbol, rec.leg, rec.side, fill, attached_stop=attached)
             state = self._place(part)
             rec.avg = state.avg_price
-        rec.status, rec.filled, rec.closed_ms = "cancelled", fill, self._now()
+        rec.status, rec.filled = ("open", fill) if working else ("cancelled", fill)
+        rec.closed_ms = None if working else self._now()
 
     def _place(self, req: OrderRequest) -> OrderState:
         try:
@@ -163,6 +170,10 @@ class OrderEndpoints:
         self._linear(p)
         rec = self._find(p)
         live = self.engine.account.orders.get(rec.cid) if rec else None
+        if rec is not None and rec.status == "open":  # a market order left working
+            rec.status, rec.closed_ms = "cancelled", self._now()
+            self._publish_soon(rec.cid)
+            return {"orderId": rec.order_id, "orderLinkId": rec.cid}
         if rec is None or live is None or live.status != "open":
             raise BybitError(110001)
         try:
@@ -207,7 +218,8 @@ class OrderEndpoints:
                 continue
             if p.get("orderFilter") == "StopOrder" and rec.leg is not Leg.STOP:
                 continue
-            is_open = rec.status is None and self.engine.account.orders[rec.cid].status == "open"
+            is_open = rec.status == "open" or (rec.status is None
+                                               and self.engine.account.orders[rec.cid].status == "open")
             if history and (is_open or (rec.closed_ms or now) + self.history_delay_s * 1000 > now):
                 continue
             if not history and not is_open and not by_id:

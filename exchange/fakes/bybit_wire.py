@@ -105,7 +105,7 @@ def order_status(r: OrderRecord, o: PaperOrder | None) -> str:
     status = r.status or (o.status if o else "rejected")
     conditional = r.leg in (Leg.STOP, Leg.TRAILING)
     if status == "open":
-        return "Untriggered" if conditional else "New"
+        return "Untriggered" if conditional else ("PartiallyFilled" if (r.filled or 0) > 0 else "New")
     if status == "cancelled" and conditional:
         return "Deactivated"
     if status == "cancelled" and (r.filled or 0) > 0:
@@ -144,7 +144,7 @@ def order(r: OrderRecord, o: PaperOrder | None, now: int) -> dict:
         "positionIdx": 0, "orderStatus": order_status(r, o),
         "createType": "CreateByPartialStopLoss" if r.parent else "CreateByUser",
         "cancelType": "UNKNOWN", "rejectReason": reject_reason(r, o), "avgPrice": s(avg) if filled else "",
-        "leavesQty": s(r.qty - filled) if order_status(r, o) in ("New", "Untriggered") else "0",
+        "leavesQty": s(r.qty - filled) if order_status(r, o) in ("New", "PartiallyFilled", "Untriggered") else "0",
         "leavesValue": "0", "cumExecQty": s(filled) or "0", "cumExecValue": s(value) or "0",
         "cumExecFee": "0", "timeInForce": "IOC", "orderType": "Market",
         "stopOrderType": ("PartialStopLoss" if r.parent else "Stop") if conditional else "", "orderIv": "",
