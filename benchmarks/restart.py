@@ -5,7 +5,7 @@ re-protected the position, against the configured deadline.
 
 A wave opens `--hung + --bystanders` positions; the stop-loss order of `--hung` of them hangs
 forever (injected: `FaultRule("hang", op="place_order", leg="stop")`), after the entry has
-filled — the seed's frozen call, with a position open and unprotected. The actor overruns
+filled — a frozen call, with a position open and unprotected. The actor overruns
 `deadlines.operation_s`, the watchdog sees it, the supervisor raises the epoch and starts a
 replacement that reconciles with the venue and places the stop. Measured per hung position,
 from the moment its call hung to the moment its replacement found the stop resting (polled

@@ -8,7 +8,7 @@ stop → trailing, four round trips plus its database commits; it is measured as
 in the same run. A wave of N is isolated if its time stays near that path however large N is.
 
 `--serial` repeats the given sizes with `risk.max_concurrent_opens = 1`: one position opens
-at a time, which is the seed's global lock (5 × 2 s = 10 s and a timeout). Those waves take
+at a time, which is what one global lock around order placement does (5 × 2 s = 10 s and a timeout). Those waves take
 N critical paths, so only small sizes are worth the wall time.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from benchmarks.common import Figure, bench_config, emit, quiet, scenario_args
 from benchmarks.fleet import WAVE, run_wave, synthetic
 from service.app import Service
 
-TARGET = 1.2  # DESIGN.md §7: wave time ≤ 1.2 × one position's critical path
+TARGET = 1.2  # the target: wave time ≤ 1.2 × one position's critical path
 
 
 def wave_service(tmp: Path, latency_ms: float, n_symbols: int, *extra: str) -> Service:

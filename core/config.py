@@ -68,7 +68,7 @@ class ExchangeCfg(_Section):
     # Milliseconds per unit of ccxt's request weight; unset: the venue's own unit, the one ccxt's
     # weights are written for (Binance 50 ms, Bybit 20 ms: at 50 ms Bybit got 2.5x less than its limits).
     rate_limit_ms: int | None = Field(default=None, ge=0)
-    # ---- real venues through ccxt (issue 4); keys come only from environment variables ----
+    # ---- real venues through ccxt; keys come only from environment variables ----
     sandbox: bool = False  # Bybit testnet (Binance has no futures testnet for signed calls any more)
     ws_url: str | None = None  # websocket base; with api_url set and no ws_url, websockets stay off
     feed: Literal["auto", "websocket", "poll"] = "auto"  # auto: websocket, REST polling while it is down

@@ -31,7 +31,7 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
                                faults=faults, seed=p.seed, prices=price_source(cfg, engine))
         gateway.recorded = recorded
         return gateway
-    if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt (issue 4)
+    if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt
         from exchange.ccxt.build import build_ccxt_gateway
 
         return build_ccxt_gateway(cfg)

@@ -1,8 +1,8 @@
 """The gateway interface every venue implements, and the errors that tell callers what to do.
 
 Calls are synchronous and bounded by `timeout` seconds; they may be in flight from many
-position threads at once, so an implementation must never serialize positions (the seed
-incident). Errors are classified for the caller: retry, reconcile (unknown outcome), or stop.
+position threads at once, so an implementation must never serialize positions (one slow call
+queueing every other position behind it is what left a whole wave unprotected). Errors are classified for the caller: retry, reconcile (unknown outcome), or stop.
 """
 from __future__ import annotations
 
@@ -125,6 +125,7 @@ class OrderState:
     callback_pct: Decimal | None = None
     activated: bool | None = None  # a trailing stop armed (it follows `best`)
     best: Decimal | None = None
+    close_position: bool = False  # closes whatever the symbol holds on its side (no quantity)
     fee: Decimal | None = None  # commission charged on the fill, in the quote asset; None: unknown
 
     def trailing_trigger(self) -> Decimal | None:

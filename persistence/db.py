@@ -1,6 +1,6 @@
 """Engine creation with a timeout on every call, for the embedded SQLite and for PostgreSQL.
 
-No DB call may hang an actor forever (the seed's frozen wave): SQLite gets a busy timeout and
+No DB call may hang an actor forever (a frozen call must not freeze a wave): SQLite gets a busy timeout and
 immediate write transactions, PostgreSQL a connect, statement and lock timeout, and both a
 pool timeout. Anything that still stalls is the supervisor's to handle.
 """

@@ -2,7 +2,7 @@
 
 Operators rehearse failures with it; CI runs it too. The fault mixes are ordinary `[faults]`
 config (so a mix can also be written by hand in a TOML file); the report says what was
-injected, what the supervisor did about it, and whether DESIGN §3's invariants held.
+injected, what the supervisor did about it, and whether the invariants held.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md §3, checked against the database and the venue after the fact.
+"""The invariants (README: What always holds), checked against the database and the venue after the fact.
 
 Used by the hypothesis stateful test after every step and by `bin/trader chaos` at the end of
 a run. Call it when the service is quiescent (`settle`), or transient states will show.

@@ -35,8 +35,11 @@ class Cover:
 
 def _guards(o: OrderState, exit_side: str, qty: Decimal) -> bool:
     """Would this order close (all of) the position when it fires?"""
-    return (o.status == "open" and (o.side is None or o.side == exit_side)
-            and o.reduce_only is not False and (o.qty is None or o.qty >= qty))
+    if o.status != "open" or (o.side is not None and o.side != exit_side):
+        return False
+    if o.close_position:  # a close-all stop: whatever the symbol holds on that side, no quantity
+        return True
+    return o.reduce_only is not False and (o.qty is None or o.qty >= qty)
 
 
 def assess(positions: Iterable[VenuePosition], orders: Iterable[OrderState]) -> dict[str, Cover]:

@@ -1,6 +1,6 @@
 """PostgreSQL statement and lock timeouts: a database call that takes too long fails that one
-actor's operation, the supervisor restarts it, and no other position waits (the seed's hung
-DB call froze the whole wave loop)."""
+actor's operation, the supervisor restarts it, and no other position waits (a hung
+DB call must never freeze the whole wave loop)."""
 from __future__ import annotations
 
 from decimal import Decimal

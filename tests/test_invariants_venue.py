@@ -78,3 +78,17 @@ def test_a_stop_that_would_not_close_the_position_is_a_violation(start_service):
     eng.place(OrderRequest(row.stop_cid, BTC, Leg.STOP, "buy", row.qty, above))  # it would add, not close
     found = [str(v) for v in check_invariants(svc)]
     assert any(v.startswith("invariant 4") and "would close" in v for v in found), found
+
+
+def test_a_close_position_stop_protects_whatever_the_symbol_holds():
+    """A close-all stop (stop-first entries) carries no quantity, yet closes the whole position
+    on its side: the venue's truth counts it as the stop; one on the wrong side does not."""
+    from exchange.gateway import OrderState, VenuePosition
+    from service.venue_truth import assess
+
+    held = [VenuePosition(SYM["BTC"], Decimal("0.003"), Decimal("64000"))]
+    stop = OrderState("wt-p1-s1-1", SYM["BTC"], Leg.STOP, "open", stop_price=Decimal("62700"), side="sell",
+                      qty=Decimal(0), reduce_only=True, close_position=True)
+    assert assess(held, [stop])[SYM["BTC"]].stop == stop
+    assert not assess(held, [replace(stop, side="buy")])[SYM["BTC"]].protected
+    assert not assess(held, [replace(stop, close_position=False)])[SYM["BTC"]].protected

@@ -1,5 +1,5 @@
 """Hypothesis drives waves, price moves, faults, crashes and restarts against the real actors,
-the real paper venue and a real SQLite file, and checks DESIGN §3's invariants after every step
+the real paper venue and a real SQLite file, and checks the README's invariants after every step
 (1 ratchet, 2 activation, 3 protective side, 4 always protected, 6 exactly one outcome,
 7 write-ahead / no orphans, 8 fencing, 9 DB and venue agree, 10 one position per symbol).
 Invariant 5 (isolation) has its own deterministic tests: a barrier and a hung call."""

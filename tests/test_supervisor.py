@@ -1,4 +1,4 @@
-"""The fault table of DESIGN.md §4 against real actors, the real paper venue and real SQLite."""
+"""The fault table (README: Supervision, deadlines and fault rehearsal) against real actors, the real paper venue and real SQLite."""
 from __future__ import annotations
 
 import json

@@ -174,7 +174,8 @@ class Venue:
         stop = first_dec(info, *self.stop_keys) or dec(o.get("triggerPrice"))
         return OrderState(cid, o.get("symbol") or "", leg, self.status(o, filled), filled,
                           avg if filled else None, stop, side=o.get("side"), qty=dec(o.get("amount")),
-                          reduce_only=o.get("reduceOnly"), fee=order_fee(o) if filled else None)
+                          reduce_only=o.get("reduceOnly"), fee=order_fee(o) if filled else None,
+                          close_position=str(info.get("closePosition", info.get("cp", ""))).lower() == "true")
 
     def status(self, o: Order, filled: Decimal) -> str:
         return {"open": "open", "closed": "filled", "canceled": "cancelled", "rejected": "rejected",

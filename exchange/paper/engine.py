@@ -64,7 +64,7 @@ class PaperOrder:
                           reduce_only=self.leg is not Leg.ENTRY, activation=self.activation,
                           callback_pct=self.callback_pct,
                           activated=self.activated if self.leg is Leg.TRAILING else None, best=self.best,
-                          fee=self.fee)
+                          close_position=self.close_position, fee=self.fee)
 
 
 @dataclass(slots=True)
