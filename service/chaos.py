@@ -178,12 +178,18 @@ def _protection_gap(svc) -> dict:
         rows = tx.execute(select(EventRow.position_id, EventRow.kind, EventRow.ts)
                           .where(EventRow.kind.in_(["entered", "stop_placed"])).order_by(EventRow.id)).all()
     entered: dict[str, float] = {}
+    stopped_first: set[str] = set()  # a stop recorded resting before the entry (stop-first)
     gaps: list[float] = []
     for pid, kind, ts in rows:
-        if kind == "entered":
+        if kind == "entered" and pid in stopped_first:
+            stopped_first.discard(pid)
+            gaps.append(0.0)
+        elif kind == "entered":
             entered.setdefault(pid, ts)
         elif pid in entered:
             gaps.append(ts - entered.pop(pid))
+        else:
+            stopped_first.add(pid)
     return _dist(gaps) | {"never_protected": len(entered)}
 
 

@@ -42,8 +42,11 @@ def test_one_shot_commands_drive_a_running_service(tmp_path):
                         timeout=60, what="3 demo positions trailing")
         assert all(r["epoch"] == 1 for r in rows)
 
-        res = trader("status", *args)  # found through the same --set run_dir as `run`
-        assert res.returncode == 0 and "taking waves" in res.stdout and "3/3 trailing" in res.stdout, said(res)
+        # found through the same --set run_dir as `run`; health's coverage is the guardian's view
+        # of the venue, one read (guardian.interval_s) behind the actors
+        res = wait_for(lambda: (r := trader("status", *args)).returncode == 0 and "3/3 trailing" in r.stdout and r,
+                       timeout=30, what="status to show the three positions trailing at the venue")
+        assert "taking waves" in res.stdout, said(res)
         follow = pexpect.spawn(TRADER, ["events", "--follow", "--socket", str(sock)], cwd=str(ROOT),
                                encoding="utf-8", timeout=30)
         follow.expect("-- following")
