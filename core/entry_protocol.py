@@ -35,7 +35,7 @@ from core import trailing as tr
 from core.position_types import (
     CancelOutcome, Cancel, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp,
     OrderIntent, Phase, Place, Placed, PlaceFailed, PositionState, Reconcile, Reconciled, Record,
-    Report, RetryDue, RetryLater, Tick, Outcome, attached_cid, leg_of, position_id_of,
+    Report, RetryDue, RetryLater, Tick, Outcome, attached_cid, is_guardian_cid, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 
@@ -95,9 +95,12 @@ def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> S
 
 
 def protect_after_fill(s: PositionState, price: Decimal, spec: MarketSpec) -> Step:
-    """The entry filled: place the stop, unless one already rests (stop_first, attached); the
-    ratchet to the fill level (`after`) then waits until the trailing stop is established."""
-    if s.stop_cid is None:
+    """The entry filled: place the stop, unless the protocol's own already rests (stop_first,
+    attached); the ratchet to the fill level (`after`) then waits until the trailing stop is
+    established. A stop that rests but is not the protocol's own (the guardian's, or one an
+    after_fill restart found) keeps protecting until ours rests: place-new-then-cancel-old."""
+    own = s.params.entry_mode in ("stop_first", "attached") and not is_guardian_cid(s.stop_cid or "")
+    if s.stop_cid is None or not own:
         return pl._protect(s, tr.initial_stop(price, s.side, s.params.stop_loss_pct, spec))
     s = replace(s, phase=Phase.PROTECTED)
     s, cmds = pl._begin_trailing(s)

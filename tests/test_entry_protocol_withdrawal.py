@@ -167,8 +167,11 @@ def test_a_restart_with_another_protocol_mid_entry_does_not_keep_a_cancelled_sto
     s = replace(s, pending=None, epoch=2, params=replace(s.params, entry_mode="after_fill"), close_stops=())
     ev = Reconciled(entry.qty, P, (Resting(stop.cid, Leg.STOP, stop.stop_price),), P, entry_fill=P)
     s, cmds = step(s, ev, SPEC)
-    assert stop.cid in cancels(cmds)  # the after_fill path cancels what rests …
-    assert s.stop_cid is None and [i.leg for i in places(cmds)] == [Leg.STOP]  # … and protects anew
+    # the after_fill path protects anew; what rests keeps protecting until the new stop rests …
+    (own,) = places(cmds)
+    assert own.leg is Leg.STOP and not own.close_position and stop.cid not in cancels(cmds)
+    s, cmds = step(s, Placed(own), SPEC)
+    assert s.stop_cid == own.cid and stop.cid in cancels(cmds)  # … and is cancelled only then
 
 
 def test_the_protocol_is_derived_from_what_a_restored_position_holds():

@@ -39,15 +39,15 @@ def test_a_trailing_stop_re_placed_looser_at_the_venue_is_a_violation(start_serv
     svc = start_service()
     row = _armed_then_pulled_back(svc)
     assert not check_invariants(svc)
-    # what a parameter change used to do: the same order again, from its original activation
+    # what a parameter change used to do: the same order again, which loses the best so far
+    # (the venue refuses an activation already reached, so it arms at today's price)
     s = svc.positions.load(row.id, svc.defaults)
     s = replace(s, seq=s.seq + 1)
     cid = s.cid(Leg.TRAILING)
-    intent = OrderIntent(cid, Leg.TRAILING, "sell", row.qty, activation=row.activation_price,
-                         callback_pct=row.callback_pct)
+    intent = OrderIntent(cid, Leg.TRAILING, "sell", row.qty, callback_pct=row.callback_pct)
     svc.positions.commit_step(replace(s, trailing_cid=cid), intents=[intent],
                               fates=[OrderFate(row.trailing_cid, "cancelled"), OrderFate(cid, "open")])
-    svc.gateway.place_order(OrderRequest(cid, BTC, Leg.TRAILING, "sell", row.qty, None, row.activation_price,
+    svc.gateway.place_order(OrderRequest(cid, BTC, Leg.TRAILING, "sell", row.qty, None, None,
                                          row.callback_pct), timeout=2)
     svc.gateway.cancel_order(BTC, row.trailing_cid, timeout=2)
     found = [str(v) for v in check_invariants(svc)]
