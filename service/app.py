@@ -408,10 +408,10 @@ class Service:
         """Another process may own the database now: stop trading for good. No entry leaves
         this process any more and nothing new starts; positions already held keep (or still
         get) their protective stops, which the new owner's recovery finds on the venue."""
+        self.supervisor.halt()  # first: whoever sees `halted` finds the process protect-only
         self.halted = f"database lease lost ({why}); trading halted"
         logger.critical("{}: no new entries from this process; held positions keep their stops. "
                         "Stop it and start again once the database is reachable", self.halted)
-        self.supervisor.halt()
         if self.source is not None:
             self.source.stop()
         self.coordinator_port.tell(SetPaused(True, "lease lost"))
