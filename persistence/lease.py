@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from loguru import logger
 from sqlalchemy import create_engine, text
@@ -157,13 +158,25 @@ def acquire(url: str, *, run_dir: str, timeout_s: float = 5.0) -> Lease:
     """Take the lease on the database at `url`, or raise LeaseHeld naming its owner."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if not u.database or u.database == ":memory:":
+        path = _sqlite_file(u)
+        if path is None:
             return Lease("in-memory database (private to this process)")
-        db = Path(os.path.realpath(u.database))  # one lock per file, however its path is spelled
+        db = Path(os.path.realpath(path))  # one lock per file, however its path is spelled
         return acquire_file(db.with_name(db.name + ".owner"), f"the database {db}", run_dir)
     if u.get_backend_name() == "postgresql":
         return _pg_lease(url, timeout_s)
     raise ValueError(f"unsupported database backend {u.get_backend_name()!r} (sqlite or postgresql)")
+
+
+def _sqlite_file(u) -> str | None:
+    """The file behind a SQLite URL (None: in memory). With `uri=true` the database is named
+    as a URI, `file:PATH?mode=…`: the lock goes beside PATH, never into a `file:` directory."""
+    db = u.database or ""
+    if str(u.query.get("uri", "")).lower() in ("true", "1") and db.startswith("file:"):
+        if str(u.query.get("mode", "")).lower() == "memory":
+            return None
+        db = urlsplit(db).path
+    return None if db in ("", ":memory:") else db
 
 
 def acquire_file(path: Path, what: str, run_dir: str) -> FileLease:

@@ -206,3 +206,19 @@ def test_a_postgresql_owner_is_named_to_a_process_of_another_role(pg_cluster):
         assert f"pid={os.getpid()}" in said and "since=" in said and socket.gethostname() in said, said
     finally:
         first.release()
+
+
+def test_a_sqlite_uri_url_is_locked_beside_its_file(tmp_path, monkeypatch):
+    """`sqlite:///file:PATH?uri=true` names PATH: the lock goes beside it, not into a `file:`
+    directory under the working directory."""
+    from persistence.lease import acquire
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    lease = acquire(f"sqlite:///file:{tmp_path}/d/t.db?mode=ro&uri=true", run_dir=str(tmp_path))
+    try:
+        assert (tmp_path / "d" / "t.db.owner").is_file()
+        assert not (tmp_path / "file:").exists()
+    finally:
+        lease.release()
+    assert acquire("sqlite:///file:mem?mode=memory&uri=true", run_dir=str(tmp_path)).check(1) is None
