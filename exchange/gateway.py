@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Iterator, Protocol
 
+# Defined in core (the database fences too); re-exported for imports from here.
+from core.errors import Fenced, VenueError  # noqa: F401
 from core.position_types import Leg
 from core.types import MarketSpec
-
-
-class VenueError(Exception):
-    """Base of all gateway errors."""
 
 
 class Retryable(VenueError):
@@ -44,10 +42,6 @@ class Rejected(VenueError):
 
 class OrderNotFound(Rejected):
     """No order with that client id (open or closed) is known to the venue."""
-
-
-class Fenced(VenueError):
-    """The caller's epoch is stale: a replaced actor may not write anything any more."""
 
 
 _fence = threading.local()

@@ -14,7 +14,7 @@ import time
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from exchange.gateway import Fenced
+from core.errors import Fenced
 from persistence.db import Database
 from persistence.models import CoordinatorRow
 

@@ -13,13 +13,13 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, insert, select, update
 
 from core.entry_protocol import restored_mode
+from core.errors import Fenced
 from core.pnl import Realized, realized
 from core.position_types import (
     Leg, OrderIntent, Params, Phase, PositionState, Record,
 )
 from core.trailing import Trailing
 from core.types import Side
-from exchange.gateway import Fenced
 from persistence import coordinator_epoch as coordinator_fence
 from persistence.db import Database
 from persistence.models import DecimalText, EventRow, OrderRow, PositionRow, SignalRow
