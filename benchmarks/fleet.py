@@ -21,6 +21,7 @@ from typing import Iterator
 from benchmarks.common import Figure, ProcessMeter, bench_config, emit, quiet, scenario_args, wait_until
 from core.config import Config
 from exchange.paper.engine import PaperEngine
+from exchange.faulty import unwrap
 from exchange.paper.gateway import PaperGateway
 from service.app import Service, collect_then_freeze
 from service.invariants import check_invariants, settle
@@ -86,8 +87,8 @@ def venue_carried_over(engine: PaperEngine) -> Iterator[None]:
 
     def build_with_engine(cfg, faults):
         gw = build(cfg, faults)
-        if isinstance(gw, PaperGateway):
-            gw.engine = engine
+        if isinstance(venue := unwrap(gw), PaperGateway):
+            venue.engine = engine
         return gw
 
     app.build_gateway = build_with_engine

@@ -5,20 +5,28 @@ from pathlib import Path
 
 from core.config import Config
 from core.faults import FaultPlan
+from exchange.faulty import FaultyGateway
 from exchange.gateway import Gateway
 from exchange.paper.engine import PaperEngine
 from exchange.paper.gateway import PaperGateway
 from exchange.paper.store import PaperStore
-from exchange.paper.candles import load as load_candles
+from exchange.paper.candles import Series, load as load_candles
 from exchange.paper.prices import PriceSource, RandomWalk, first_prices, recorded_markets
 from exchange.paper.universe import paper_markets, start_prices
 
 
 def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
+    """The configured venue behind the fault injection of `faults`: rules may be added to the
+    plan at any time (a test, a rehearsal), so it wraps the venue even while empty."""
+    return FaultyGateway(venue_gateway(cfg), faults)
+
+
+def venue_gateway(cfg: Config) -> Gateway:
+    """The configured venue's own gateway, without injected faults."""
     if cfg.exchange.name == "paper":
         p = cfg.paper
         markets, prices = paper_markets(p.extra_symbols), start_prices(p.extra_symbols)
-        recorded = None
+        recorded: dict[str, Series] | None = None
         if p.prices.startswith("file:"):  # a recorded path, played by the rehearsal itself
             recorded = load_candles(p.prices.removeprefix("file:"))
             markets = recorded_markets(recorded, markets, cfg.risk.position_notional_usdt)
@@ -28,7 +36,7 @@ def build_gateway(cfg: Config, faults: FaultPlan) -> Gateway:
                              taker_fee_pct=p.taker_fee_pct, maker_fee_pct=p.maker_fee_pct)
         gateway = PaperGateway(engine, latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                                tick_interval_s=0 if recorded else p.tick_interval_ms / 1000,
-                               faults=faults, seed=p.seed, prices=price_source(cfg, engine))
+                               seed=p.seed, prices=price_source(cfg, engine))
         gateway.recorded = recorded
         return gateway
     if cfg.exchange.name in ("binanceusdm", "bybit"):  # real venues through ccxt

@@ -74,6 +74,18 @@ def check_fence() -> None:
         check()
 
 
+@contextmanager
+def fence_passed() -> Iterator[None]:
+    """Within the block the calling thread's write counts as already sent: its fence was
+    checked when it left, and an injected delay in transit must not check it again."""
+    saved = current_fence()
+    _fence.check = None
+    try:
+        yield
+    finally:
+        _fence.check = saved
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
     cid: str

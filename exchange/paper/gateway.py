@@ -1,24 +1,27 @@
-"""The paper venue behind the gateway interface, with latency and faults like a real network."""
+"""The paper venue behind the gateway interface, with a network's latency and jitter.
+
+Injected faults are not its business: `exchange.faulty.FaultyGateway` wraps it like any venue."""
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from loguru import logger
 
-from core.faults import FaultPlan, InjectedCrash
-from core.position_types import Leg
 from core.types import MarketSpec
 from exchange.gateway import (
-    Balance, OrderHandler, OrderRequest, OrderState, Rejected, Retryable, TickHandler, UnknownOutcome,
-    VenuePosition, check_fence,
+    Balance, OrderHandler, OrderRequest, OrderState, Retryable, TickHandler, UnknownOutcome, VenuePosition,
+    check_fence,
 )
+from exchange.paper.candles import Series
 from exchange.paper.engine import PaperEngine
 from exchange.paper.prices import PriceSource, RandomWalk
 
-_LEG_NAMES = {Leg.ENTRY: "entry", Leg.STOP: "stop", Leg.TRAILING: "trailing", Leg.EXIT: "exit"}
+T = TypeVar("T")
 
 
 class PaperGateway:
@@ -27,21 +30,21 @@ class PaperGateway:
 
     name = "paper"
     supports_native_trailing = True
-    entry_modes = ("stop_first", "attached", "after_fill")
+    entry_modes: tuple[str, ...] = ("stop_first", "attached", "after_fill")
 
     def __init__(self, engine: PaperEngine, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
-                 tick_interval_s: float = 0.25, faults: FaultPlan | None = None, seed: int = 1,
+                 tick_interval_s: float = 0.25, seed: int = 1,
                  prices: PriceSource | None = None):
         self.engine = engine
         self.latency_s = latency_ms / 1000
         self.jitter_s = jitter_ms / 1000
         self.tick_interval_s = tick_interval_s
-        self.faults = faults if faults is not None else FaultPlan()
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._feed: threading.Thread | None = None
         self.prices = prices if prices is not None else RandomWalk()
-        self.recorded = None  # a recorded path's candles, when a rehearsal plays them
+        # a recorded path's candles, when a rehearsal plays them
+        self.recorded: dict[str, Series] | None = None
 
     # ---- gateway interface -------------------------------------------------------------
 
@@ -49,31 +52,31 @@ class PaperGateway:
         return dict(self.engine.markets)
 
     def price(self, symbol: str, timeout: float) -> Decimal:
-        self._io("price", symbol, None, timeout, write=False)
+        self._read("price", symbol, timeout)
         return self.engine.price(symbol)
 
     def place_order(self, req: OrderRequest, timeout: float) -> OrderState:
-        return self._io("place_order", req.symbol, req.leg, timeout, write=True,
+        return self._io("place_order", req.symbol, timeout, write=True,
                         action=lambda: self.engine.place(req))
 
     def cancel_order(self, symbol: str, cid: str, timeout: float) -> OrderState:
-        return self._io("cancel_order", symbol, None, timeout, write=True,
+        return self._io("cancel_order", symbol, timeout, write=True,
                         action=lambda: self.engine.cancel(cid))
 
     def fetch_order(self, symbol: str, cid: str, timeout: float) -> OrderState:
-        self._io("fetch_order", symbol, None, timeout, write=False)
+        self._read("fetch_order", symbol, timeout)
         return self.engine.fetch(cid)
 
     def open_orders(self, symbol: str | None, timeout: float) -> list[OrderState]:
-        self._io("open_orders", symbol, None, timeout, write=False)
+        self._read("open_orders", symbol, timeout)
         return self.engine.open_orders(symbol)
 
     def positions(self, timeout: float) -> list[VenuePosition]:
-        self._io("positions", None, None, timeout, write=False)
+        self._read("positions", None, timeout)
         return self.engine.positions()
 
     def balance(self, timeout: float) -> Balance:
-        self._io("balance", None, None, timeout, write=False)
+        self._read("balance", None, timeout)
         return self.engine.balance()
 
     def protection_gaps(self) -> list[float]:
@@ -110,48 +113,31 @@ class PaperGateway:
             except Exception:  # the feed must outlive any one bad handler
                 logger.exception("paper price feed: handler failed; continuing")
 
-    def _io(self, op: str, symbol: str | None, leg: Leg | None, timeout: float, *, write: bool,
-            action=None):
-        """Simulate one round trip: latency, injected faults, and the venue's action."""
-        rule = self.faults.pick(op, symbol, _LEG_NAMES.get(leg) if leg else None)
-        latency = self.latency_s + (self._rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
-        kind = rule.kind if rule else None
-        if kind == "latency":
-            latency += rule.latency_ms / 1000
-        elif kind == "hang":
-            self.faults.hang()  # a request stuck before it left (pool, DNS, a dead socket)
-        elif kind == "crash":
-            raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
-        elif kind == "unavailable":
-            self._wait(min(latency, timeout))
-            raise (UnknownOutcome if write else Retryable)(f"502 Bad Gateway (injected) on {op}")
-        elif kind == "invalid":
-            self._wait(min(latency, timeout))
-            raise Rejected(f"-1111 invalid order (injected) on {op}")
+    def round_trip(self, timeout: float) -> None:
+        """One simulated round trip that acts on nothing (a refused or lost request)."""
+        self._wait(min(self._latency(), timeout))
+
+    def _latency(self) -> float:
+        return self.latency_s + (self._rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
+
+    def _read(self, op: str, symbol: str | None, timeout: float) -> None:
+        self._io(op, symbol, timeout, write=False, action=lambda: None)
+
+    def _io(self, op: str, symbol: str | None, timeout: float, *, write: bool,
+            action: Callable[[], T]) -> T:
+        """Simulate one round trip: latency, then the venue's action; past the timeout a
+        write still reaches the venue and only its answer is lost."""
+        latency = self._latency()
         if write:
             check_fence()  # the request leaves now: a replaced actor's write stops here
-        if kind == "slow_reply" and latency < timeout:
-            return self._slow_reply(op, symbol, latency, rule.latency_ms / 1000, timeout, write, action)
-        if latency > timeout or kind in ("timeout_accepted", "timeout_lost"):
-            self._wait(min(latency, timeout))
-            if write and kind != "timeout_lost":
+        if latency > timeout:
+            self._wait(timeout)
+            if write:
                 action()  # the venue got it; only the answer was lost
             raise (UnknownOutcome if write else Retryable)(
                 f"RequestTimeout after {timeout:.1f}s on {op} {symbol or ''}".strip())
         self._wait(latency)
-        return action() if action else None
-
-    def _slow_reply(self, op, symbol, latency, reply_s, timeout, write, action):
-        """The request arrives and the venue acts; the answer is slow, maybe past the timeout
-        (the case a crash or a timeout must resolve by looking the order up by client id)."""
-        self._wait(latency)
-        result = action() if action else None
-        if latency + reply_s > timeout:
-            self._wait(timeout - latency)
-            raise (UnknownOutcome if write else Retryable)(
-                f"RequestTimeout after {timeout:.1f}s on {op} {symbol or ''} (reply lost)".strip())
-        self._wait(reply_s)
-        return result
+        return action()
 
     @staticmethod
     def _wait(seconds: float) -> None:
