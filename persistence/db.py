@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.faults import FaultPlan, InjectedCrash
+from core.faults import FaultPlan
 from core.files import private_file
-
-
-class DbTimeout(TimeoutError):
-    """A database call did not finish within its timeout."""
+from persistence.db_faults import DbFaults
+from persistence.errors import DbTimeout
 
 
 _SECRET_QUERY = re.compile(r"(?i)pass|secret|token|key|auth")
@@ -111,6 +108,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.faults = faults if faults is not None else FaultPlan()
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._injected = DbFaults(self.faults, server_side_latency=not self.is_sqlite)
         # SQLite has one writer and every transaction here begins IMMEDIATE; queueing for it on
         # an in-process lock (bounded by the call timeout) replaces the busy handler's sleep-
         # and-retry, which starves some of a thousand concurrent actors past their timeout.
@@ -120,24 +118,12 @@ class Database:
     @contextmanager
     def tx(self, op: str = "db_write", symbol: str | None = None) -> Iterator[Session]:
         """A transaction; injected faults apply per operation and symbol."""
-        rule = self.faults.pick(op, symbol)
-        if rule is not None:
-            if rule.kind == "hang":
-                self.faults.hang()
-            elif rule.kind == "latency" and self.is_sqlite:
-                time.sleep(rule.latency_ms / 1000)
-            elif rule.kind == "crash":
-                raise InjectedCrash(f"injected crash in {op} {symbol or ''}")
-            elif rule.kind in ("unavailable", "timeout_lost", "timeout_accepted"):
-                raise DbTimeout(f"injected database timeout in {op} {symbol or ''}")
+        rule = self._injected.before(op, symbol)
         if self._one_writer is not None and not self._one_writer.acquire(timeout=self.call_timeout_s):
             raise DbTimeout(f"database busy for {self.call_timeout_s:g}s ({op})")
         try:
             with self._sessions.begin() as session:
-                if rule is not None and rule.kind == "latency" and not self.is_sqlite:
-                    # A slow statement on the server itself, so the session's statement_timeout
-                    # applies to it exactly as it would to a genuinely slow query.
-                    session.execute(text("SELECT pg_sleep(:s)"), {"s": rule.latency_ms / 1000})
+                self._injected.inside(rule, session)
                 yield session
         finally:
             if self._one_writer is not None:
