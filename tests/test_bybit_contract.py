@@ -169,7 +169,7 @@ def test_too_many_visits_holds_requests_only_until_the_budget_resets(venue, gw):
     venue.inject("GET /v5/market/tickers", code=10006)  # with the budget's reset a second ahead
     with pytest.raises(Retryable):
         gw.price(BTC, 2)
-    assert 0.5 < gw._cooldown_until - gw.loop.loop.time() <= 1.0  # held until the reset, not 10 min
+    assert 0.5 < gw.session.cooldown_until - gw.loop.loop.time() <= 1.0  # held until the reset, not 10 min
     with pytest.raises(Retryable, match="rate limited"):
         gw.price(BTC, 0.3)  # not sent while held
     assert gw.price(BTC, 3) == Decimal("65000")  # then served

@@ -204,7 +204,7 @@ def test_a_clock_that_stays_off_is_not_sent_not_unknown(venue, open_gateway, pro
     async def no_sync(_why=None):  # the time endpoint answers, but the clock keeps jumping
         venue.clock_skew_ms += 60_000
 
-    monkeypatch.setattr(g, "_sync_clock", no_sync)
+    monkeypatch.setattr(g.session, "sync_clock", no_sync)
     venue.clock_skew_ms = 60_000
     with pytest.raises(NotSent) as err:
         g.place_order(entry(), 2)

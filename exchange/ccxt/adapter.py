@@ -7,7 +7,6 @@ classified (retry / unknown outcome / rejected) before it leaves this module.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.request
@@ -21,36 +20,18 @@ from loguru import logger
 from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.ccxt.account import AccountRefused, AccountSetup
-from exchange.ccxt.errors import classify
 from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
-from exchange.ccxt.venues import Venue, dec
+from exchange.ccxt.session import VenueSession
+from exchange.ccxt.venues import Venue
 from exchange.paper.window import PROTECTION_GAPS_PATH
 from exchange.gateway import (
-    Acknowledged, Balance, Fenced, NotSent, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected,
-    Retryable, TickHandler, VenueError, VenuePosition, current_fence,
+    Acknowledged, Balance, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
+    TickHandler, VenueError, VenuePosition,
 )
 
-# How long to hold every request back after the venue answered 429/418 without a Retry-After.
-DEFAULT_COOLDOWN_S = 1.0
 # First pause between read-backs of an acknowledged market order (doubling, within the call's timeout).
 READ_BACK_FIRST_S = 0.05
-
-
-def market_specs(markets: dict[str, dict]) -> dict[str, MarketSpec]:
-    """ccxt markets → MarketSpec with exact Decimal tick, lot, minimum size and notional."""
-    out = {}
-    for sym, m in markets.items():
-        if not (m.get("swap") and m.get("linear")) or m.get("active") is False:
-            continue
-        tick, lot = dec(m["precision"]["price"]), dec(m["precision"]["amount"])
-        if not tick or not lot:
-            continue
-        limits = m.get("limits") or {}
-        min_qty = dec((limits.get("amount") or {}).get("min")) or lot
-        min_notional = dec((limits.get("cost") or {}).get("min")) or Decimal(0)
-        out[sym] = MarketSpec(sym, tick, lot, min_qty, min_notional)
-    return out
 
 
 class CcxtGateway:
@@ -64,100 +45,45 @@ class CcxtGateway:
         self.name = venue.ccxt_id
         self.supports_native_trailing = venue.supports_native_trailing
         self.entry_modes = venue.entry_modes
-        self.loop = VenueLoop(self.name)
-        self._cooldown_until = 0.0  # loop time before which nothing is sent (after a 429)
-        self.calls = 0
         self.call_timeout_s = call_timeout_s
-        try:
-            self.ex = self.loop.call(self._make(make_exchange), call_timeout_s)
-            self.specs = self._call(self._load_markets, call_timeout_s, write=False)
-            if account is not None:  # refuses to start on an account we cannot trade safely
+        self.session = VenueSession(venue, make_exchange, call_timeout_s=call_timeout_s)
+        if account is not None:  # refuses to start on an account we cannot trade safely
+            try:
                 self._call(lambda: account.at_start(self.ex), call_timeout_s, write=False)
-        except BaseException:
-            self.loop.close(self._close_exchange() if hasattr(self, "ex") else None)
-            raise
+            except BaseException:
+                self.session.close()
+                raise
         logger.info("{}: {} markets; clock offset to the venue {} ms (measured at load, signed requests "
                     "carry it)", self.name, len(self.specs), self.clock_offset_ms)
-        self.feed = Feed(self, poll_interval_s=poll_interval_s, websocket=websocket,
+        self.feed = Feed(self.session, poll_interval_s=poll_interval_s, websocket=websocket,
                          trigger_stuck_s=trigger_stuck_s)
 
-    async def _make(self, factory):
-        return factory()  # built on the loop thread: ccxt binds its session to this loop
+    # ---- the venue session -------------------------------------------------------------
 
-    async def _load_markets(self) -> dict[str, MarketSpec]:
-        await self.ex.load_markets()
-        return market_specs(self.ex.markets)
+    @property
+    def ex(self) -> ccxt.Exchange:
+        return self.session.ex
 
-    # ---- the call bridge ---------------------------------------------------------------
+    @property
+    def loop(self) -> VenueLoop:
+        return self.session.loop
 
-    def _call(self, fn: Callable[[], Awaitable[Any]], timeout: float, *, write: bool,
-              pace: str | None = None) -> Any:
-        fence = current_fence() if write else None
-        try:
-            return self.loop.call(self._guarded(fn, timeout, fence, pace), timeout)
-        except Fenced:
-            raise
-        except Exception as e:
-            raise classify(e, write=write) from e
+    @property
+    def specs(self) -> dict[str, MarketSpec]:
+        return self.session.specs
 
-    async def _guarded(self, fn: Callable[[], Awaitable[Any]], timeout: float,
-                       fence: Callable[[], None] | None = None, pace: str | None = None) -> Any:
-        """Honour a rate-limit cool-down and the venue's per-second budget for `pace` (a kind
-        of order write) before sending; start a cool-down when the venue says "too many".
-        A write checks its actor's epoch after any wait, right before it leaves."""
-        loop = self.loop.loop
-        deadline = loop.time() + timeout
-        wait = self._cooldown_until - loop.time()
-        if wait > 0:
-            if wait >= timeout:
-                raise NotSent(f"{self.name}: rate limited for {wait:.1f}s more; request not sent")
-            await asyncio.sleep(wait)
-        budget = self.venue.pacer(pace) if pace else None
-        if budget is not None:
-            await budget.acquire(deadline)
-        if fence is not None:
-            fence()
-        self.calls += 1
-        try:
-            try:
-                return await fn()
-            except ccxt.InvalidNonce as e:
-                # Refused unread for its timestamp: measure the clock offset again and send it
-                # once more (safe even for a write: the venue did nothing with it).
-                await self._sync_clock(e)
-                if fence is not None:
-                    fence()
-                self.calls += 1
-                return await fn()
-        except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as e:  # siblings in ccxt 4.5
-            retry_after = self.venue.cooldown_s(e, self._headers()) or self._retry_after()
-            self._cooldown_until = max(self._cooldown_until, loop.time() + retry_after)
-            logger.warning("{}: rate limited by the venue; holding requests for {:.1f}s", self.name, retry_after)
-            raise
-
-    async def _sync_clock(self, why: BaseException | None = None) -> None:
-        before = self.clock_offset_ms
-        await self.ex.load_time_difference()
-        logger.warning("{}: clock offset to the venue {} ms (was {}){}", self.name, self.clock_offset_ms, before,
-                       f" after: {why}" if why else "")
+    @property
+    def calls(self) -> int:
+        return self.session.calls
 
     @property
     def clock_offset_ms(self) -> int | None:
-        """Local clock minus the venue's, as ccxt measured it (signed requests are stamped with
-        local time minus this); None until measured."""
-        value = (getattr(self, "ex", None) and self.ex.options.get("timeDifference"))
-        return int(value) if isinstance(value, (int, float)) else None
+        """Local clock minus the venue's, as ccxt measured it; None until measured."""
+        return self.session.clock_offset_ms
 
-    def _headers(self) -> dict[str, str]:
-        return getattr(self.ex, "last_response_headers", None) or {}
-
-    def _retry_after(self) -> float:
-        headers = self._headers()
-        raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-        try:
-            return max(float(raw), 0.1) if raw is not None else DEFAULT_COOLDOWN_S
-        except ValueError:
-            return DEFAULT_COOLDOWN_S
+    def _call(self, fn: Callable[[], Awaitable[Any]], timeout: float, *, write: bool,
+              pace: str | None = None) -> Any:
+        return self.session.call(fn, timeout, write=write, pace=pace)
 
     # ---- gateway interface -------------------------------------------------------------
 
@@ -198,8 +124,11 @@ class CcxtGateway:
         Only the venue's refusal refuses the entry; a set-up call that could not be made (clock
         outside the venue's window even after a resync, network, rate budget) leaves the entry
         unsent and keeps its class, so the caller tries again instead of failing the position."""
+        account = self.account
+        if account is None:  # only called with one
+            return
         try:
-            self._call(lambda: self.account.ensure(self.ex, symbol), timeout, write=False)
+            self._call(lambda: account.ensure(self.ex, symbol), timeout, write=False)
         except AccountRefused:
             raise
         except Retryable as e:
@@ -282,10 +211,7 @@ class CcxtGateway:
 
     def close(self) -> None:
         self.feed.stop()
-        self.loop.close(self._close_exchange())
-
-    async def _close_exchange(self) -> None:
-        await self.ex.close()
+        self.session.close()
 
     # ---- helpers -----------------------------------------------------------------------
 

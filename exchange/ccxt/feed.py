@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 
 import ccxt.async_support as ccxt
 from loguru import logger
 
-from core.position_types import leg_of
+from core.position_types import Leg, leg_of
+from exchange.ccxt.session import VenueSession
 from exchange.ccxt.venues import dec
 from exchange.gateway import OrderHandler, OrderState, TickHandler
-
-if TYPE_CHECKING:
-    from exchange.ccxt.adapter import CcxtGateway
 
 MAX_BACKOFF_S = 30.0
 DEFAULT_TRIGGER_STUCK_S = 10.0
@@ -48,10 +47,14 @@ class FeedStats:
     handed_over: int = 0  # stops given to their position to reconcile (stuck, not found, unfilled)
 
 
+def _not_started(*_args: object) -> None:
+    """The handlers before `start` (the loops run only after it)."""
+
+
 class Feed:
-    def __init__(self, gw: CcxtGateway, *, poll_interval_s: float, websocket: bool,
+    def __init__(self, session: VenueSession, *, poll_interval_s: float, websocket: bool,
                  trigger_stuck_s: float = DEFAULT_TRIGGER_STUCK_S) -> None:
-        self.gw = gw
+        self.session = session
         self.interval = poll_interval_s
         self.websocket = websocket
         self.stuck_after_s = trigger_stuck_s
@@ -64,8 +67,8 @@ class Feed:
         self._held: dict[str, Decimal] = {}  # position sizes seen by the last poll
         self._ws_last: dict[str, Decimal] = {}  # last websocket price delivered per symbol
         self._sweep = 0
-        self._on_tick: TickHandler | None = None
-        self._on_order: OrderHandler | None = None
+        self._on_tick: TickHandler = _not_started
+        self._on_order: OrderHandler = _not_started
         self._future: concurrent.futures.Future | None = None
 
     # ---- called from position threads --------------------------------------------------
@@ -89,7 +92,7 @@ class Feed:
     def start(self, on_tick: TickHandler, on_order: OrderHandler) -> None:
         self._on_tick, self._on_order = on_tick, on_order
         if self._future is None:
-            self._future = self.gw.loop.spawn(self._run())
+            self._future = self.session.loop.spawn(self._run())
 
     def stop(self) -> None:
         if self._future is not None:
@@ -123,7 +126,7 @@ class Feed:
                 self.stats.poll_errors += 1
                 delay = min(max(delay * 2, self.interval), MAX_BACKOFF_S)
                 logger.warning("{} feed: poll failed ({}: {}); next try in {:.1f}s",
-                               self.gw.name, type(e).__name__, e, delay)
+                               self.session.name, type(e).__name__, e, delay)
 
     async def _poll_once(self) -> None:
         """One REST round, cheap whatever the number of positions: all prices in one call
@@ -131,11 +134,11 @@ class Feed:
         for symbols whose position shrank or vanished — plus one symbol per round in turn,
         which catches stops cancelled or expired behind our back."""
         self.stats.polls += 1
-        venue, ex = self.gw.venue, self.gw.ex
+        venue, ex = self.session.venue, self.session.ex
         if not self.ws_prices_up:
             prices = await self._bounded(lambda: venue.last_prices(ex, None))
             for sym, price in prices.items():
-                if price is not None and sym in self.gw.specs:
+                if price is not None and sym in self.session.specs:
                     self._tick(sym, price)
         watched = self.watched()
         if not watched:
@@ -159,7 +162,7 @@ class Feed:
 
     async def _check(self, symbol: str, cids: list[str]) -> None:
         """Our stops that left the open-order list have ended (or fired): find out how."""
-        venue, ex = self.gw.venue, self.gw.ex
+        venue, ex = self.session.venue, self.session.ex
         listed = {venue.state(o).cid: o for o in await self._bounded(lambda: venue.open_orders(ex, symbol))}
         for cid in cids:
             if cid not in self._watched:
@@ -170,12 +173,12 @@ class Feed:
                 continue
             self._recheck.discard(cid)
             try:
-                o = await self._bounded(lambda c=cid: venue.fetch(ex, symbol, c))
+                o = await self._bounded(functools.partial(venue.fetch, ex, symbol, cid))
             except ccxt.OrderNotFound:
                 # Binance's algo service has answered -2013 for live orders: the stop may still
                 # rest, or have filled. Only its position can find out (it reconciles).
                 logger.warning("{} feed: watched stop {} of {} is unknown to the venue; its position "
-                               "reconciles", self.gw.name, cid, symbol)
+                               "reconciles", self.session.name, cid, symbol)
                 self._hand_over(cid, symbol, "not_found")
                 continue
             if venue.triggered(o):
@@ -197,29 +200,29 @@ class Feed:
                     self.ws_prices_up = False
                 self.stats.ws_errors += 1
                 logger.warning("{} feed: websocket {} down ({}: {}); REST polling covers it; "
-                               "reconnecting in {:.0f}s", self.gw.name, what, type(e).__name__, e, backoff)
+                               "reconnecting in {:.0f}s", self.session.name, what, type(e).__name__, e, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def _ws_prices_once(self) -> None:
-        symbols = sorted(self.gw.specs) if self.gw.venue.ccxt_id != "binanceusdm" else None
-        tickers = await self.gw.ex.watch_tickers(symbols)
+        symbols = sorted(self.session.specs) if self.session.venue.ccxt_id != "binanceusdm" else None
+        tickers = await self.session.ex.watch_tickers(symbols)
         if not self.ws_prices_up:
             self.ws_prices_up = True
             self.stats.ws_connects += 1
         # One topic per symbol (Bybit): ccxt.pro hands back only the update that woke us; the
         # ones that arrived meanwhile are in its ticker cache, delivered here if they moved.
-        cached = {s: t for s, t in (getattr(self.gw.ex, "tickers", None) or {}).items()
+        cached = {s: t for s, t in (getattr(self.session.ex, "tickers", None) or {}).items()
                   if s not in tickers and dec(t.get("last")) != self._ws_last.get(s)}
         for sym, t in {**cached, **tickers}.items():
             price = dec((t.get("info") or {}).get("c")) or dec(t.get("last"))  # Binance's raw close
-            if price is not None and sym in self.gw.specs:
+            if price is not None and sym in self.session.specs:
                 self._ws_last[sym] = price
                 self._tick(sym, price)
 
     async def _ws_orders_once(self) -> None:
-        venue = self.gw.venue
-        for o in await self.gw.ex.watch_orders():
+        venue = self.session.venue
+        for o in await self.session.ex.watch_orders():
             state = venue.state(o)
             if state.cid not in self._watched:
                 continue
@@ -231,14 +234,14 @@ class Feed:
     # ---- helpers -----------------------------------------------------------------------
 
     async def _bounded(self, fn: Callable[[], Awaitable[Any]]) -> Any:
-        return await asyncio.wait_for(self.gw._guarded(fn, self.gw.call_timeout_s), self.gw.call_timeout_s)
+        return await self.session.bounded(fn)
 
     def _tick(self, symbol: str, price) -> None:
         self.stats.ticks += 1
         try:
             self._on_tick(symbol, price)
         except Exception:  # the feed must outlive any one bad handler
-            logger.exception("{} feed: tick handler failed", self.gw.name)
+            logger.exception("{} feed: tick handler failed", self.session.name)
 
     def _offer(self, state: OrderState) -> None:
         """One venue answer about a watched stop, from the stream or a lookup."""
@@ -250,7 +253,7 @@ class Feed:
         if state.status == "expired" and state.cid in self._triggered:
             logger.error("{} feed: stop {} of {} fired but its market order filled nothing: the position "
                          "is still held and that stop is gone; its position reconciles and re-protects",
-                         self.gw.name, state.cid, state.symbol)
+                         self.session.name, state.cid, state.symbol)
         self._deliver(state)
 
     def _note_triggered(self, cid: str) -> None:
@@ -266,12 +269,12 @@ class Feed:
             symbol = self._watched[cid]
             logger.error("{} feed: stop {} of {} triggered {:.1f}s ago and its market order has not filled "
                          "(bound exchange.trigger_stuck_s={}s): no longer counted as protecting; its position "
-                         "reconciles and re-protects", self.gw.name, cid, symbol, now - since, self.stuck_after_s)
-            self._tell(OrderState(cid, symbol, leg_of(cid), "stuck"))
+                         "reconciles and re-protects", self.session.name, cid, symbol, now - since, self.stuck_after_s)
+            self._tell(OrderState(cid, symbol, cast(Leg, leg_of(cid)), "stuck"))
 
     def _hand_over(self, cid: str, symbol: str, status: str) -> None:
         self.unwatch(cid)
-        self._tell(OrderState(cid, symbol, leg_of(cid), status))
+        self._tell(OrderState(cid, symbol, cast(Leg, leg_of(cid)), status))
 
     def _tell(self, state: OrderState) -> None:
         if state.status in ("stuck", "not_found", "expired", "cancelled", "rejected"):
@@ -279,12 +282,12 @@ class Feed:
         try:
             self._on_order(state)
         except Exception:
-            logger.exception("{} feed: order handler failed for {}", self.gw.name, state.cid)
+            logger.exception("{} feed: order handler failed for {}", self.session.name, state.cid)
 
     def _deliver(self, state: OrderState) -> None:
         self.unwatch(state.cid)
         if state.status == "filled":
             self.stats.fills += 1
-        logger.info("{} feed: {} {} {} at {}", self.gw.name, state.symbol, state.cid, state.status,
+        logger.info("{} feed: {} {} {} at {}", self.session.name, state.symbol, state.cid, state.status,
                     state.avg_price)
         self._tell(state)
