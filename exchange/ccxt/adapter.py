@@ -24,11 +24,11 @@ from exchange.ccxt.feed import DEFAULT_TRIGGER_STUCK_S, Feed
 from exchange.ccxt.loop import VenueLoop
 from exchange.ccxt.session import VenueSession
 from exchange.ccxt.venues import Venue
-from exchange.paper.window import PROTECTION_GAPS_PATH
 from exchange.gateway import (
     Acknowledged, Balance, OrderHandler, OrderNotFound, OrderRequest, OrderState, Rejected, Retryable,
     TickHandler, VenueError, VenuePosition,
 )
+from exchange.rehearsal import PROTECTION_GAPS_PATH
 
 # First pause between read-backs of an acknowledged market order (doubling, within the call's timeout).
 READ_BACK_FIRST_S = 0.05

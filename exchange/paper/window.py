@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-# Where a local fake venue built on the engine serves this record (not a route of any real venue).
-PROTECTION_GAPS_PATH = "/_fake/protection-gaps"
+from exchange.rehearsal import PROTECTION_GAPS_PATH  # noqa: F401 (re-exported for the fakes)
 
 
 class ProtectionWindow:
