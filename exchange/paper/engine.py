@@ -257,23 +257,34 @@ class PaperEngine:
         order = PaperOrder(req.cid, req.symbol, req.leg, req.side, req.qty, req.stop_price,
                            req.activation, req.callback_pct)
         if req.leg in (Leg.ENTRY, Leg.EXIT):
-            if req.leg is Leg.ENTRY and req.qty * price < spec.min_notional:
-                raise venue_error(-4164, f"Order's notional must be no smaller than {spec.min_notional}")
-            exit_side = "sell" if req.side == "buy" else "buy"
-            if req.attached_stop is not None and self._crossed(exit_side, req.attached_stop, price):
-                raise venue_error(-2021, f"Attached stop-loss {req.attached_stop} would immediately trigger.")
-            was_flat = not self._held(req.symbol)
-            fill = self._fill(order, price, reduce_only=req.reduce_only)
-            if fill is None:
-                raise venue_error(-2022, "ReduceOnly Order is rejected.")
-            self.account.orders[req.cid] = order
-            if req.attached_stop is not None:  # created by the venue at the fill, tied to its entry
-                self._rest(PaperOrder(attached_cid(req.cid), req.symbol, Leg.STOP, exit_side,
-                                      order.filled_qty, req.attached_stop, parent=req.cid))
-            if req.leg is Leg.ENTRY and was_flat and self._held(req.symbol):
-                self._window.opened(req.symbol, any(o.leg is Leg.STOP and o.side == exit_side for o in
-                                                    self._resting.get(req.symbol, {}).values()))
-            return order.view(), []
+            return self._place_market(req, spec, order, price), []
+        self._check_resting(req, spec, order, price)
+        self._rest(order)
+        return order.view(), self._trigger(req.symbol, price)
+
+    def _place_market(self, req: OrderRequest, spec: MarketSpec, order: PaperOrder, price: Decimal) -> OrderState:
+        """An entry or exit fills at once at `price` (an entry's attached stop rests at its fill)."""
+        if req.leg is Leg.ENTRY and req.qty * price < spec.min_notional:
+            raise venue_error(-4164, f"Order's notional must be no smaller than {spec.min_notional}")
+        exit_side = "sell" if req.side == "buy" else "buy"
+        if req.attached_stop is not None and self._crossed(exit_side, req.attached_stop, price):
+            raise venue_error(-2021, f"Attached stop-loss {req.attached_stop} would immediately trigger.")
+        was_flat = not self._held(req.symbol)
+        fill = self._fill(order, price, reduce_only=req.reduce_only)
+        if fill is None:
+            raise venue_error(-2022, "ReduceOnly Order is rejected.")
+        self.account.orders[req.cid] = order
+        if req.attached_stop is not None:  # created by the venue at the fill, tied to its entry
+            self._rest(PaperOrder(attached_cid(req.cid), req.symbol, Leg.STOP, exit_side,
+                                  order.filled_qty, req.attached_stop, parent=req.cid))
+        if req.leg is Leg.ENTRY and was_flat and self._held(req.symbol):
+            self._window.opened(req.symbol, any(o.leg is Leg.STOP and o.side == exit_side for o in
+                                                self._resting.get(req.symbol, {}).values()))
+        return order.view()
+
+    def _check_resting(self, req: OrderRequest, spec: MarketSpec, order: PaperOrder, price: Decimal) -> None:
+        """A stop or trailing stop may rest only where it would not fire at once; an unarmed
+        trailing stop without activation is armed at `price`."""
         if req.leg is Leg.STOP:
             if req.stop_price is None or req.stop_price != spec.floor_price(req.stop_price):
                 raise venue_error(-1111, f"Stop price {req.stop_price} does not fit tick {spec.tick_size}")
@@ -288,8 +299,6 @@ class PaperEngine:
             elif (req.activation <= price) if req.side == "sell" else (req.activation >= price):
                 # Binance: a SELL trailing needs activatePrice above the latest price, a BUY below.
                 raise venue_error(-2021, "Order would immediately trigger.")
-        self._rest(order)
-        return order.view(), self._trigger(req.symbol, price)
 
     def _place_close_position(self, req: OrderRequest, spec: MarketSpec) -> tuple[OrderState, list[OrderState]]:
         """A STOP_MARKET with closePosition: no quantity and no margin check when placed, so it
