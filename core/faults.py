@@ -2,7 +2,9 @@
 
 A plan is a list of rules; each call site asks `plan.pick(op, symbol, leg)` and gets the rule
 to apply (or None). Hangs wait on one release event, so a test can wake the abandoned threads
-afterwards and watch them being fenced.
+afterwards and watch them being fenced. Venue rules are applied around whichever gateway is
+configured (`exchange/faulty.py`), database rules around each transaction
+(`persistence/db_faults.py`), actor rules by the actors themselves.
 """
 from __future__ import annotations
 
