@@ -7,8 +7,9 @@ applies the rule it gets on the caller's side of the wire. Where a kind happens 
   the inner gateway's fence check still refuses a replaced actor once it is released),
   `unavailable` (a 502: a write's outcome is unknown to the caller, a read may be retried),
   `invalid` (refused), `timeout_lost` (a write's fence is checked, then it is lost on the way);
-- in transit: `latency` (the request arrives `latency_ms` late; past the caller's timeout it
-  still arrives, but the answer does not);
+- in transit: `latency` (the request arrives `latency_ms` late, with what is left of the
+  caller's timeout; past it the caller gets a timeout, and the inner gateway is handed the
+  write with no time left: paper acts on it, a real venue's client gives up before sending);
 - after the venue acted: `timeout_accepted` (the order exists, the caller gets a timeout) and
   `slow_reply` (the venue acts at once, its answer takes `latency_ms`, maybe past the timeout).
 
@@ -129,7 +130,8 @@ class FaultyGateway:
     def _late(self, rule: FaultRule, op: str, symbol: str | None, timeout: float, write: bool,
               send: Callable[[float], T]) -> T:
         """The request spends `latency_ms` on the way, after it left (its fence is checked
-        first); past the caller's timeout it still arrives, and only the answer is lost."""
+        first); past the caller's timeout the write is handed over with no time left (the
+        paper venue acts on it: only the answer is lost) and the caller gets a timeout."""
         delay = rule.latency_ms / 1000
         if write:
             check_fence()
