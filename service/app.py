@@ -26,6 +26,7 @@ from actors.coordinator_port import CoordinatorDown, CoordinatorPort
 from actors.market_data import MarketData
 from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
 from actors.position import PositionContext
+from actors.position_supervision import PositionSupervisor
 from actors.scheduler import Scheduler
 from core import entry_protocol
 from core.config import Config
@@ -51,7 +52,6 @@ from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
-from supervisor import Supervisor
 
 
 def fault_plan(rules, seed: int) -> FaultPlan:
@@ -141,8 +141,8 @@ class Service:
             scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
             coordinator=lambda: self.coordinator_port, epochs={}, faults=self.actor_faults,
             on_final=lambda *_: None, on_decision=self._on_decision)
-        self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
-                                     on_escalate=self._on_escalate)
+        self.supervisor = PositionSupervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
+                                             on_escalate=self._on_escalate)
         self.guardian = Guardian(self, cfg)
         self.health_notes: list[str] = []
         self.rejections = Rejections(burst=cfg.signals.reject_burst)
