@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from actors.escalation import EscalationPolicy
 from actors.messages import OpenPosition, RecoverPosition
@@ -88,7 +89,7 @@ class PositionSupervisor(Supervisor):
     epoch is not the current one for its position reaches neither the venue nor the store."""
 
     def __init__(self, cfg: SupervisorCfg, deadlines: DeadlinesCfg, ctx: PositionContext,
-                 defaults: Params, on_escalate=None) -> None:
+                 defaults: Params, on_escalate: Callable[[str, str], None] | None = None) -> None:
         self.deadlines, self.ctx, self.defaults = deadlines, ctx, defaults
         self.store: PositionStore = ctx.store
         self.epochs: dict[str, int] = ctx.epochs
