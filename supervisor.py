@@ -16,7 +16,7 @@ within a period) and the supervisor stops restarting it: the child's spec `escal
 the owner hears of it through `on_escalate(key, message)`; nothing is retried after that.
 
 What a child is and what its work means stays out of this module: position actors are
-supervised through `actors/position_supervision.py`, which plugs in its own spec and handle.
+supervised through `service/position_supervision.py`, which plugs in its own spec and handle.
 """
 from __future__ import annotations
 

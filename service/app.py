@@ -26,7 +26,6 @@ from actors.coordinator_port import CoordinatorDown, CoordinatorPort
 from actors.market_data import MarketData
 from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
 from actors.position import PositionContext
-from actors.position_supervision import PositionSupervisor
 from actors.scheduler import Scheduler
 from core import entry_protocol
 from core.config import Config
@@ -47,6 +46,7 @@ from service.limits import RiskGuard
 from service.money import Ledger
 from service.protection_gap import gap_stats, venue_gaps
 from service.guardian import Guardian
+from service.position_supervision import PositionSupervisor
 from service.recovery import Recovery, RecoveryReport
 from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource

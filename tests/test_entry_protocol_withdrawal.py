@@ -216,7 +216,7 @@ def test_a_restored_emergency_close_withdrawing_ends_emergency_closed():
 
 
 def test_a_stuck_withdrawal_is_visible_to_the_supervisor_and_health():
-    from actors.position_supervision import PositionHandle
+    from service.position_supervision import PositionHandle
 
     s, stop, entry = withdrawing_after_unknown_entry()
     h = PositionHandle(None, "p", 1, SPEC.symbol)

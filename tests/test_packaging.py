@@ -21,7 +21,7 @@ TOP_LEVEL = ["supervisor", "actors", "core", "exchange", "persistence", "service
 PROBE = """
 import importlib, json, sys
 mods = {n: importlib.import_module(n) for n in sys.argv[1:]}
-from actors.position_supervision import PositionSupervisor
+from service.position_supervision import PositionSupervisor
 from supervisor import Supervisor
 assert issubclass(PositionSupervisor, Supervisor)
 print(json.dumps({n: m.__file__ for n, m in mods.items()}))

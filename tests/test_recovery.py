@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from actors.messages import Control, RecoverPosition
 from actors.position import PositionActor
-from actors.position_supervision import PositionHandle
 from core import trailing as tr
 from core.position_logic import step
 from core.position_types import Begin, CloseRequested, Leg, OrderIntent, Outcome, Phase, PositionState
@@ -25,6 +24,7 @@ from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.waves import WaveStore
 from service.app import position_params
+from service.position_supervision import PositionHandle
 from signals.wave import parse_wave
 from tests.helpers import SYM, make_config, wait_for, wave
 from tests.recovery_checks import wait_agreed

@@ -9,6 +9,10 @@ position the supervisor gives up on is settled by `actors/escalation.py`.
 supervisor watches, it carries the actor's account of its protection (phase, since when it
 holds a position without a stop, whether a withdrawal is stuck), read by the watchdog, the
 guardian, health and the control plane.
+
+This wiring lives in service/, not beside the actors: the supervisor sits above the actors it
+supervises, and nothing below service imports it (the actors see their handle only as the
+object they report to).
 """
 from __future__ import annotations
 
