@@ -74,6 +74,12 @@ class ChildHandle:
         if self.sup is not None:
             self.sup.child_failed(self, f"crashed: {exc!r}")
 
+    def fenced(self) -> None:
+        """A write of this child's was refused by a fence (its epoch is stale, or supervision
+        halted): counted in the supervisor's `stats.fenced_writes`."""
+        if self.sup is not None:
+            self.sup.count_fenced()
+
 
 class ChildSpec:
     """How one kind of child is restarted and given up on: the child specification.
@@ -141,6 +147,7 @@ class Supervisor:
         self._on_escalate = on_escalate
         self._unstarted: deque[tuple[ChildHandle, str]] = deque()  # restarts no thread could run
         self._stop = threading.Event()
+        self._stats_lock = threading.Lock()  # children on many threads report fenced writes
         self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog", daemon=True)
         self._watchdog.start()
 
@@ -256,6 +263,10 @@ class Supervisor:
             self._on_escalate(h.key, note)
 
     # ---- introspection and shutdown ----------------------------------------------------
+
+    def count_fenced(self) -> None:
+        with self._stats_lock:
+            self.stats.fenced_writes += 1
 
     def abandoned_alive(self) -> int:
         return sum(1 for _, _, t in self.abandoned if t.is_alive())

@@ -140,7 +140,7 @@ class Service:
             gateway=self.gateway, store=self.positions, markets=self.markets,
             scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
             coordinator=lambda: self.coordinator_port, epochs={}, faults=self.actor_faults,
-            on_final=lambda *_: None, on_decision=self._on_decision)
+            on_final=lambda key, epoch: self.supervisor.finished(key, epoch), on_decision=self._on_decision)
         self.supervisor = PositionSupervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
                                              on_escalate=self._on_escalate)
         self.guardian = Guardian(self, cfg)

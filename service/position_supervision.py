@@ -90,7 +90,8 @@ class PositionSupervisor(Supervisor):
     """The service's supervisor: the coordinator as a singleton, and one child per position.
 
     `epochs` (shared with the positions' context) is the in-memory fence: an actor whose
-    epoch is not the current one for its position reaches neither the venue nor the store."""
+    epoch is not the current one for its position reaches neither the venue nor the store.
+    The context's `on_final` must reach `finished` (bound where both are built)."""
 
     def __init__(self, cfg: SupervisorCfg, deadlines: DeadlinesCfg, ctx: PositionContext,
                  defaults: Params, on_escalate: Callable[[str, str], None] | None = None) -> None:
@@ -102,7 +103,6 @@ class PositionSupervisor(Supervisor):
         # one step, so a replaced coordinator and its successor never both start one.
         self._launch_lock = threading.Lock()
         super().__init__(cfg, on_escalate, default_spec=_PositionChild(self))
-        ctx.on_final = self.finished
 
     def halt(self) -> None:
         """Stop supervising and go protect-only (the database lease was lost): no restart, no

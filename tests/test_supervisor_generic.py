@@ -176,3 +176,14 @@ def test_halted_nothing_is_restarted_and_stop_all_reports_the_stuck(made):
     assert sup.halted and not h.retired and sup.stats.restarts == 0
     assert sup.stop_all(0.2) == ["w"]
     release.set()
+
+
+def test_fenced_writes_reported_on_handles_are_counted(made):
+    sup, _ = _sup(made, Counted())
+    handles = [_child(sup, f"w{i}") for i in range(4)]
+    threads = [threading.Thread(target=lambda h=h: [h.fenced() for _ in range(250)]) for h in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sup.stats.fenced_writes == 1000
