@@ -114,9 +114,10 @@ class ControlHandler:
 
     def supervisor(self) -> r.SupervisorReply:
         sup, now = self.svc.supervisor, time.monotonic()
-        kids = [r.ChildOut(key=k, symbol=h.symbol, epoch=h.epoch, phase=h.phase or ("running" if k == "coordinator" else ""),
+        kids = [r.ChildOut(key=k, symbol=h.symbol, epoch=h.epoch,
+                           phase=getattr(h, "phase", None) or ("running" if k == "coordinator" else ""),
                            op=h.op_name, op_left_s=None if h.op_deadline is None else round(h.op_deadline - now, 3),
-                           unprotected_s=None if h.unprotected_since is None else round(now - h.unprotected_since, 3))
+                           unprotected_s=None if (u := getattr(h, "unprotected_since", None)) is None else round(now - u, 3))
                 for k, h in sorted(list(sup.children.items()))]
         return r.SupervisorReply(
             children=kids, restarts=sup.stats.restarts, escalations=sup.stats.escalations,

@@ -46,12 +46,12 @@ from service.limits import RiskGuard
 from service.money import Ledger
 from service.protection_gap import gap_stats, venue_gaps
 from service.guardian import Guardian
+from service.position_supervision import PositionSupervisor
 from service.recovery import Recovery, RecoveryReport
 from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
 from signals.wave import WaveRejected, parse_wave
-from supervisor import Supervisor
 
 
 def fault_plan(rules, seed: int) -> FaultPlan:
@@ -140,9 +140,9 @@ class Service:
             gateway=self.gateway, store=self.positions, markets=self.markets,
             scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
             coordinator=lambda: self.coordinator_port, epochs={}, faults=self.actor_faults,
-            on_final=lambda *_: None, on_decision=self._on_decision)
-        self.supervisor = Supervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
-                                     on_escalate=self._on_escalate)
+            on_final=lambda key, epoch: self.supervisor.finished(key, epoch), on_decision=self._on_decision)
+        self.supervisor = PositionSupervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
+                                             on_escalate=self._on_escalate)
         self.guardian = Guardian(self, cfg)
         self.health_notes: list[str] = []
         self.rejections = Rejections(burst=cfg.signals.reject_burst)

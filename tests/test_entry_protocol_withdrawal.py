@@ -216,10 +216,10 @@ def test_a_restored_emergency_close_withdrawing_ends_emergency_closed():
 
 
 def test_a_stuck_withdrawal_is_visible_to_the_supervisor_and_health():
-    from supervisor import ChildHandle
+    from service.position_supervision import PositionHandle
 
     s, stop, entry = withdrawing_after_unknown_entry()
-    h = ChildHandle(None, "p", 1, SPEC.symbol)
+    h = PositionHandle(None, "p", 1, SPEC.symbol)
     for n in range(ep.WITHDRAW_ALARM_AFTER):
         h.note_protection(s)
         assert not h.withdraw_stuck

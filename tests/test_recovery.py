@@ -24,8 +24,8 @@ from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 from persistence.positions import PositionStore
 from persistence.waves import WaveStore
 from service.app import position_params
+from service.position_supervision import PositionHandle
 from signals.wave import parse_wave
-from supervisor import ChildHandle
 from tests.helpers import SYM, make_config, wait_for, wave
 from tests.recovery_checks import wait_agreed
 
@@ -226,7 +226,7 @@ def test_a_restored_position_acts_only_after_reconciling(start_service, db_url):
     epoch = svc2.positions.bump_epoch(pid, old.epoch)
     svc2.ctx.epochs[pid] = epoch
     state = svc2.positions.load(pid, svc2.defaults)
-    handle = ChildHandle(svc2.supervisor, pid, epoch, BTC)
+    handle = PositionHandle(svc2.supervisor, pid, epoch, BTC)
     ref = PositionActor.start(state, svc2.ctx, handle)
     ref.tell(Control(CloseRequested("operator close")))
     svc2.market_data.on_tick(BTC, Decimal(60000))  # through the stop: would close if acted on
