@@ -11,11 +11,15 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 from loguru import logger
 
-Submit = Callable[[str, str], None]  # (raw message, source name)
+class Submit(Protocol):
+    """Service.submit: a raw message, its source's name and, for a replayed wave, its recorded time;
+    the result is truthy when the wave was accepted."""
+
+    def __call__(self, raw: str, source: str, now: float | None = None) -> object: ...
 
 
 class DemoSource:
