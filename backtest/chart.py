@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from html import escape
+from typing import Sequence
 
 from backtest.report import render_totals, totals, when
 from backtest.trades import Result, Trade
@@ -17,7 +18,7 @@ def _scale(lo: float, hi: float, a: float, b: float):
 
 
 def _svg(series: list[tuple[str, str, list[tuple[float, float]], bool]], title: str,
-         marks: list[tuple[str, float, float]] = ()) -> str:
+         marks: Sequence[tuple[str, float, float]] = ()) -> str:
     """Lines on shared axes, each (label, colour, points, stepped), and labelled dots."""
     pts = [p for _l, _c, ps, _s in series for p in ps]
     if not pts:
@@ -91,14 +92,16 @@ def html(r: Result, settings: dict[str, str], signal: str | None = None) -> str:
     parts = [_svg([("realized net PnL", "#1f6feb", eq, True)], "Equity (realized, after fees)")]
     chosen = pick(r, signal)
     if chosen is not None:
-        lv = r.levels[chosen.position_id]
+        pid, entry_ts, entry_price = chosen.position_id, chosen.entry_ts, chosen.entry_price
+        assert pid is not None and entry_ts is not None and entry_price is not None, "pick() picks opened ones"
+        lv = r.levels[pid]
         series = [("price", "#444", [(t, float(p)) for t, p, _s, _l in lv], False)]
         series += [("stop-loss", "#d73a49", seg, True) for seg in _segments([(t, s) for t, _p, s, _l in lv])]
         series += [("trailing stop", "#2da44e", seg, True) for seg in _segments([(t, tl) for t, _p, _s, tl in lv])]
         title = (f"{chosen.symbol} {chosen.side} (signal {chosen.signal_id}): entry {chosen.entry_price}, "
                  f"exit {chosen.exit_price or '-'} — {chosen.exit_reason or chosen.status}")
-        marks = [(f"entry {chosen.entry_price}", chosen.entry_ts, float(chosen.entry_price))]
-        if chosen.exit_ts is not None:
+        marks = [(f"entry {entry_price}", entry_ts, float(entry_price))]
+        if chosen.exit_ts is not None and chosen.exit_price is not None:
             marks.append((f"exit {chosen.exit_price}", chosen.exit_ts, float(chosen.exit_price)))
         parts.append(_svg(series, title, marks))
     summary = escape(render_totals(totals(r), settings))

@@ -17,6 +17,7 @@ import heapq
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pykka
 from sqlalchemy import select
@@ -49,7 +50,7 @@ def rehearse(cfg: Config, waves: Path) -> Result:
     from service.app import Service
 
     svc = Service(cfg)
-    gw = svc.gateway
+    gw: Any = svc.gateway  # the paper gateway: its engine and recorded prices are read directly
     if getattr(gw, "recorded", None) is None:
         raise ValueError('a rehearsal on a recorded path needs paper.prices = "file:DATA"')
     engine, data = gw.engine, gw.recorded
@@ -92,8 +93,10 @@ def rehearse(cfg: Config, waves: Path) -> Result:
         svc.shutdown()
     starts = [line.ts for line in lines if line.ts is not None] or [s.start for s in data.values()]
     closed = sorted((t for t in trades if t.status == "closed"), key=lambda t: t.exit_ts or 0)
-    equity, total = [], Decimal(0)
+    equity: list[tuple[float, Decimal]] = []
+    total = Decimal(0)
     for t in closed:
+        assert t.exit_ts is not None and t.net is not None, f"{t.signal_id} closed but not settled"
         total += t.net
         equity.append((t.exit_ts, total))
     return Result(trades, equity, min(starts), max(s.end for s in data.values()),

@@ -17,17 +17,24 @@ ZERO = Decimal(0)
 CENT = Decimal("0.0001")
 
 
+def _settled(amount: Decimal | None) -> Decimal:
+    """A settled trade's PnL or fees (settle() sets them all)."""
+    assert amount is not None, "a closed or marked trade without its PnL"
+    return amount
+
+
 def totals(r: Result) -> dict:
     closed = [t for t in r.trades if t.status == "closed"]
     still = [t for t in r.trades if t.status == "open" and t.net is not None]
-    wins = [t for t in closed if t.net > 0]
+    wins = [t for t in closed if _settled(t.net) > 0]
     peak = dd = ZERO
     for _t, eq in r.equity:
         peak = max(peak, eq)
         dd = max(dd, peak - eq)
     spans = sorted((t.entry_ts, t.exit_ts if t.exit_ts is not None else r.end)
                    for t in r.trades if t.entry_ts is not None)
-    held, cur_a, cur_b = 0.0, None, None
+    held, cur_a = 0.0, 0.0
+    cur_b: float | None = None
     for a, b in spans:
         if cur_b is None or a > cur_b:
             if cur_b is not None:
@@ -47,10 +54,10 @@ def totals(r: Result) -> dict:
         "by_status": by_status,
         "trades": len(closed),
         "open_at_end": len(still),
-        "net_pnl": sum((t.net for t in closed), ZERO),
-        "gross_pnl": sum((t.pnl for t in closed), ZERO),
-        "fees": sum((t.fees for t in closed), ZERO) + sum((t.fees for t in still), ZERO),
-        "unrealized_pnl": sum((t.net for t in still), ZERO),
+        "net_pnl": sum((_settled(t.net) for t in closed), ZERO),
+        "gross_pnl": sum((_settled(t.pnl) for t in closed), ZERO),
+        "fees": sum((_settled(t.fees) for t in closed), ZERO) + sum((_settled(t.fees) for t in still), ZERO),
+        "unrealized_pnl": sum((_settled(t.net) for t in still), ZERO),
         "win_rate": round(len(wins) / len(closed), 4) if closed else None,
         "max_drawdown": dd,
         "exposure": round(min(held / span, 1.0), 4),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from core.config import Config
+from core.types import Side
 from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, Event, FailureKind, Filled, LookedUp, Lookup, Outcome, Phase, Place, Placed,
@@ -40,6 +41,13 @@ from backtest.trades import BPS, Result, Trade, settle
 from backtest.waves import Line
 from service.app import position_params
 from signals.wave import SignalIn
+
+
+def _side(sig: SignalIn) -> Side:
+    """A signal the wave accepted has its side (only rejected ones lack it)."""
+    assert sig.side is not None, f"signal {sig.id} has no side"
+    return sig.side
+
 
 @dataclass
 class _Position:
@@ -204,15 +212,16 @@ class Backtest:
             self._skip(w, sig, f"not opened: {reason}; rank {sig.rank}")
 
     def _skip(self, w: _Wave, sig: SignalIn, reason: str) -> None:
-        self.trades.append(Trade(w.line, w.wave_id, sig.id, sig.symbol, sig.side.value, sig.rank,
+        self.trades.append(Trade(w.line, w.wave_id, sig.id, sig.symbol, _side(sig).value, sig.rank,
                                  "skipped", "skipped", reason))
 
     def _launch(self, w: _Wave, sig: SignalIn) -> None:
         pid = f"p{len(self.by_id) + 1:06d}"
-        trade = Trade(w.line, w.wave_id, sig.id, sig.symbol, sig.side.value, sig.rank, "open", position_id=pid)
+        side = _side(sig)
+        trade = Trade(w.line, w.wave_id, sig.id, sig.symbol, side.value, sig.rank, "open", position_id=pid)
         self.trades.append(trade)
         state = PositionState(id=pid, signal_id=sig.id, wave_id=w.wave_id, symbol=sig.symbol,
-                              side=sig.side, params=self.params)
+                              side=side, params=self.params)
         pos = _Position(state, trade, w)
         self.by_id[pid] = pos
         w.opening += 1
@@ -271,7 +280,10 @@ class Backtest:
                     self._work(pos)
                 self.at(self.now + self.latency, arrive)
             case RetryLater(intent=i, delay_s=d):
-                self.at(self.now + d, lambda: (pos.events.append(RetryDue(i)), self._work(pos)))
+                def retry_due() -> None:
+                    pos.events.append(RetryDue(i))
+                    self._work(pos)
+                self.at(self.now + d, retry_due)
             case Report(outcome=o, reason=r):
                 self._outcome(pos, o, r)
 
@@ -289,12 +301,13 @@ class Backtest:
                 except Rejected as e:
                     ev = PlaceFailed(i, FailureKind.REJECTED, str(e))
             case Cancel(cid=cid):
+                cancelled: OrderState | None
                 try:
-                    o = self.engine.cancel(cid)
+                    cancelled = self.engine.cancel(cid)
                 except (OrderNotFound, Rejected):
-                    o = None
-                if o is not None and o.status == "filled" and o.avg_price is not None:
-                    ev = Filled(cid, o.avg_price)
+                    cancelled = None
+                if cancelled is not None and cancelled.status == "filled" and cancelled.avg_price is not None:
+                    ev = Filled(cid, cancelled.avg_price)
             case Lookup(intent=i):
                 try:
                     o = self.engine.fetch(i.cid)
@@ -310,7 +323,7 @@ class Backtest:
         s, t = pos.state, pos.trade
         if s.entry_price is not None and old.entry_price is None:
             t.entry_ts, t.entry_price, t.qty = self.now, s.entry_price, s.qty
-        if self.record and s.entry_price is not None and s.stop_price != old.stop_price:
+        if self.record and s.entry_price is not None and s.last_price is not None and s.stop_price != old.stop_price:
             self._levels(pos, s.last_price)
         if not s.phase.final or old.phase.final:
             return
@@ -319,8 +332,8 @@ class Backtest:
             t.status = "failed"
             return
         t.status, t.exit_ts, t.exit_reason = "closed", self.now, s.close_reason
-        settle(t, s.exit_price, self.fee, closed=True)
-        self._realized += t.net
+        assert s.exit_price is not None, f"{s.id} final without an exit price"
+        self._realized += settle(t, s.exit_price, self.fee, closed=True)
         self.equity.append((self.now, self._realized))
 
     def _mark_open(self, pos: _Position) -> None:

@@ -49,11 +49,14 @@ class Result:
     levels: dict[str, list[tuple[float, Decimal, Decimal | None, Decimal | None]]]  # per position
 
 
-def settle(t: Trade, exit_price: Decimal, fee: Decimal, *, closed: bool) -> None:
+def settle(t: Trade, exit_price: Decimal, fee: Decimal, *, closed: bool) -> Decimal:
     """PnL of a trade at `exit_price`; fees on both fills if it closed, on the entry if not
-    (a position still open is marked, not closed)."""
+    (a position still open is marked, not closed). Returns the net PnL."""
+    entry, qty = t.entry_price, t.qty
+    assert entry is not None and qty is not None, f"{t.signal_id} settled before its entry filled"
     t.exit_price = exit_price
     sign = 1 if t.side == "long" else -1
-    t.pnl = (exit_price - t.entry_price) * t.qty * sign
-    t.fees = (t.entry_price + (exit_price if closed else 0)) * t.qty * fee
+    t.pnl = (exit_price - entry) * qty * sign
+    t.fees = (entry + (exit_price if closed else 0)) * qty * fee
     t.net = t.pnl - t.fees
+    return t.net

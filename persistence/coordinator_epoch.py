@@ -10,8 +10,9 @@ one that starts later sees the new epoch); SQLite has one writer anyway.
 from __future__ import annotations
 
 import time
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from core.errors import Fenced
@@ -38,7 +39,7 @@ def check(tx: Session, epoch: int | None) -> None:
     None means the write is not a coordinator's (tests, tools): nothing to check."""
     if epoch is None:
         return
-    res = tx.execute(update(CoordinatorRow).where(CoordinatorRow.id == ROW, CoordinatorRow.epoch == epoch)
-                     .values(epoch=epoch))
+    res = cast(CursorResult, tx.execute(update(CoordinatorRow).where(CoordinatorRow.id == ROW, CoordinatorRow.epoch == epoch)
+                     .values(epoch=epoch)))
     if res.rowcount != 1:
         raise Fenced(f"coordinator epoch {epoch} is no longer current: a newer coordinator took over")

@@ -95,7 +95,8 @@ class Lease:
 class FileLease(Lease):
     def __init__(self, path: Path, fd: int) -> None:
         super().__init__(f"lock file {path}")
-        self.path, self._fd = path, fd
+        self.path = path
+        self._fd: int | None = fd
         self._ino = os.fstat(fd).st_ino
 
     def check(self, timeout_s: float) -> str | None:
@@ -115,7 +116,8 @@ class FileLease(Lease):
 class PgLease(Lease):
     def __init__(self, engine, conn: Connection) -> None:
         super().__init__(f"advisory lock {PG_KEY} on database {engine.url.database}")
-        self._engine, self._conn = engine, conn
+        self._engine = engine
+        self._conn: Connection | None = conn
         self._io = threading.Lock()
 
     def check(self, timeout_s: float) -> str | None:
@@ -124,7 +126,9 @@ class PgLease(Lease):
         def probe() -> None:
             try:
                 with self._io:
-                    held = self._conn.execute(text(
+                    conn = self._conn
+                    assert conn is not None, "the lease was released"
+                    held = conn.execute(text(
                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                         "AND pid = pg_backend_pid() AND classid = :a AND objid = :b AND objsubid = 2"),
                         {"a": PG_KEY[0], "b": PG_KEY[1]}).scalar()

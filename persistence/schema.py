@@ -17,7 +17,7 @@ class SchemaOutOfDate(RuntimeError):
     """The database is behind the code; the message says which command fixes it."""
 
 
-def _alembic_cfg(engine: Engine, connection=None) -> AlembicConfig:
+def _alembic_cfg(engine: Engine | None, connection=None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -38,7 +38,9 @@ def migration_engine(url: str, call_timeout_s: float) -> Engine:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_cfg(None)).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_cfg(None)).get_current_head()
+    assert head is not None, "the migrations have no head revision"
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

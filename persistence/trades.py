@@ -104,6 +104,7 @@ class RealizedBook:
         for pid, ts, g, f, n in new:
             if pid in self._ids:
                 continue
+            assert ts is not None  # the query reads closed positions only
             self._ids.add(pid)
             i = bisect.bisect_right(self._ts, ts)
             self._ts.insert(i, ts)

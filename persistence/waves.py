@@ -8,9 +8,9 @@ import time
 import uuid
 from collections import Counter
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -123,9 +123,9 @@ class WaveStore:
         if position_id is not None:
             values["position_id"] = position_id
         with self._write() as tx:
-            res = tx.execute(update(SignalRow)
-                             .where(SignalRow.id == signal_id, SignalRow.outcome.is_(None))
-                             .values(**values))
+            res = cast(CursorResult, tx.execute(update(SignalRow)
+                                                .where(SignalRow.id == signal_id, SignalRow.outcome.is_(None))
+                                                .values(**values)))
             return res.rowcount == 1
 
     def attach_position(self, signal_id: str, position_id: str) -> None:

@@ -11,11 +11,18 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from loguru import logger
 
 Submit = Callable[[str, str], None]  # (raw message, source name)
+
+
+class ReplaySubmit(Protocol):
+    """What a replayed file submits to: Service.submit, with each wave's recorded time; the
+    result is truthy when the wave was accepted."""
+
+    def __call__(self, raw: str, source: str, now: float | None = None) -> object: ...
 
 
 class DemoSource:
@@ -65,7 +72,7 @@ class FileSource:
     """Replays a JSON-lines file, one wave per line; waits for each wave to finish (or its
     deadline) before sending the next, so a replay keeps the file's order and pace."""
 
-    def __init__(self, path: str | Path, submit: Submit, wave_done: threading.Event, *,
+    def __init__(self, path: str | Path, submit: ReplaySubmit, wave_done: threading.Event, *,
                  wait_s: float, restamp: bool = True) -> None:
         """`restamp`: each wave's ts becomes its arrival time (a recorded day traded now);
         otherwise it keeps its own ts and is judged at that time (its age is not held

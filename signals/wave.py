@@ -140,13 +140,13 @@ def parse_wave(raw: str | bytes | dict, *, markets: set[str] | dict, source: str
                            "or the signal server's clock is wrong)", wave_id)
     parsed = [_parse_signal(i, s, wave_id, markets) for i, s in enumerate(sigs)]
     seen: set[str] = set()
-    deduped = []
+    deduped: list[SignalIn] = []
     for s in parsed:
         if s.id in seen:
             s = SignalIn(f"{s.id}#{len(deduped)}", s.symbol, s.side, s.score, reason=f"duplicate signal id {s.id} in wave")
         seen.add(s.id)
         deduped.append(s)
-    valid = sorted((s for s in deduped if s.reason is None), key=lambda s: s.score, reverse=True)
+    valid = sorted((s for s in deduped if s.reason is None), key=_score_of, reverse=True)
     ranked = [SignalIn(s.id, s.symbol, s.side, s.score, rank=r + 1) for r, s in enumerate(valid)]
     rejected = [s for s in deduped if s.reason is not None]
     return Wave(wave_id, tuple(ranked + rejected), ts, source, now)
@@ -183,6 +183,12 @@ def _parse_signal(index: int, raw: Any, wave_id: str, markets) -> SignalIn:
     if reason is not None:
         return SignalIn(sid, symbol, side, None, reason=reason)
     return SignalIn(sid, symbol, side, score)
+
+
+def _score_of(s: SignalIn) -> Decimal:
+    """The ranking key of a valid signal: every signal without a reason has a score."""
+    assert s.score is not None, s
+    return s.score
 
 
 def _score(raw: Any) -> tuple[Decimal | None, str | None]:

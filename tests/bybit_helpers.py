@@ -39,14 +39,16 @@ def stop(cid="wt-p1-s1-2", price="63700.0", side="sell", qty="0.003", symbol=BTC
     return OrderRequest(cid, symbol, Leg.STOP, side, Decimal(qty), stop_price=Decimal(price))
 
 
-@pytest.fixture
-def venue():
+@pytest.fixture(name="venue")
+def bybit_venue():
+    """The fake Bybit venue (import it as a fixture: it is `venue` in the tests that do)."""
     v = fake_bybit()
     yield v
     v.stop()
 
 
-@pytest.fixture
-def keys(monkeypatch):
+@pytest.fixture(name="keys")
+def bybit_keys(monkeypatch):
+    """The fake Bybit venue's keys in the environment (import it as a fixture: `keys`)."""
     monkeypatch.setenv("BYBIT_API_KEY", KEY)
     monkeypatch.setenv("BYBIT_API_SECRET", SECRET)

@@ -10,7 +10,10 @@ from loguru import logger
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers import make_config  # noqa: E402
-from tests.pg import db_url, pg_cluster  # noqa: E402,F401  (PostgreSQL test cluster)
+
+# Fixtures every test may ask for by name: the PostgreSQL test cluster and its per-test database,
+# a Service with its control plane, a second local user.
+pytest_plugins = ["tests.pg", "tests.control_support", "tests.local_user"]
 
 # A per-example deadline measures the machine, not the code: a shared CI core that stalls one
 # example for 200 ms would fail a property that holds. Correctness is what the properties check.

@@ -10,10 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from core.position_types import Leg
 from exchange.ccxt.account import AccountRefused
 from exchange.gateway import Acknowledged, Retryable
-from tests.bybit_helpers import BTC, BTC_USDC, bybit_gateway, entry, keys, stop, venue  # noqa: F401 (fixtures)
+from tests.bybit_helpers import BTC, BTC_USDC, bybit_gateway, bybit_keys, bybit_venue, entry, stop  # noqa: F401 (fixtures)
 from tests.helpers import SYM, wait_for
 
 

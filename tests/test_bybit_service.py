@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from persistence.models import PositionRow, SignalRow
-from tests.bybit_helpers import BTC, bybit_overrides, keys, venue  # noqa: F401 (fixtures)
+from tests.bybit_helpers import BTC, bybit_keys, bybit_overrides, bybit_venue  # noqa: F401 (fixtures)
 from tests.helpers import SYM, wait_for, wave
 
 

@@ -12,7 +12,6 @@ from core.position_types import Leg
 from persistence.models import PositionRow
 from control.render import status
 from tests.ccxt_helpers import KEY, SECRET, binance_overrides, binance_venue  # noqa: F401  (fixture)
-from tests.control_support import control_service  # noqa: F401  (fixture)
 from tests.helpers import SYM, wait_for, wave
 
 NAMES = ["BTC", "ETH", "SOL", "XRP", "DOGE"]

@@ -12,7 +12,7 @@ import pexpect
 
 from core.position_types import Leg
 from persistence.models import SignalRow
-from tests.control_support import control_service, open_positions, venue_orders, venue_qty  # noqa: F401
+from tests.control_support import open_positions, venue_orders, venue_qty
 from tests.helpers import SYM, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

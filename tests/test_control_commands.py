@@ -16,7 +16,7 @@ from core.position_types import Leg
 from core.types import Side
 from persistence.models import PositionRow, SignalRow
 from service.health import HealthMonitor
-from tests.control_support import control_service, open_positions, venue_orders, venue_qty  # noqa: F401
+from tests.control_support import open_positions, venue_orders, venue_qty
 from tests.helpers import SYM, wait_for, wave
 
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.faults import FaultRule
-from tests.control_support import control_service, open_positions  # noqa: F401
+from tests.control_support import open_positions
 from tests.helpers import SYM, wait_for, wave
 
 

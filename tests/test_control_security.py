@@ -17,7 +17,7 @@ from control.commands import masked_db_url
 from control.replies import ActionReply
 from control.plane import ControlPlane
 from control.server import ControlServer, ServiceAlreadyRunning, SocketLock, respond
-from tests.control_support import FAST, control_service, open_positions  # noqa: F401
+from tests.control_support import FAST, open_positions
 from tests.helpers import SYM, make_config
 
 FAKE_SECRET = "sEcReT-7f3a9c1d2e4b-do-not-leak"

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from core import entry_protocol as ep
 from core.position_logic import step
 from core.position_types import (
-    Begin, Cancel, CancelOutcome, CloseRequested, FailureKind, Filled, Leg, LookedUp, Lookup,
+    Begin, Cancel, CancelOutcome, CloseRequested, FailureKind, Leg, LookedUp, Lookup,
     Outcome, Params, Phase, Place, Placed, PlaceFailed, PositionState, Reconcile, Reconciled, Report,
-    Resting, RetryDue, RetryLater, Tick, attached_cid,
+    Resting, RetryDue, RetryLater, attached_cid,
 )
 from core.types import MarketSpec, Side
 

@@ -11,7 +11,7 @@ from control import render
 from control.console import Console
 from core.position_types import Leg
 from persistence.models import PositionRow, SignalRow
-from tests.control_support import control_service, open_positions  # noqa: F401
+from tests.control_support import open_positions
 from tests.helpers import SYM, wait_for
 from tests.webhook import Receiver
 

@@ -10,7 +10,6 @@ from core.config import ConfigError, load_config
 from exchange.ccxt.build import credentials
 from exchange.ccxt.venues import VENUES
 from control.commands import masked_db_url as masked_url
-from tests.control_support import control_service  # noqa: F401
 from tests.trader_process import said, trader
 
 

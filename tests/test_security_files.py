@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_user import other_user, run_as  # noqa: F401
+from tests.local_user import run_as
 from tests.trader_process import Trader, said, trader, quiet_settings
 
 SHM_LOCK = """

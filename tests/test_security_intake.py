@@ -14,7 +14,7 @@ from core.config import SignalsCfg
 from signals.intake import IntakeResult
 from signals.rejections import Rejections
 from signals.ws_source import WsSource
-from tests.control_support import control_service, open_positions  # noqa: F401
+from tests.control_support import open_positions
 from tests.helpers import SYM, wait_for, wave
 from tests.signal_server import SignalServer
 from tests.trader_process import Trader

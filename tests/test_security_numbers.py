@@ -11,7 +11,6 @@ from hypothesis import given, strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from control import protocol as p
 from control.client import ControlClient
 from core.config import ConfigError, load_config
 from core.numbers import MAX_ADJUSTED_EXPONENT, MAX_DIGITS, NumberRefused, parse_decimal

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import trailing as tr
 from persistence.models import PositionRow
-from tests.control_support import control_service, open_positions  # noqa: F401
+from tests.control_support import open_positions
 from tests.helpers import SYM
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from core.position_logic import step
 from core.position_types import (
-    Begin, FailureKind, Leg, LookedUp, Phase, Place, Placed, PlaceFailed, PositionState, Record,
+    Begin, FailureKind, Leg, LookedUp, Phase, Placed, PlaceFailed, PositionState, Record,
     RetryDue, RetryLater, Tick,
 )
 from core.types import Side

@@ -9,6 +9,7 @@ import argparse
 import signal
 import threading
 
+from exchange.fakes.bybit_http import FakeBybit
 from exchange.fakes.venues import FAKES
 from exchange.paper.engine import PaperEngine
 from exchange.paper.universe import paper_markets, start_prices
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = PaperEngine(paper_markets(), start_prices(), seed=7, volatility=args.volatility)
     venue = FAKES[args.venue](engine, latency_ms=args.latency_ms, host=args.host, port=args.port)
     venue.clock_skew_ms = args.clock_skew_ms
-    if args.venue == "bybit":
+    if isinstance(venue, FakeBybit):
         venue.history_delay_s = args.history_delay_ms / 1000
     print(venue.start(), flush=True)
     print(venue.ws_url, flush=True)

@@ -81,7 +81,10 @@ class AlgoBook:
         if cid is None:
             return None
         parent = self.engine.account.orders[cid]
-        return wire.child_order(self.child(parent), parent, self._now())
+        child = self.child(parent)
+        if child is None:
+            return None
+        return wire.child_order(child, parent, self._now())
 
     # ---- triggered stops (engine hooks) ------------------------------------------------
 

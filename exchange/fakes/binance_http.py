@@ -126,7 +126,7 @@ class FakeBinance(FakeVenue):
             # Start / Keepalive / Close User Data Stream: one key while it lives (Binance docs)
             "POST /fapi/v1/listenKey": self._listen_key,
             "PUT /fapi/v1/listenKey": self._listen_key,
-            "DELETE /fapi/v1/listenKey": lambda p: (self._listen_keys.clear(), {})[1],
+            "DELETE /fapi/v1/listenKey": self._close_listen_keys,
         }
         # ---- account set-up (position mode, leverage, margin type): binance_account.py ----
         self.account = BinanceAccountState()
@@ -222,6 +222,10 @@ class FakeBinance(FakeVenue):
             self._listen_keys.add(secrets.token_hex(32))
         return {"listenKey": next(iter(self._listen_keys))}
 
+    def _close_listen_keys(self, p: dict[str, str]) -> dict[str, Any]:
+        self._listen_keys.clear()
+        return {}
+
     def _ticker_price(self, p):
         rows = [{"symbol": wire.market_id(s), "price": wire.s(self.engine.price(s)), "time": self._now()}
                 for s in ([self._symbol(p)] if "symbol" in p else self.engine.markets)]
@@ -304,7 +308,9 @@ class FakeBinance(FakeVenue):
             cid = self._algo.by_algo_id(p.get("algoId"))
         elif cid is None:
             cid = next((c for c, i in self._order_ids.items() if str(i) == p.get("orderId")), None)
-        o = self.engine.account.orders.get(cid or "")
+        if cid is None:
+            return None
+        o = self.engine.account.orders.get(cid)
         if o is None or (cid in self._algo) != algo or o.symbol != self._symbol(p):
             return None
         return o

@@ -25,7 +25,9 @@ def market_id(symbol: str) -> str:
 
 
 def _decimals(step: Decimal) -> int:
-    return max(-step.normalize().as_tuple().exponent, 0)
+    exponent = step.normalize().as_tuple().exponent
+    assert isinstance(exponent, int), step  # a finite step
+    return max(-exponent, 0)
 
 
 def s(d: Decimal | None) -> str:

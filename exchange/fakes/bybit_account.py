@@ -28,31 +28,55 @@ class BybitAccountState:
         return coin in self.hedge_coins
 
 
+Params = dict[str, Any]
+Route = Callable[[Params], Any]
+
+
 def account_routes(state: BybitAccountState, error: type[Exception],
-                   symbol_of: Callable[[dict[str, Any]], str]) -> dict[str, Callable[[dict[str, Any]], Any]]:
-    def account_info(p):
+                   symbol_of: Callable[[Params], str]) -> dict[str, Route]:
+    routes = _AccountRoutes(state, error, symbol_of)
+    return {
+        "GET /v5/account/info": routes.account_info,
+        "POST /v5/account/set-margin-mode": routes.set_margin_mode,
+        "GET /v5/user/query-api": routes.query_api,
+        "POST /v5/position/set-leverage": routes.set_leverage,
+        "POST /v5/position/switch-isolated": routes.switch_isolated,
+        "POST /v5/position/switch-mode": routes.switch_mode,
+    }
+
+
+@dataclass
+class _AccountRoutes:
+    """One handler per route, over the account state the fake venue keeps."""
+    state: BybitAccountState
+    error: type[Exception]
+    symbol_of: Callable[[Params], str]
+
+    def account_info(self, p: Params) -> dict[str, Any]:
+        state = self.state
         return {"unifiedMarginStatus": 5 if state.unified else 1, "marginMode": state.margin_mode,
                 "isMasterTrader": False, "spotHedgingStatus": "OFF", "updatedTime": "1697078946000",
                 "dcpStatus": "OFF", "timeWindow": 10, "smpGroup": 0}
 
-    def set_margin_mode(p):
+    def set_margin_mode(self, p: Params) -> dict[str, Any]:
         mode = p.get("setMarginMode")
         if mode not in _MARGIN_MODES:
-            raise error(10001, "params error: setMarginMode invalid")
-        state.margin_mode = mode
+            raise self.error(10001, "params error: setMarginMode invalid")
+        self.state.margin_mode = mode
         return {"reasons": []}
 
-    def query_api(p):
+    def query_api(self, p: Params) -> dict[str, Any]:
         return {"id": "13770661", "note": "fake", "apiKey": "fake", "readOnly": 0, "secret": "",
                 "permissions": {"ContractTrade": ["Order", "Position"], "Spot": [], "Wallet": [],
                                 "Options": [], "Derivatives": [], "CopyTrading": [], "BlockTrade": [],
                                 "Exchange": [], "NFT": [], "Affiliate": []},
                 "ips": ["*"], "type": 1, "deadlineDay": 83, "expiredAt": "", "createdAt": "2022-10-16T02:24:40Z",
-                "unified": 0, "uta": 1 if state.unified else 0, "userID": 24600000, "inviterID": 0,
+                "unified": 0, "uta": 1 if self.state.unified else 0, "userID": 24600000, "inviterID": 0,
                 "vipLevel": "No VIP", "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": True}
 
-    def set_leverage(p):
-        sym = symbol_of(p)
+    def set_leverage(self, p: Params) -> dict[str, Any]:
+        state, error = self.state, self.error
+        sym = self.symbol_of(p)
         buy, sell = str(p.get("buyLeverage", "")), str(p.get("sellLeverage", ""))
         if not buy or buy != sell:
             raise error(10001, "params error: buyLeverage must equal sellLeverage in one-way mode")
@@ -67,10 +91,11 @@ def account_routes(state: BybitAccountState, error: type[Exception],
         state.leverage[sym] = buy
         return {}
 
-    def switch_isolated(p):
+    def switch_isolated(self, p: Params) -> dict[str, Any]:
+        state, error = self.state, self.error
         if state.unified:
             raise error(100028, "The API cannot be accessed by unified account users.")
-        sym = symbol_of(p)
+        sym = self.symbol_of(p)
         mode = int(p.get("tradeMode", -1))
         if mode not in (0, 1):
             raise error(10001, "params error: tradeMode invalid")
@@ -80,21 +105,13 @@ def account_routes(state: BybitAccountState, error: type[Exception],
         state.leverage[sym] = str(p.get("buyLeverage") or state.leverage.get(sym, "10"))
         return {}
 
-    def switch_mode(p):
-        coin = p.get("coin") or symbol_of(p).rsplit(":", 1)[1]
+    def switch_mode(self, p: Params) -> dict[str, Any]:
+        state = self.state
+        coin = p.get("coin") or self.symbol_of(p).rsplit(":", 1)[1]
         hedge = {0: False, 3: True}.get(int(p.get("mode", -1)))
         if hedge is None:
-            raise error(10001, "params error: mode invalid")
+            raise self.error(10001, "params error: mode invalid")
         if state.hedged(coin) == hedge:
-            raise error(110025, "Position mode is not modified")
+            raise self.error(110025, "Position mode is not modified")
         (state.hedge_coins.add if hedge else state.hedge_coins.discard)(coin)
         return {}
-
-    return {
-        "GET /v5/account/info": account_info,
-        "POST /v5/account/set-margin-mode": set_margin_mode,
-        "GET /v5/user/query-api": query_api,
-        "POST /v5/position/set-leverage": set_leverage,
-        "POST /v5/position/switch-isolated": switch_isolated,
-        "POST /v5/position/switch-mode": switch_mode,
-    }

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from core.position_types import Leg, attached_cid
 from exchange.fakes import bybit_wire as wire
 from exchange.gateway import OrderNotFound, OrderRequest, OrderState, Rejected
+
+if TYPE_CHECKING:
+    from exchange.fakes.bybit_account import BybitAccountState
+    from exchange.paper.engine import PaperEngine
 
 # docs v5/error (retCode → retMsg)
 MESSAGES = {
@@ -60,6 +64,19 @@ class Inject:
 
 class OrderEndpoints:
     """`POST /v5/order/create|cancel|amend`, `GET /v5/order/realtime|history`, `GET /v5/position/list`."""
+
+    # What these endpoints act on, held by FakeBybit (declared for the type checker only).
+    engine: PaperEngine
+    account: BybitAccountState
+    orders: dict[str, wire.OrderRecord]
+    history_delay_s: float
+    _ids: Iterator[int]
+
+    if TYPE_CHECKING:
+        def _now(self) -> int: ...
+        def _symbol(self, params: dict[str, Any]) -> str: ...
+        def _linear(self, params: dict[str, Any]) -> None: ...
+        def _publish_soon(self, cid: str, fill: bool = False) -> None: ...
 
     def _create(self, p):
         """order/create-order.mdx: answers {orderId, orderLinkId} only ("This request is
@@ -152,7 +169,8 @@ class OrderEndpoints:
             code = getattr(e, "code", None)
             if code == -2021:
                 raise BybitError(110093) from None
-            raise BybitError(_ENGINE_CODES.get(code, 10001), str(e).split(" ", 1)[-1]) from None
+            mapped = _ENGINE_CODES.get(code, 10001) if isinstance(code, int) else 10001
+            raise BybitError(mapped, str(e).split(" ", 1)[-1]) from None
 
     def _find(self, p: dict[str, Any]) -> wire.OrderRecord | None:
         cid = p.get("orderLinkId")

@@ -51,7 +51,7 @@ def instrument(symbol: str, spec: MarketSpec) -> dict:
         "symbol": market_id(symbol), "contractType": "LinearPerpetual", "status": "Trading",
         "baseCoin": base, "quoteCoin": quote, "settleCoin": settle_of(symbol),
         "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
-        "priceScale": str(max(-spec.tick_size.normalize().as_tuple().exponent, 0)),
+        "priceScale": str(_decimals(spec.tick_size)),
         "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
         "priceFilter": {"minPrice": s(spec.tick_size), "maxPrice": "1999999.80", "tickSize": s(spec.tick_size)},
         "lotSizeFilter": {"maxOrderQty": "1000000", "minOrderQty": s(spec.min_qty), "qtyStep": s(spec.lot_size),
@@ -61,6 +61,12 @@ def instrument(symbol: str, spec: MarketSpec) -> dict:
         "upperFundingRate": "0.00375", "lowerFundingRate": "-0.00375", "isPreListing": False,
         "preListingInfo": None, "displayName": "",
     }
+
+
+def _decimals(step: Decimal) -> int:
+    exponent = step.normalize().as_tuple().exponent
+    assert isinstance(exponent, int), step  # a finite step
+    return max(-exponent, 0)
 
 
 def ticker(symbol: str, price: Decimal) -> dict:

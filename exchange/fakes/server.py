@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Coroutine
 
 from aiohttp import web
 
@@ -51,7 +51,7 @@ class LoopbackServer:
         if self._thread is not None:
             self._thread.join(5)
 
-    def on_loop(self, fn: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
+    def on_loop(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 5.0) -> Any:
         """Run `fn()` on the venue's loop (from any other thread) and return its result."""
         return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(timeout)
 
@@ -76,7 +76,8 @@ class LoopbackServer:
         me = asyncio.current_task()
         for task in [t for t in asyncio.all_tasks() if t is not me]:
             task.cancel()
-        await self._runner.cleanup()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 class FakeVenue(LoopbackServer):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from exchange.fakes.binance_http import FakeBinance
 from exchange.fakes.bybit_http import FakeBybit
-from exchange.fakes.server import FakeVenue
 
-FAKES: dict[str, type[FakeVenue]] = {
+FAKES: dict[str, type[FakeBinance] | type[FakeBybit]] = {
     "binanceusdm": FakeBinance,
     "bybit": FakeBybit,
 }
