@@ -27,6 +27,8 @@ from core.position_types import Leg, Outcome, Params, Phase, PositionState, posi
 from exchange.gateway import Fenced, OrderRequest
 from persistence.positions import PositionStore
 
+_FENCED_LOCK = threading.Lock()
+
 
 class ChildHandle:
     """A child's report card, written only by the child's own thread, read by the watchdog."""
@@ -68,6 +70,12 @@ class ChildHandle:
 
     def crashed(self, exc: BaseException) -> None:
         self.sup.child_failed(self, f"crashed: {exc!r}")
+
+    def fenced(self) -> None:
+        """A write of this child's was refused by a fence (its epoch is stale in memory, in the
+        database or at the venue, or trading is halted): the operator's `fenced writes`."""
+        with _FENCED_LOCK:  # children on many threads report here
+            self.sup.stats.fenced_writes += 1
 
 
 @dataclass
