@@ -186,7 +186,7 @@ def _parse_signal(index: int, raw: Any, wave_id: str, markets) -> SignalIn:
 
 
 def _score(raw: Any) -> tuple[Decimal | None, str | None]:
-    """A finite, non-negative, bounded Decimal; numeric strings are accepted, as before."""
+    """A finite, non-negative, bounded Decimal; numeric strings are accepted too."""
     if raw is None:
         return None, "score missing"
     try:
