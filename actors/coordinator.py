@@ -114,7 +114,7 @@ class WaveCoordinator(pykka.ThreadingActor):
 
     def on_failure(self, exc_type, exc, tb) -> None:
         if isinstance(exc, Fenced):
-            self.supervisor.stats.fenced_writes += 1
+            self.handle.fenced()
             logger.warning("coordinator epoch {}: fenced ({}); its successor owns the waves", self.epoch, exc)
         self.handle.crashed(exc)
 

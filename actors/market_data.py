@@ -74,6 +74,3 @@ class MarketData:
         if at is None or time.perf_counter() - at > max_age_s:
             return None
         return self.last_price.get(symbol)
-
-    def subscribers(self) -> int:
-        return sum(len(v) for v in self._by_symbol.values())

@@ -135,6 +135,7 @@ class PositionActor(pykka.ThreadingActor):
         except Fenced as e:
             logger.warning("{}: fenced ({}); this actor stops, its replacement owns the position",
                            self.state.symbol, e)
+            self.handle.fenced()
             self.fenced = True
             self.stop()
             return None

@@ -69,7 +69,6 @@ class SocketLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd: int | None = fd
-        self._lock_path = lock_path
 
     def release(self) -> None:
         if self._fd is not None:

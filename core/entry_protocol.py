@@ -41,7 +41,6 @@ from core.types import MarketSpec
 
 Step = tuple[PositionState, list[Command]]
 
-MODES = ("stop_first", "attached", "after_fill")
 # The protocol that closes the entry-fill → stop-resting window on each venue: Binance USD-M
 # accepts a closePosition STOP_MARKET with no position (conditional orders are not margin-checked
 # when placed) but no stop on a market entry; Bybit v5 takes `stopLoss` on the entry itself. The

@@ -144,10 +144,6 @@ class PositionState:
         return self.stop_cid is not None
 
     @property
-    def has_trailing(self) -> bool:
-        return self.phase is Phase.TRAILING
-
-    @property
     def protective_cids(self) -> tuple[str, ...]:
         return tuple(c for c in (self.stop_cid, self.trailing_cid) if c)
 

@@ -128,11 +128,6 @@ class WaveStore:
                                                 .values(**values)))
             return res.rowcount == 1
 
-    def attach_position(self, signal_id: str, position_id: str) -> None:
-        with self._write() as tx:
-            tx.execute(update(SignalRow).where(SignalRow.id == signal_id)
-                       .values(position_id=position_id))
-
     def outcomes(self, wave_id: str) -> Counter:
         with self.db.tx("db_read") as tx:
             rows = tx.scalars(select(SignalRow.outcome).where(SignalRow.wave_id == wave_id)).all()

@@ -28,8 +28,6 @@ class BoundedMixIn:
         self._workers = 0
         self._idle = 0
         self._active: dict[socket.socket, float | None] = {}  # connection -> deadline (None: unbounded now)
-        self.refused = 0
-        self.expired = 0
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]  # may bind (and fail) here
 
     def init_bounded(self, max_connections: int, deadline_s: float, refusal: bytes, name: str) -> None:
@@ -40,7 +38,6 @@ class BoundedMixIn:
     def process_request(self, request, client_address) -> None:
         with self._lock:
             if len(self._active) >= self.max_connections:
-                self.refused += 1
                 full = True
             else:
                 full = False
@@ -72,7 +69,6 @@ class BoundedMixIn:
             for r in late:
                 self._active[r] = None
         for r in late:
-            self.expired += 1
             try:
                 r.shutdown(socket.SHUT_RDWR)  # the worker's read or write returns at once
             except OSError:
@@ -115,7 +111,3 @@ class BoundedMixIn:
                 pass
         for _ in range(n):
             self._work.put((None, None))
-
-    @property
-    def threads(self) -> int:
-        return self._workers

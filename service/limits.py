@@ -39,7 +39,6 @@ class RiskGuard:
         self.halted_day: float | None = None  # day_start of the day the limit was hit
         self.halt_reason_text: str | None = None
         self.lifted_day: float | None = None  # an operator lifted the limit for this day
-        self.today_pnl: Decimal | None = None
 
     # ---- start-up ------------------------------------------------------------------------
 
@@ -97,7 +96,6 @@ class RiskGuard:
         realized = m.realized_since(today)
         unrealized = m.unrealized()
         pnl = realized + unrealized
-        self.today_pnl = pnl
         if pnl > -limit:
             self.halted_day = None  # a new day
             return None

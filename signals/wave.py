@@ -192,7 +192,7 @@ def _score_of(s: SignalIn) -> Decimal:
 
 
 def _score(raw: Any) -> tuple[Decimal | None, str | None]:
-    """A finite, non-negative, bounded Decimal; numeric strings are accepted, as before."""
+    """A finite, non-negative, bounded Decimal; numeric strings are accepted too."""
     if raw is None:
         return None, "score missing"
     try:

@@ -1,4 +1,4 @@
-"""The acceptance command, as an operator types it, against the local Bybit-shaped venue started
+"""The service's command line, as an operator types it, against the local Bybit-shaped venue started
 by `bin/fake-venue --venue bybit` (a real process, its URLs read from its output)."""
 from __future__ import annotations
 

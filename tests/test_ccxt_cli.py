@@ -1,4 +1,4 @@
-"""The acceptance command, as an operator types it, against the local Binance-shaped venue:
+"""The service's command line, as an operator types it, against the local Binance-shaped venue:
 over the websocket (ccxt.pro user-data stream and tickers) and with websockets off (polling)."""
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_a_trailing_stop_re_placed_looser_at_the_venue_is_a_violation(start_serv
     svc = start_service()
     row = _armed_then_pulled_back(svc)
     assert not check_invariants(svc)
-    # what a parameter change used to do: the same order again, which loses the best so far
+    # a parameter change done naively: the same order placed again, which loses the best so far
     # (the venue refuses an activation already reached, so it arms at today's price)
     s = svc.positions.load(row.id, svc.defaults)
     s = replace(s, seq=s.seq + 1)

@@ -129,7 +129,7 @@ def test_a_failed_entry_is_replaced_by_the_next_ranked_free_signal(w):
             assert s in c.launched or reason == f"{s.symbol} already has an open position", (s, reason)
 
 
-def test_the_plan_is_what_the_coordinator_did_before():
+def test_a_worked_example_of_the_plan():
     """Worked example: 2 slots, one symbol held, the best signal's entry fails."""
     sigs = [Sig("a", "A", 1), Sig("b", "B", 2), Sig("c", "A", 3), Sig("d", "C", 4), Sig("e", "D", 5)]
     p = plan(sigs, Room(target=2, opened=0, opening=0, opening_total=0, held=frozenset({"B"}), max_open=10))

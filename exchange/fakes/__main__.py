@@ -1,7 +1,7 @@
 """`bin/fake-venue`: run one local venue (paper engine behind it) until Ctrl-C / SIGTERM.
 
 Prints the REST base URL, then the websocket base URL (served on the same port), one per
-line, so scripts can read the first line as before.
+line, so a script can take the REST URL from the first line alone.
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from exchange.gateway import VenuePosition
 # Algo order statuses of the ALGO_UPDATE event ("X"): NEW, CANCELED, TRIGGERING ("met the
 # triggering condition and forwarded"), TRIGGERED ("placed into the matching engine"),
 # FINISHED ("filled or canceled in the matching engine"), REJECTED, EXPIRED.
-ALGO_STATUSES = ("NEW", "CANCELED", "TRIGGERING", "TRIGGERED", "FINISHED", "REJECTED", "EXPIRED")
 
 
 def algo_update(o: PaperOrder, algo_id: int, status: str, child: Child | None, now_ms: int,

@@ -33,7 +33,6 @@ class StreamHub:
         self._tickers: list[asyncio.Queue] = []
         self._sent: dict[str, Decimal] = {}
         self.private_connections = 0
-        self.public_connections = 0
         self._pusher: asyncio.Task | None = None
 
     # ---- publishing (any thread) ------------------------------------------------------
@@ -81,8 +80,6 @@ class StreamHub:
         if private:
             self.private_connections += 1
             self._private.append(q)
-        else:
-            self.public_connections += 1
         writer = asyncio.ensure_future(self._write(ws, q))
         try:
             async for msg in ws:
