@@ -35,9 +35,6 @@ from core.config import SupervisorCfg
 
 __all__ = ["ChildHandle", "ChildSpec", "Singleton", "Supervisor", "SupervisorStats"]
 
-_FENCED_LOCK = threading.Lock()
-
-
 class ChildHandle:
     """A child's report card, written only by the child's own thread, read by the watchdog.
 
@@ -119,12 +116,6 @@ class Singleton(ChildSpec):
 
     def restart(self, sup: Supervisor, h: ChildHandle, t0: float) -> None:
         sup.start_child(sup.register(ChildHandle(sup, h.key, h.epoch + 1)), self.start)
-
-    def fenced(self) -> None:
-        """A write of this child's was refused by a fence (its epoch is stale in memory, in the
-        database or at the venue, or trading is halted): the operator's `fenced writes`."""
-        with _FENCED_LOCK:  # children on many threads report here
-            self.sup.stats.fenced_writes += 1
 
 
 @dataclass
