@@ -23,7 +23,8 @@ from actors.messages import OpenPosition, PositionOutcome, RecoverPosition
 from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
 from core.entry_protocol import WITHDRAW_ALARM_AFTER
-from core.position_types import Leg, Outcome, Params, Phase, PositionState, position_id_of
+from core.phases import closed_phase, exposed
+from core.position_types import Leg, Outcome, Params, PositionState, order_cid, position_id_of
 from exchange.gateway import Fenced, OrderRequest
 from persistence.positions import PositionStore
 
@@ -60,8 +61,7 @@ class ChildHandle:
         self.phase = s.phase.value
         self.withdraw_stuck = s.withdraw_failures >= WITHDRAW_ALARM_AFTER
         self.trailing_mode = s.params.trailing_mode
-        exposed = s.phase in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING) and s.stop_cid is None
-        if not exposed:
+        if not exposed(s.phase, s.stop_cid):
             self.unprotected_since = None
         elif self.unprotected_since is None:
             self.unprotected_since = time.monotonic()
@@ -341,12 +341,12 @@ class Supervisor:
         epoch = self.epochs.get(position_id, s.epoch + 1)
         qty = next((abs(p.qty) for p in gw.positions(timeout=t) if p.symbol == s.symbol), None)
         if qty:
-            cid = f"wt-{s.id}-{Leg.EXIT.value}{epoch}-{s.seq + 1}"
+            cid = order_cid(s.id, Leg.EXIT, epoch, s.seq + 1)
             gw.place_order(OrderRequest(cid, s.symbol, Leg.EXIT, s.side.exit_order_side, qty), timeout=t)
         for o in gw.open_orders(s.symbol, timeout=t):
             if position_id_of(o.cid) == s.id or o.cid in s.protective_cids:
                 gw.cancel_order(s.symbol, o.cid, timeout=t)
-        final = replace(s, phase=Phase.EMERGENCY_CLOSED if not s.reported else Phase.CLOSED,
+        final = replace(s, phase=closed_phase(emergency=True, reported=s.reported),
                         close_reason="escalated by supervisor", stop_cid=None, trailing_cid=None,
                         reported=True, seq=s.seq + 1)
         new_epoch = self._record(position_id, "new epoch", lambda: self._bump(position_id, s.epoch))

@@ -16,6 +16,7 @@ from core.position_types import (
     Phase, Place, Placed, PlaceFailed, PositionState, Cancel, Lookup, ReadTrailing, Reconciled, Record, Resting,
     Report, Outcome, RetryDue, RetryLater, SetParams, Tick, leg_of, position_id_of,
 )
+from core.client_ids import reissued
 from core.types import MarketSpec
 
 Step = tuple[PositionState, list[Command]]
@@ -69,7 +70,7 @@ def _intent(s: PositionState, leg: Leg, **kw) -> tuple[PositionState, OrderInten
 
 def _renew(s: PositionState, old: OrderIntent) -> OrderIntent:
     """The same order with a fresh client id: used only once the old one is known not placed."""
-    return replace(old, cid=f"{old.cid.rsplit('-', 1)[0]}-{s.seq + 1}", attempt=old.attempt + 1)
+    return replace(old, cid=reissued(old.cid, s.seq + 1), attempt=old.attempt + 1)
 
 
 def _send(s: PositionState, intent: OrderIntent) -> Step:

@@ -9,62 +9,19 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
+# Re-exported for the modules that import them from here; the format's owner is core.client_ids.
+from core.client_ids import GUARDIAN_TAGS as GUARDIAN_TAGS
+from core.client_ids import attached_cid as attached_cid
+from core.client_ids import guardian_cid as guardian_cid
+from core.client_ids import is_guardian_cid as is_guardian_cid
+from core.client_ids import leg_of as leg_of
+from core.client_ids import order_cid as order_cid
+from core.client_ids import position_id_of as position_id_of
+from core.phases import Outcome as Outcome
+from core.phases import Phase as Phase
 from core.trailing import Trailing
+from core.types import Leg as Leg
 from core.types import Side
-
-
-class Phase(StrEnum):
-    NEW = "new"
-    ENTERING = "entering"
-    OPEN = "open"
-    PROTECTED = "protected"
-    TRAILING = "trailing"
-    CLOSING = "closing"
-    CLOSED = "closed"
-    FAILED = "failed"
-    # Never opened, but a stop placed ahead of its entry may still rest on the flat symbol:
-    # the position keeps its symbol until that stop is known cancelled, so nothing else can
-    # open there and meet it.
-    WITHDRAWING = "withdrawing"
-    EMERGENCY_CLOSED = "emergency_closed"
-
-    @property
-    def final(self) -> bool:
-        return self in (Phase.CLOSED, Phase.FAILED, Phase.EMERGENCY_CLOSED)
-
-    @property
-    def in_flight(self) -> bool:
-        """Phases a shutdown waits out: orders of ours may be on their way or resting unconfirmed."""
-        return self in (Phase.NEW, Phase.ENTERING, Phase.OPEN, Phase.PROTECTED, Phase.CLOSING,
-                        Phase.WITHDRAWING)
-
-    @property
-    def holds_position(self) -> bool:
-        """Phases in which the venue may hold a position for us."""
-        return self in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING)
-
-
-class Leg(StrEnum):
-    ENTRY = "e"
-    STOP = "s"
-    TRAILING = "t"
-    EXIT = "x"
-
-
-class Outcome(StrEnum):
-    """The one final outcome each signal gets."""
-
-    PROTECTED = "protected"  # opened, stop-loss resting and trailing stop established
-    FAILED = "failed"  # never opened (entry refused, size too small, …)
-    EMERGENCY_CLOSED = "emergency_closed"  # opened, could not be protected, closed at market
-    UNPROTECTED = "unprotected"  # opened, neither protected nor closed: flagged for the operator
-
-    @property
-    def opened(self) -> bool:
-        """The signal took a position (and a slot of its wave), whatever became of it."""
-        return self in (Outcome.PROTECTED, Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
-    SKIPPED = "skipped"  # valid but not traded (symbol open, wave full, limits, paused)
-    REJECTED = "rejected"  # invalid signal
 
 
 class FailureKind(StrEnum):
@@ -164,53 +121,7 @@ class PositionState:
 
     def cid(self, leg: Leg) -> str:
         """Client order id: [A-Za-z0-9_-], at most 36 chars, unique per position/leg/epoch/seq."""
-        return f"wt-{self.id}-{leg.value}{self.epoch}-{self.seq}"
-
-
-def attached_cid(entry_cid: str) -> str:
-    """The client id under which an entry's attached stop-loss is known: the entry's own id
-    with the stop leg's letter, so it is unique, ours, and derivable after a restart."""
-    parts = entry_cid.split("-")
-    return "-".join([*parts[:2], Leg.STOP.value + parts[2][1:], *parts[3:]])
-
-
-# The guardian's own orders carry a tag of their own in place of the leg letter, so that they
-# never collide with an actor's ids and are still read as this position's stop (or close).
-GUARDIAN_TAGS = {"g": Leg.STOP, "q": Leg.EXIT}
-
-
-def guardian_cid(position_id: str, epoch: int, leg: Leg, n: int) -> str:
-    """Client id of an order the guardian places for a position (emergency stop or close)."""
-    tag = next(t for t, lg in GUARDIAN_TAGS.items() if lg is leg)
-    return f"wt-{position_id}-{tag}{epoch}-{n}"
-
-
-def _parts(cid: str) -> list[str] | None:
-    parts = cid.split("-")
-    return parts if len(parts) == 4 and parts[0] == "wt" and parts[2] else None
-
-
-def position_id_of(cid: str) -> str | None:
-    """The position a client order id belongs to, or None for foreign orders."""
-    parts = _parts(cid)
-    return parts[1] if parts else None
-
-
-def leg_of(cid: str) -> Leg | None:
-    """The leg of one of our client ids; a guardian's emergency stop reads as a stop."""
-    parts = _parts(cid)
-    if parts is None:
-        return None
-    tag = parts[2][0]
-    try:
-        return GUARDIAN_TAGS.get(tag) or Leg(tag)
-    except ValueError:
-        return None
-
-
-def is_guardian_cid(cid: str) -> bool:
-    parts = _parts(cid)
-    return parts is not None and parts[2][0] in GUARDIAN_TAGS
+        return order_cid(self.id, leg, self.epoch, self.seq)
 
 
 # ---- events (what happened) -------------------------------------------------------------
