@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 # Re-exported for the modules that import them from here; the format's owner is core.client_ids.
 from core.client_ids import GUARDIAN_TAGS as GUARDIAN_TAGS
@@ -24,6 +25,23 @@ from core.types import Leg as Leg
 from core.types import Side
 
 
+class TrailingMode(StrEnum):
+    NATIVE = "native"  # the venue trails: a trailing-stop order rests beside the stop-loss
+    EMULATED = "emulated"  # we trail: the stop-loss itself is moved up behind the price
+
+
+class EntryMode(StrEnum):
+    """How a position's first stop reaches the venue relative to its entry (core/entry_protocol.py)."""
+
+    STOP_FIRST = "stop_first"
+    ATTACHED = "attached"
+    AFTER_FILL = "after_fill"
+
+
+# How an emergency close is marked in its stored, logged and reported close reason.
+EMERGENCY_PREFIX = "emergency: "
+
+
 class FailureKind(StrEnum):
     REJECTED = "rejected"  # the venue refused it: do not retry
     UNKNOWN = "unknown"  # timeout / network error on a write: it may have been accepted
@@ -34,14 +52,19 @@ class Params:
     stop_loss_pct: Decimal
     activation_pct: Decimal
     callback_pct: Decimal
-    trailing_mode: str = "native"  # "native": the venue trails; "emulated": we move the stop
+    trailing_mode: TrailingMode = TrailingMode.NATIVE
     notional: Decimal = Decimal(100)
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     replace_min_interval_s: float = 1.0
     leverage: Decimal | None = None  # the venue's leverage for our symbols; None: unleveraged
     maint_margin_pct: Decimal = Decimal(1)  # for the liquidation estimate an entry is checked against
-    entry_mode: str = "after_fill"  # "stop_first" | "attached" | "after_fill": core/entry_protocol.py
+    entry_mode: EntryMode = EntryMode.AFTER_FILL
+
+    def __post_init__(self) -> None:
+        # the configuration and the database give the modes as text
+        object.__setattr__(self, "trailing_mode", TrailingMode(self.trailing_mode))
+        object.__setattr__(self, "entry_mode", EntryMode(self.entry_mode))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +108,10 @@ class PositionState:
     trailing: Trailing | None = None
     trailing_cid: str | None = None
     close_reason: str | None = None
+    # Closing (or closed) because protection failed, not by choice: the position ends
+    # EMERGENCY_CLOSED unless it had reported itself protected. The close reason carries it as
+    # its prefix, which is how a stored state gives it back.
+    emergency: bool = False
     exit_price: Decimal | None = None
     reported: bool = False
     last_replace_at: float = 0.0
@@ -95,6 +122,10 @@ class PositionState:
     withdraw_reason: str | None = None  # the FAILED report held back until the withdrawal ends
     settle_phase: "Phase | None" = None  # the final phase a withdrawal ends in (None: derived)
     ratchet_level: Decimal | None = None  # the fill level last tried, so a refusal is not re-sent
+
+    def __post_init__(self) -> None:
+        if not self.emergency and self.close_reason is not None and self.close_reason.startswith(EMERGENCY_PREFIX):
+            object.__setattr__(self, "emergency", True)
 
     @property
     def protected(self) -> bool:
@@ -276,7 +307,7 @@ class Record:
     """An entry for the append-only event log."""
 
     kind: str
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

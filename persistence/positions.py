@@ -78,7 +78,7 @@ def _row_values(s: PositionState) -> dict:
         activation_price=t.activation if t else None, trailing_activated=bool(t and t.activated),
         best_price=t.best if t else None, trail_level=t.level if t else None,
         stop_loss_pct=s.params.stop_loss_pct, activation_pct=s.params.activation_pct,
-        callback_pct=s.params.callback_pct, trailing_mode=s.params.trailing_mode,
+        callback_pct=s.params.callback_pct, trailing_mode=s.params.trailing_mode.value,
         close_reason=s.close_reason, exit_price=s.exit_price, reported=s.reported,
         active_symbol=None if s.phase.final else s.symbol,
     )
