@@ -23,7 +23,7 @@ from actors.messages import OpenPosition, PositionOutcome, RecoverPosition
 from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
 from core.entry_protocol import WITHDRAW_ALARM_AFTER
-from core.phases import closed_phase, exposed
+from core.phases import STOP_RESTING, closed_phase, exposed
 from core.position_types import Leg, Outcome, Params, PositionState, order_cid, position_id_of
 from exchange.gateway import Fenced, OrderRequest
 from persistence.positions import PositionStore
@@ -279,7 +279,7 @@ class Supervisor:
         def check() -> None:
             if h.retired and not h.done:
                 return
-            if h.phase in ("trailing", "protected") and h.unprotected_since is None or h.done:
+            if h.phase in STOP_RESTING and h.unprotected_since is None or h.done:
                 self.stats.reprotect_s.append(time.monotonic() - t0)
             else:
                 self.ctx.scheduler.call_later(0.05, check)

@@ -52,28 +52,29 @@ WITHDRAW_BACKOFF_CAP_S = 30.0
 WITHDRAW_ALARM_AFTER = 5  # failed cancels in a row before the withdrawal is flagged stuck
 
 
-def resolve(setting: str, venue: str, supported: Iterable[str]) -> str:
+def resolve(setting: str, venue: str, supported: Iterable[str]) -> EntryMode:
     """The entry protocol to run: `auto` is the venue's preferred one when its gateway carries
     it, else after_fill; an explicit setting the gateway cannot carry stops the start."""
     supported = set(supported) | {"after_fill"}
     if setting == "auto":
         want = PREFERRED.get(venue, "after_fill")
-        return want if want in supported else "after_fill"
+        return EntryMode(want if want in supported else "after_fill")
     if setting not in supported:
         raise ConfigError(f"protection.entry_mode = {setting!r} is not supported on {venue} "
                          f"(it supports {', '.join(sorted(supported))})")
-    return setting
+    return EntryMode(setting)
 
 
-def restored_mode(phase: Phase, stop_cid: str | None, pending_cid: str | None, configured: str) -> str:
+def restored_mode(phase: Phase, stop_cid: str | None, pending_cid: str | None,
+                  configured: EntryMode) -> EntryMode:
     """The protocol a restored position was entering under, from what it holds rather than from
     today's configuration: a stop already held while entering came before the entry (stop_first)
     unless it is the attached stop of the pending entry."""
     if stop_cid is None or phase not in (Phase.ENTERING, Phase.WITHDRAWING):
-        return configured
+        return EntryMode(configured)
     if pending_cid is not None and leg_of(pending_cid) is Leg.ENTRY and attached_cid(pending_cid) == stop_cid:
-        return "attached"
-    return "stop_first"
+        return EntryMode.ATTACHED
+    return EntryMode.STOP_FIRST
 
 
 def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> Step:

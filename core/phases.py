@@ -68,6 +68,8 @@ IN_FLIGHT: frozenset[Phase] = frozenset({Phase.NEW, Phase.ENTERING, Phase.OPEN, 
 AT_REST: frozenset[Phase] = frozenset(Phase) - IN_FLIGHT
 # The venue may hold a position for us.
 HOLDS_POSITION: frozenset[Phase] = frozenset({Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING})
+# Our stop-loss rests, by the position's own account: the venue must show it.
+STOP_RESTING: frozenset[Phase] = frozenset({Phase.PROTECTED, Phase.TRAILING})
 # Holds a position and no close is under way: the venue's view must match the actor's (a
 # closing position may be flat at the venue a moment before its actor hears the fill).
 HELD_OPEN: frozenset[Phase] = HOLDS_POSITION - {Phase.CLOSING}

@@ -39,6 +39,16 @@ from core.types import MarketSpec
 Handler = Callable[[PositionState, Any, MarketSpec], Step]
 ALL: frozenset[Phase] = frozenset(Phase)
 
+# In which phases each event can change anything. An order's answer is heard even once the
+# position is final (an order it no longer wants may have reached the venue: it is cancelled);
+# a cancel's outcome concerns only the entry protocols (`entry_protocol.before`).
+HEARD_IN: dict[type, frozenset[Phase]] = {
+    Begin: frozenset({Phase.NEW}),
+    Placed: ALL, LookedUp: ALL, PlaceFailed: ALL,
+    RetryDue: LIVE, Tick: LIVE, SetParams: LIVE, CloseRequested: LIVE, Reconciled: LIVE, Filled: LIVE,
+    CancelOutcome: frozenset(),
+}
+
 
 def step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
     old, s = s, ep.note_gone(s, ev)
@@ -210,17 +220,7 @@ def _ignored(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
     return s, []
 
 
-# ---- the table --------------------------------------------------------------------------
-
-# In which phases each event can change anything. An order's answer is heard even once the
-# position is final (an order it no longer wants may have reached the venue: it is cancelled);
-# a cancel's outcome concerns only the entry protocols (`entry_protocol.before`).
-HEARD_IN: dict[type, frozenset[Phase]] = {
-    Begin: frozenset({Phase.NEW}),
-    Placed: ALL, LookedUp: ALL, PlaceFailed: ALL,
-    RetryDue: LIVE, Tick: LIVE, SetParams: LIVE, CloseRequested: LIVE, Reconciled: LIVE, Filled: LIVE,
-    CancelOutcome: frozenset(),
-}
+# ---- the transition each event takes ----------------------------------------------------
 
 HANDLERS: dict[type, Handler] = {
     Begin: _begin, Placed: _placed, LookedUp: _looked_up, PlaceFailed: _place_failed,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from actors.messages import CoordinatorStatus, GetState
 from core import trailing as tr
 from core.client_ids import epoch_of
-from core.phases import AT_REST, LIVE
+from core.phases import AT_REST, HELD_OPEN, LIVE, STOP_RESTING
 from core.position_types import position_id_of
 from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
@@ -109,14 +109,14 @@ def check_invariants(svc) -> list[Violation]:
     for p in open_rows:
         # 4 always protected: our stop rests, and the venue's own orders protect the position
         # (a reduce-only stop on the protective side for the whole quantity)
-        if p.phase in ("protected", "trailing"):
+        if p.phase in STOP_RESTING:
             if p.stop_cid not in venue_cids:
                 out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
             elif (c := covers.get(p.symbol)) is not None and not c.protected:
                 out.append(Violation(4, f"{p.symbol}: no resting order at the venue would close its {c.qty}"))
         # 9 DB and venue agree
         vp = venue_pos.get(p.symbol)
-        if p.phase in ("open", "protected", "trailing"):
+        if p.phase in HELD_OPEN:
             if vp is None or abs(vp.qty) != p.qty or (vp.qty > 0) != (p.side == "long"):
                 out.append(Violation(9, f"{p.symbol}: db {p.side} {p.qty}, venue {vp.qty if vp else 0}"))
     held = {p.symbol for p in open_rows}

@@ -22,6 +22,7 @@ def test_the_groups_partition_the_phases_as_their_properties_say():
     assert ph.FINAL | ph.LIVE == set(Phase) and not ph.FINAL & ph.LIVE
     assert ph.IN_FLIGHT | ph.AT_REST == set(Phase) and not ph.IN_FLIGHT & ph.AT_REST
     assert ph.CLOSED_TRADE < ph.FINAL and ph.HELD_OPEN < ph.HOLDS_POSITION <= ph.LIVE
+    assert ph.STOP_RESTING < ph.HELD_OPEN
     for p in Phase:
         assert p.final == (p in ph.FINAL) and p.in_flight == (p in ph.IN_FLIGHT)
         assert p.holds_position == (p in ph.HOLDS_POSITION)
