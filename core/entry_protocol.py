@@ -84,7 +84,7 @@ def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> S
     mode = s.params.entry_mode
     if mode is EntryMode.STOP_FIRST:
         s, intent = st.intent(s, Leg.STOP, side=s.side.exit_order_side, qty=qty, stop_price=level,
-                               close_position=True)
+                              close_position=True)
         s, cmds = st.send(s, intent)
         return s, [Record("stop_first", {"cid": intent.cid, "stop": str(level), "price": str(price)}), *cmds]
     if mode is EntryMode.ATTACHED:
