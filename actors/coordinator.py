@@ -37,7 +37,8 @@ from actors.messages import (
 from actors.scheduler import Scheduler
 from core.config import Config
 from core.faults import FaultPlan, InjectedCrash
-from core.position_types import Outcome, Params, Phase, PositionState
+from core.phases import outcome_of
+from core.position_types import Outcome, Params, PositionState
 from core.sizing import Sizing, notional
 from core.wave_plan import Room, plan
 from core.types import Side
@@ -83,8 +84,7 @@ class WaveSummary:
 def settled_outcome(s: PositionState) -> Outcome:
     """The outcome of a position that reported (or ended) before its outcome was stored, read
     from its stored phase: an actor in a final phase never reports again."""
-    return {Phase.FAILED: Outcome.FAILED, Phase.EMERGENCY_CLOSED: Outcome.EMERGENCY_CLOSED}.get(
-        s.phase, Outcome.PROTECTED if s.reported else Outcome.EMERGENCY_CLOSED)
+    return outcome_of(s.phase, s.reported)
 
 
 class WaveCoordinator(pykka.ThreadingActor):

@@ -25,11 +25,11 @@ from core.position_types import (
     Leg,
     OrderIntent,
     Outcome,
-    Phase,
     PositionState,
     Report,
     position_id_of,
 )
+from core.phases import closed_phase
 from exchange.gateway import OrderRequest
 
 __all__ = ["EscalationPolicy"]
@@ -88,7 +88,7 @@ class EscalationPolicy:
         for o in gw.open_orders(s.symbol, timeout=t):
             if position_id_of(o.cid) == s.id or o.cid in s.protective_cids:
                 gw.cancel_order(s.symbol, o.cid, timeout=t)
-        final = replace(s, phase=Phase.CLOSED if s.reported else Phase.EMERGENCY_CLOSED,
+        final = replace(s, phase=closed_phase(emergency=True, reported=s.reported),
                         close_reason=CLOSE_REASON, stop_cid=None, trailing_cid=None,
                         reported=True, seq=s.seq + 1)
         new_epoch = _record(position_id, "new epoch", lambda: self.claim_epoch(position_id, s.epoch))

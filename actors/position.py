@@ -31,7 +31,7 @@ from core.position_logic import step
 from core.position_types import (
     Begin, Cancel, CancelOutcome, Event, FailureKind, Filled, Leg, LookedUp, Lookup, OrderIntent, Outcome, Phase, Place,
     Placed, PlaceFailed, PositionState, ReadTrailing, Reconcile, Record, Reconciled, Report, Resting, RetryDue,
-    RetryLater, SetParams, Tick, VenueTrail, leg_of, position_id_of,
+    RetryLater, SetParams, Tick, TrailingMode, VenueTrail, leg_of, position_id_of,
 )
 from core.types import MarketSpec
 from exchange.gateway import (
@@ -346,7 +346,7 @@ class PositionActor(pykka.ThreadingActor):
         """The venue's state of our native trailing stop (armed? best?), which a replacement
         must not fall behind; None when there is none or the venue could not answer."""
         s = self.state
-        if s.trailing_cid is None or s.params.trailing_mode != "native":
+        if s.trailing_cid is None or s.params.trailing_mode is not TrailingMode.NATIVE:
             return None
         try:
             o = self._venue("read trailing", self.ctx.gateway.fetch_order, s.symbol, s.trailing_cid, write=False)

@@ -26,12 +26,13 @@ from actors.messages import GetState
 
 from backtest.trades import BPS, Result, Trade, settle
 from backtest.waves import read_waves
+from core.client_ids import position_id_of
 from core.config import Config
+from core.phases import CLOSED_TRADE, FINAL, Phase
 from exchange.gateway import OrderState
 from exchange.paper.prices import play, points
 from persistence.models import PositionRow, SignalRow
 
-FINAL = ("closed", "failed", "emergency_closed")
 
 
 class Stalled(RuntimeError):
@@ -75,7 +76,7 @@ def rehearse(cfg: Config, waves: Path) -> Result:
                 play(engine, nxt, send)
                 while fired:
                     o = fired.pop(0)
-                    exits.setdefault(o.cid.split("-")[1], nxt[0])
+                    exits.setdefault(position_id_of(o.cid) or o.cid, nxt[0])
                     _settled(svc, o, wait_s)
                 nxt = next(path, None)
 
@@ -118,12 +119,12 @@ def _heard(svc, symbol: str, timeout_s: float) -> None:
 def _settled(svc, o: OrderState, timeout_s: float) -> None:
     """Hold the path until the position a triggered order closed is recorded closed and
     none of its orders rests any more (its actor cancelled the other one)."""
-    pid = o.cid.split("-")[1]
+    pid = position_id_of(o.cid)
 
     def done() -> bool:
         with svc.db.tx("db_read") as tx:
             phase = tx.scalar(select(PositionRow.phase).where(PositionRow.id == pid))
-        return phase in FINAL and not any(x.cid.split("-")[1] == pid for x in svc.gateway.engine.open_orders(o.symbol))
+        return phase in FINAL and not any(position_id_of(x.cid) == pid for x in svc.gateway.engine.open_orders(o.symbol))
 
     _wait(done, timeout_s, f"position {pid} closed after {o.cid} filled")
 
@@ -143,7 +144,7 @@ def _trades(svc, cfg: Config, exits: dict[str, float], lines) -> list[Trade]:
         t = Trade(line_of.get(s.wave_id, 0), s.wave_id, s.id, s.symbol, s.side, s.rank, status, s.outcome,
                   s.reason, s.position_id)
         if p is not None:
-            t.status = {"closed": "closed", "emergency_closed": "closed", "failed": "failed"}.get(p.phase, "open")
+            t.status = "closed" if p.phase in CLOSED_TRADE else "failed" if p.phase == Phase.FAILED else "open"
             t.entry_price, t.qty = p.entry_price, p.qty
             t.entry_ts = ts_of.get(s.wave_id) if p.entry_price is not None else None  # the path held still
             if t.status == "closed":

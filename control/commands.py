@@ -24,6 +24,7 @@ from control.queries import Queries, live_states
 from control.protocol import PARAMS
 from control.settings import InvalidSetting, SettingsStore, params_with, validate
 from core import trailing as tr
+from core.phases import CLOSED_TRADE
 from core.position_types import CloseRequested, SetParams
 from persistence.db import masked_url
 
@@ -168,7 +169,7 @@ class ControlHandler:
             if s is None:
                 row = self.q.find_row(h.key)
                 phase = row.phase if row else None
-                result = "requested; not confirmed yet" if not (row and row.phase in ("closed", "emergency_closed")) \
+                result = "requested; not confirmed yet" if not (row and row.phase in CLOSED_TRADE) \
                     else f"closed at {row.exit_price}"
                 out.append(r.TargetResult(id=h.key, symbol=h.symbol, result=result, phase=phase))
             else:

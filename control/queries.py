@@ -18,7 +18,7 @@ from actors.messages import GetState
 from control import protocol as p
 from control import replies as r
 from core.pnl import gross
-from core.position_types import PositionState
+from core.position_types import PositionState, position_id_of
 from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from persistence import trades
@@ -159,7 +159,7 @@ class Queries:
             gw = self.svc.ctx.gateway
             venue_orders = [r.VenueOrderOut(cid=o.cid, leg=o.leg.value, status=o.status, stop_price=o.stop_price)
                             for o in gw.open_orders(row.symbol, timeout=self.timeout_s)
-                            if o.cid.startswith(f"wt-{row.id}-")]
+                            if position_id_of(o.cid) == row.id]
         except Exception as e:  # the venue may be the very thing that is down
             venue_error = f"{type(e).__name__}: {e}"
         return r.PositionDetailReply(

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from tabulate import tabulate
 
 from control import replies as r
+from core.phases import CLOSED_TRADE
 
 
 def as_json(data: BaseModel) -> str:
@@ -155,7 +156,7 @@ def position(d: r.PositionDetailReply) -> str:
     x = d.position
     lines = [f"{x.symbol} {x.side} {x.phase} (id {x.id}, epoch {x.epoch}{'' if x.live else ', from database'})",
              f"  qty {_v(x.qty)} ({_v(x.qty_usdt)} USDT)  entry {_v(x.entry)}  last {_v(x.last)}  "
-             f"P&L {_usdt(x.pnl)} USDT ({_pct(x.pnl_pct)}){' net of fees' if x.phase in ('closed', 'emergency_closed') else ''}",
+             f"P&L {_usdt(x.pnl)} USDT ({_pct(x.pnl_pct)}){' net of fees' if x.phase in CLOSED_TRADE else ''}",
              f"  stop-loss {_v(x.stop)} ({x.stop_loss_pct}%)  cid {_v(d.stop_cid)}",
              f"  trailing {x.trailing}  activation {x.activation_pct}%  cid {_v(d.trailing_cid)}",
              f"  signal {d.signal_id} in wave {d.wave_id}, opened {_ago(d.opened_ts)}"

@@ -168,7 +168,7 @@ class KeyInfo:
     current: Any
     description: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "type": self.type, "default": _plain(self.default),
                 "current": _plain(self.current), "description": self.description}
 
@@ -183,7 +183,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _type_name(t: Any, metadata: list) -> str:
+def _type_name(t: Any, metadata: list[Any]) -> str:
     origin, args = typing.get_origin(t), typing.get_args(t)
     if origin is Literal:
         name = "one of " + ", ".join(str(a) for a in args)
@@ -204,9 +204,9 @@ def _type_name(t: Any, metadata: list) -> str:
     return name + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def _describe(key: str, field) -> str:
+def _describe(key: str, field: Any) -> str:
     if field.description:
-        return field.description
+        return str(field.description)
     generic = "faults.*[]." + key.rsplit(".", 1)[-1] if key.startswith("faults.") and "[]" in key else None
     return DESCRIPTIONS.get(key) or (DESCRIPTIONS.get(generic, "") if generic else "")
 

@@ -29,17 +29,17 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Iterable
 
-from core import position_logic as pl
-from core.config import ConfigError
+from core import position_steps as st
 from core import trailing as tr
+from core.config import ConfigError
+from core.position_steps import Step
 from core.position_types import (
-    CancelOutcome, Cancel, CloseRequested, Command, Event, FailureKind, Filled, Leg, LookedUp,
-    OrderIntent, Phase, Place, Placed, PlaceFailed, PositionState, Reconcile, Reconciled, Record,
-    Report, RetryDue, RetryLater, Tick, Outcome, attached_cid, is_guardian_cid, leg_of, position_id_of,
+    CancelOutcome, Cancel, CloseRequested, Command, EntryMode, Event, FailureKind, Filled, Leg,
+    LookedUp, OrderIntent, Phase, Place, Placed, PlaceFailed, PositionState, Reconcile, Reconciled,
+    Record, Report, RetryDue, RetryLater, Tick, Outcome, attached_cid, is_guardian_cid, leg_of,
+    position_id_of,
 )
 from core.types import MarketSpec
-
-Step = tuple[PositionState, list[Command]]
 
 # The protocol that closes the entry-fill → stop-resting window on each venue: Binance USD-M
 # accepts a closePosition STOP_MARKET with no position (conditional orders are not margin-checked
@@ -51,28 +51,29 @@ WITHDRAW_BACKOFF_CAP_S = 30.0
 WITHDRAW_ALARM_AFTER = 5  # failed cancels in a row before the withdrawal is flagged stuck
 
 
-def resolve(setting: str, venue: str, supported: Iterable[str]) -> str:
+def resolve(setting: str, venue: str, supported: Iterable[str]) -> EntryMode:
     """The entry protocol to run: `auto` is the venue's preferred one when its gateway carries
     it, else after_fill; an explicit setting the gateway cannot carry stops the start."""
     supported = set(supported) | {"after_fill"}
     if setting == "auto":
         want = PREFERRED.get(venue, "after_fill")
-        return want if want in supported else "after_fill"
+        return EntryMode(want if want in supported else "after_fill")
     if setting not in supported:
         raise ConfigError(f"protection.entry_mode = {setting!r} is not supported on {venue} "
                          f"(it supports {', '.join(sorted(supported))})")
-    return setting
+    return EntryMode(setting)
 
 
-def restored_mode(phase: Phase, stop_cid: str | None, pending_cid: str | None, configured: str) -> str:
+def restored_mode(phase: Phase, stop_cid: str | None, pending_cid: str | None,
+                  configured: EntryMode) -> EntryMode:
     """The protocol a restored position was entering under, from what it holds rather than from
     today's configuration: a stop already held while entering came before the entry (stop_first)
     unless it is the attached stop of the pending entry."""
     if stop_cid is None or phase not in (Phase.ENTERING, Phase.WITHDRAWING):
-        return configured
+        return EntryMode(configured)
     if pending_cid is not None and leg_of(pending_cid) is Leg.ENTRY and attached_cid(pending_cid) == stop_cid:
-        return "attached"
-    return "stop_first"
+        return EntryMode.ATTACHED
+    return EntryMode.STOP_FIRST
 
 
 def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> Step:
@@ -80,17 +81,17 @@ def begin(s: PositionState, qty: Decimal, price: Decimal, spec: MarketSpec) -> S
     s = replace(s, phase=Phase.ENTERING, last_price=price)
     level = tr.initial_stop(price, s.side, s.params.stop_loss_pct, spec)
     mode = s.params.entry_mode
-    if mode == "stop_first":
-        s, intent = pl._intent(s, Leg.STOP, side=s.side.exit_order_side, qty=qty, stop_price=level,
-                               close_position=True)
-        s, cmds = pl._send(s, intent)
+    if mode is EntryMode.STOP_FIRST:
+        s, intent = st.intent(s, Leg.STOP, side=s.side.exit_order_side, qty=qty, stop_price=level,
+                              close_position=True)
+        s, cmds = st.send(s, intent)
         return s, [Record("stop_first", {"cid": intent.cid, "stop": str(level), "price": str(price)}), *cmds]
-    if mode == "attached":
-        s, intent = pl._intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty, attached_stop=level)
+    if mode is EntryMode.ATTACHED:
+        s, intent = st.intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty, attached_stop=level)
         s = replace(s, stop_cid=attached_cid(intent.cid), stop_price=level)
-        return pl._send(s, intent)
-    s, intent = pl._intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty)
-    return pl._send(s, intent)
+        return st.send(s, intent)
+    s, intent = st.intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=qty)
+    return st.send(s, intent)
 
 
 def protect_after_fill(s: PositionState, price: Decimal, spec: MarketSpec) -> Step:
@@ -98,11 +99,11 @@ def protect_after_fill(s: PositionState, price: Decimal, spec: MarketSpec) -> St
     attached); the ratchet to the fill level (`after`) then waits until the trailing stop is
     established. A stop that rests but is not the protocol's own (the guardian's, or one an
     after_fill restart found) keeps protecting until ours rests: place-new-then-cancel-old."""
-    own = s.params.entry_mode in ("stop_first", "attached") and not is_guardian_cid(s.stop_cid or "")
+    own = s.params.entry_mode in (EntryMode.STOP_FIRST, EntryMode.ATTACHED) and not is_guardian_cid(s.stop_cid or "")
     if s.stop_cid is None or not own:
-        return pl._protect(s, tr.initial_stop(price, s.side, s.params.stop_loss_pct, spec))
+        return st.protect(s, tr.initial_stop(price, s.side, s.params.stop_loss_pct, spec))
     s = replace(s, phase=Phase.PROTECTED)
-    s, cmds = pl._begin_trailing(s)
+    s, cmds = st.begin_trailing(s)
     return s, [Record("stop_rested_at_fill", {"cid": s.stop_cid, "stop": str(s.stop_price)}), *cmds]
 
 
@@ -132,7 +133,7 @@ def before(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
         return done
     if isinstance(ev, CancelOutcome):
         return s, []
-    if mode == "after_fill" or s.phase not in (Phase.NEW, Phase.ENTERING):
+    if mode is EntryMode.AFTER_FILL or s.phase not in (Phase.NEW, Phase.ENTERING):
         return None
     if isinstance(ev, Reconciled) and s.phase is Phase.ENTERING:
         return _reconcile_entering(s, ev, spec)
@@ -179,8 +180,8 @@ def _close_stop_cancels(s: PositionState, ev: Event, spec: MarketSpec) -> Step |
         case RetryDue(intent=i) if i.cid in s.close_stops and i != s.pending and i.cid != s.stop_cid:
             return s, [Cancel(i.cid)]
         case CancelOutcome(cid=c, done=True) if c == s.stop_cid and s.phase.holds_position and s.pending is None:
-            level = s.stop_price or tr.initial_stop(s.entry_price, s.side, s.params.stop_loss_pct, spec)
-            s, cmds = pl._protect(replace(s, stop_cid=None), level)
+            level = s.stop_price or st.initial_stop(s, spec)
+            s, cmds = st.protect(replace(s, stop_cid=None), level)
             return s, [Record("stop_missing", {"cid": c, "replacing_at": str(level)}), *cmds]
     return None
 
@@ -191,10 +192,10 @@ def _stop_resting(s: PositionState, stop: OrderIntent) -> Step:
     rec = Record("stop_placed", {"cid": stop.cid, "stop": str(stop.stop_price),
                                  "price": str(s.last_price), "before_entry": True})
     if s.close_reason:  # the operator closed it while the stop was on its way
-        s, cmds = pl._report(replace(s, phase=Phase.FAILED), Outcome.FAILED, f"closed before entry: {s.close_reason}")
+        s, cmds = st.report(replace(s, phase=Phase.FAILED), Outcome.FAILED, f"closed before entry: {s.close_reason}")
         return s, [rec, *cmds]
-    s, entry = pl._intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=stop.qty)
-    s, cmds = pl._send(s, entry)
+    s, entry = st.intent(s, Leg.ENTRY, side=s.side.entry_order_side, qty=stop.qty)
+    s, cmds = st.send(s, entry)
     return s, [rec, *cmds]
 
 
@@ -203,7 +204,7 @@ def _entry_not_sent(s: PositionState, stop: OrderIntent, reason: str) -> Step:
     why = (f"price {s.last_price} already through stop {stop.stop_price}: entry not sent ({reason})"
            if through else f"protective stop refused, entry not sent: {reason}")
     s = replace(s, phase=Phase.FAILED, pending=None)
-    s, cmds = pl._report(s, Outcome.FAILED, why)
+    s, cmds = st.report(s, Outcome.FAILED, why)
     return s, [Record("entry_not_sent", {"cid": stop.cid, "reason": reason}), *cmds]
 
 
@@ -226,8 +227,7 @@ def _settled(s: PositionState) -> Phase:
         return s.settle_phase
     if s.entry_price is None:
         return Phase.FAILED
-    emergency = bool(s.close_reason and s.close_reason.startswith("emergency"))
-    return Phase.EMERGENCY_CLOSED if emergency else Phase.CLOSED
+    return Phase.EMERGENCY_CLOSED if s.emergency else Phase.CLOSED
 
 
 def _withdrawal_done(s: PositionState) -> Step:
@@ -262,7 +262,7 @@ def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
             if not s.close_stops:
                 if never_opened:
                     s = replace(s, phase=Phase.FAILED, stop_cid=None)
-                    s, cmds = pl._report(s, Outcome.FAILED, s.withdraw_reason or "entry never filled")
+                    s, cmds = st.report(s, Outcome.FAILED, s.withdraw_reason or "entry never filled")
                     return s, [rec, Record("stop_withdrawn", {}), *cmds]
                 return replace(s, phase=_settled(s), stop_cid=None), [rec, Record("stop_withdrawn", {})]
             return s, [rec, *[Cancel(c) for c in s.close_stops]]
@@ -272,7 +272,8 @@ def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
             # a late fill: the stop being withdrawn may be gone already, so a fresh one goes out
             s = replace(s, phase=Phase.ENTERING, pending=i, stop_cid=None, stop_price=None,
                         settle_phase=None, withdraw_reason=None)
-            return pl._step(s, ev, spec)
+            from core.position_logic import _step  # the generic machine hears it from here on
+            return _step(s, ev, spec)
         case CloseRequested() | RetryDue() | CancelOutcome() | Placed() | LookedUp() | PlaceFailed():
             return s, []
     return None
@@ -288,16 +289,17 @@ def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec) -> S
     """A restart while entering: the venue's resting stops, not our books, say what protects.
     A held position with one of our stops resting is adopted as it is (cancelling that stop to
     place another would open the window this protocol closes)."""
+    from core.position_reconcile import reconcile  # the generic reconciliation builds on this module
     s = replace(s, stop_cid=None, stop_price=None)
     stops = [o for o in ev.resting if o.leg is Leg.STOP and o.stop_price is not None]
     if ev.venue_qty == 0 or not stops:
-        return pl._reconcile(s, ev, spec)
+        return reconcile(s, ev, spec)
     entry = ev.entry_fill or ev.venue_entry or ev.price
     p = s.params
     s = replace(s, entry_price=entry, qty=ev.venue_qty,
                 phase=Phase.CLOSING if s.close_reason else Phase.PROTECTED,
                 trailing=tr.Trailing(tr.activation_price(entry, s.side, p.activation_pct, spec), p.callback_pct))
-    s, cmds = pl._reconcile(s, ev, spec)
+    s, cmds = reconcile(s, ev, spec)
     return s, [Record("entered", {"price": str(entry), "qty": str(ev.venue_qty), "adopted_stop": True}), *cmds]
 
 
@@ -306,20 +308,20 @@ def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec) -> S
 
 def after(old: PositionState, s: PositionState, cmds: list[Command], ev: Event, spec: MarketSpec) -> Step:
     sent = [c.intent.cid for c in cmds if isinstance(c, Place) and c.intent.close_position]
-    if isinstance(ev, Reconciled) and s.params.entry_mode == "stop_first":
+    if isinstance(ev, Reconciled) and s.params.entry_mode is EntryMode.STOP_FIRST:
         # which resting stop is the close-position one is not persisted: each is confirmed gone
         sent += [o.cid for o in ev.resting if o.leg is Leg.STOP]
     if sent:
         s = replace(s, close_stops=tuple(dict.fromkeys([*s.close_stops, *sent])))
     if s.phase is Phase.FAILED and old.phase in (Phase.NEW, Phase.ENTERING, Phase.WITHDRAWING):
-        if s.params.entry_mode == "attached":  # the venue creates an attached stop only with a fill
+        if s.params.entry_mode is EntryMode.ATTACHED:  # the venue creates an attached stop only with a fill
             s = replace(s, stop_cid=None, stop_price=None)
         else:  # a restart's view of the venue: every resting stop of ours on the flat symbol
             stop_cancels = [c.cid for c in cmds if isinstance(c, Cancel) and leg_of(c.cid) is Leg.STOP]
             s = replace(s, close_stops=tuple(dict.fromkeys([*s.close_stops, *stop_cancels])))
     if s.phase.final and s.close_stops:
         return _withdraw(s, cmds)
-    if s.params.entry_mode == "after_fill":
+    if s.params.entry_mode is EntryMode.AFTER_FILL:
         return s, cmds
     return _ratchet_to_fill(s, cmds, ev, spec)
 
@@ -343,5 +345,5 @@ def _ratchet_to_fill(s: PositionState, cmds: list[Command], ev: Event, spec: Mar
         if ev.now - s.last_replace_at < s.params.replace_min_interval_s:
             return s, cmds
         s = replace(s, last_replace_at=ev.now)
-    s, more = pl._protect(replace(s, ratchet_level=level), level, emergency=False)
+    s, more = st.protect(replace(s, ratchet_level=level), level, emergency=False)
     return s, [*cmds, Record("stop_to_fill_level", {"stop": str(level)}), *more]

@@ -43,7 +43,8 @@ def parse_decimal(raw: Any, what: str = "value", *, lo: Decimal | None = None, h
     More than `places` decimal places is refused, or rounded to `places` when `round_excess`
     (scores only rank, so their last digits do not matter)."""
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
-        kind = {list: "a JSON list", dict: "a JSON object"}.get(type(raw), type(raw).__name__)
+        kinds: dict[type, str] = {list: "a JSON list", dict: "a JSON object"}
+        kind = kinds.get(type(raw), type(raw).__name__)
         raise NumberRefused(f"{what} must be a number, got {repr(raw) if isinstance(raw, bool) else kind}")
     if isinstance(raw, str):
         text = raw.strip()

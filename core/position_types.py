@@ -8,63 +8,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
+# Re-exported for the modules that import them from here; the format's owner is core.client_ids.
+from core.client_ids import GUARDIAN_TAGS as GUARDIAN_TAGS
+from core.client_ids import attached_cid as attached_cid
+from core.client_ids import guardian_cid as guardian_cid
+from core.client_ids import is_guardian_cid as is_guardian_cid
+from core.client_ids import leg_of as leg_of
+from core.client_ids import order_cid as order_cid
+from core.client_ids import position_id_of as position_id_of
+from core.phases import Outcome as Outcome
+from core.phases import Phase as Phase
 from core.trailing import Trailing
+from core.types import Leg as Leg
 from core.types import Side
 
 
-class Phase(StrEnum):
-    NEW = "new"
-    ENTERING = "entering"
-    OPEN = "open"
-    PROTECTED = "protected"
-    TRAILING = "trailing"
-    CLOSING = "closing"
-    CLOSED = "closed"
-    FAILED = "failed"
-    # Never opened, but a stop placed ahead of its entry may still rest on the flat symbol:
-    # the position keeps its symbol until that stop is known cancelled, so nothing else can
-    # open there and meet it.
-    WITHDRAWING = "withdrawing"
-    EMERGENCY_CLOSED = "emergency_closed"
-
-    @property
-    def final(self) -> bool:
-        return self in (Phase.CLOSED, Phase.FAILED, Phase.EMERGENCY_CLOSED)
-
-    @property
-    def in_flight(self) -> bool:
-        """Phases a shutdown waits out: orders of ours may be on their way or resting unconfirmed."""
-        return self in (Phase.NEW, Phase.ENTERING, Phase.OPEN, Phase.PROTECTED, Phase.CLOSING,
-                        Phase.WITHDRAWING)
-
-    @property
-    def holds_position(self) -> bool:
-        """Phases in which the venue may hold a position for us."""
-        return self in (Phase.OPEN, Phase.PROTECTED, Phase.TRAILING, Phase.CLOSING)
+class TrailingMode(StrEnum):
+    NATIVE = "native"  # the venue trails: a trailing-stop order rests beside the stop-loss
+    EMULATED = "emulated"  # we trail: the stop-loss itself is moved up behind the price
 
 
-class Leg(StrEnum):
-    ENTRY = "e"
-    STOP = "s"
-    TRAILING = "t"
-    EXIT = "x"
+class EntryMode(StrEnum):
+    """How a position's first stop reaches the venue relative to its entry (core/entry_protocol.py)."""
+
+    STOP_FIRST = "stop_first"
+    ATTACHED = "attached"
+    AFTER_FILL = "after_fill"
 
 
-class Outcome(StrEnum):
-    """The one final outcome each signal gets."""
-
-    PROTECTED = "protected"  # opened, stop-loss resting and trailing stop established
-    FAILED = "failed"  # never opened (entry refused, size too small, …)
-    EMERGENCY_CLOSED = "emergency_closed"  # opened, could not be protected, closed at market
-    UNPROTECTED = "unprotected"  # opened, neither protected nor closed: flagged for the operator
-
-    @property
-    def opened(self) -> bool:
-        """The signal took a position (and a slot of its wave), whatever became of it."""
-        return self in (Outcome.PROTECTED, Outcome.EMERGENCY_CLOSED, Outcome.UNPROTECTED)
-    SKIPPED = "skipped"  # valid but not traded (symbol open, wave full, limits, paused)
-    REJECTED = "rejected"  # invalid signal
+# How an emergency close is marked in its stored, logged and reported close reason.
+EMERGENCY_PREFIX = "emergency: "
 
 
 class FailureKind(StrEnum):
@@ -77,14 +52,19 @@ class Params:
     stop_loss_pct: Decimal
     activation_pct: Decimal
     callback_pct: Decimal
-    trailing_mode: str = "native"  # "native": the venue trails; "emulated": we move the stop
+    trailing_mode: TrailingMode = TrailingMode.NATIVE
     notional: Decimal = Decimal(100)
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     replace_min_interval_s: float = 1.0
     leverage: Decimal | None = None  # the venue's leverage for our symbols; None: unleveraged
     maint_margin_pct: Decimal = Decimal(1)  # for the liquidation estimate an entry is checked against
-    entry_mode: str = "after_fill"  # "stop_first" | "attached" | "after_fill": core/entry_protocol.py
+    entry_mode: EntryMode = EntryMode.AFTER_FILL
+
+    def __post_init__(self) -> None:
+        # the configuration and the database give the modes as text
+        object.__setattr__(self, "trailing_mode", TrailingMode(self.trailing_mode))
+        object.__setattr__(self, "entry_mode", EntryMode(self.entry_mode))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +108,10 @@ class PositionState:
     trailing: Trailing | None = None
     trailing_cid: str | None = None
     close_reason: str | None = None
+    # Closing (or closed) because protection failed, not by choice: the position ends
+    # EMERGENCY_CLOSED unless it had reported itself protected. The close reason carries it as
+    # its prefix, which is how a stored state gives it back.
+    emergency: bool = False
     exit_price: Decimal | None = None
     reported: bool = False
     last_replace_at: float = 0.0
@@ -138,6 +122,10 @@ class PositionState:
     withdraw_reason: str | None = None  # the FAILED report held back until the withdrawal ends
     settle_phase: "Phase | None" = None  # the final phase a withdrawal ends in (None: derived)
     ratchet_level: Decimal | None = None  # the fill level last tried, so a refusal is not re-sent
+
+    def __post_init__(self) -> None:
+        if not self.emergency and self.close_reason is not None and self.close_reason.startswith(EMERGENCY_PREFIX):
+            object.__setattr__(self, "emergency", True)
 
     @property
     def protected(self) -> bool:
@@ -160,53 +148,7 @@ class PositionState:
 
     def cid(self, leg: Leg) -> str:
         """Client order id: [A-Za-z0-9_-], at most 36 chars, unique per position/leg/epoch/seq."""
-        return f"wt-{self.id}-{leg.value}{self.epoch}-{self.seq}"
-
-
-def attached_cid(entry_cid: str) -> str:
-    """The client id under which an entry's attached stop-loss is known: the entry's own id
-    with the stop leg's letter, so it is unique, ours, and derivable after a restart."""
-    parts = entry_cid.split("-")
-    return "-".join([*parts[:2], Leg.STOP.value + parts[2][1:], *parts[3:]])
-
-
-# The guardian's own orders carry a tag of their own in place of the leg letter, so that they
-# never collide with an actor's ids and are still read as this position's stop (or close).
-GUARDIAN_TAGS = {"g": Leg.STOP, "q": Leg.EXIT}
-
-
-def guardian_cid(position_id: str, epoch: int, leg: Leg, n: int) -> str:
-    """Client id of an order the guardian places for a position (emergency stop or close)."""
-    tag = next(t for t, lg in GUARDIAN_TAGS.items() if lg is leg)
-    return f"wt-{position_id}-{tag}{epoch}-{n}"
-
-
-def _parts(cid: str) -> list[str] | None:
-    parts = cid.split("-")
-    return parts if len(parts) == 4 and parts[0] == "wt" and parts[2] else None
-
-
-def position_id_of(cid: str) -> str | None:
-    """The position a client order id belongs to, or None for foreign orders."""
-    parts = _parts(cid)
-    return parts[1] if parts else None
-
-
-def leg_of(cid: str) -> Leg | None:
-    """The leg of one of our client ids; a guardian's emergency stop reads as a stop."""
-    parts = _parts(cid)
-    if parts is None:
-        return None
-    tag = parts[2][0]
-    try:
-        return GUARDIAN_TAGS.get(tag) or Leg(tag)
-    except ValueError:
-        return None
-
-
-def is_guardian_cid(cid: str) -> bool:
-    parts = _parts(cid)
-    return parts is not None and parts[2][0] in GUARDIAN_TAGS
+        return order_cid(self.id, leg, self.epoch, self.seq)
 
 
 # ---- events (what happened) -------------------------------------------------------------
@@ -361,7 +303,7 @@ class Record:
     """An entry for the append-only event log."""
 
     kind: str
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ def notional(s: Sizing, equity: Decimal | None, stop_loss_pct: Decimal) -> Decim
         size = equity * s.equity_pct / HUNDRED
     else:  # risk_pct: a stop-out at stop_loss_pct loses risk_pct of equity (fees aside)
         size = equity * s.risk_pct / stop_loss_pct
-    if s.mode != "fixed":
+    if s.mode != "fixed" and equity is not None:  # (never None here: it returned above)
         size = min(size, equity * s.leverage)
     if s.max_position_usdt and size > s.max_position_usdt:
         size = s.max_position_usdt

@@ -9,6 +9,15 @@ ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
 
+class Leg(StrEnum):
+    """Which of a position's orders: its letter is part of the order's client id."""
+
+    ENTRY = "e"
+    STOP = "s"
+    TRAILING = "t"
+    EXIT = "x"
+
+
 class Side(StrEnum):
     LONG = "long"
     SHORT = "short"

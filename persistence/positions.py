@@ -16,7 +16,7 @@ from core.entry_protocol import restored_mode
 from core.errors import Fenced
 from core.pnl import Realized, realized
 from core.position_types import (
-    Leg, OrderIntent, Params, Phase, PositionState, Record,
+    EntryMode, Leg, OrderIntent, Params, Phase, PositionState, Record, TrailingMode,
 )
 from core.trailing import Trailing
 from core.types import Side
@@ -78,7 +78,7 @@ def _row_values(s: PositionState) -> dict:
         activation_price=t.activation if t else None, trailing_activated=bool(t and t.activated),
         best_price=t.best if t else None, trail_level=t.level if t else None,
         stop_loss_pct=s.params.stop_loss_pct, activation_pct=s.params.activation_pct,
-        callback_pct=s.params.callback_pct, trailing_mode=s.params.trailing_mode,
+        callback_pct=s.params.callback_pct, trailing_mode=s.params.trailing_mode.value,
         close_reason=s.close_reason, exit_price=s.exit_price, reported=s.reported,
         active_symbol=None if s.phase.final else s.symbol,
     )
@@ -88,10 +88,10 @@ def state_from_row(r: PositionRow, defaults: Params) -> PositionState:
     phase = Phase(r.phase)
     mode = restored_mode(phase, r.stop_cid, r.pending_cid, defaults.entry_mode)
     params = replace(defaults, stop_loss_pct=r.stop_loss_pct, activation_pct=r.activation_pct,
-                     callback_pct=r.callback_pct, trailing_mode=r.trailing_mode,
+                     callback_pct=r.callback_pct, trailing_mode=TrailingMode(r.trailing_mode),
                      notional=r.notional, entry_mode=mode)
     # a stop held before the entry is a close-position one: it must be known gone before the end
-    held = mode == "stop_first" and r.stop_cid and phase in (Phase.ENTERING, Phase.WITHDRAWING)
+    held = mode is EntryMode.STOP_FIRST and r.stop_cid and phase in (Phase.ENTERING, Phase.WITHDRAWING)
     close_stops = (r.stop_cid,) if held else ()
     trailing = None
     if r.activation_price is not None:

@@ -12,10 +12,11 @@ from decimal import Decimal
 
 from sqlalchemy import Select, select
 
+from core.phases import CLOSED_TRADE, values
 from persistence.db import Database
 from persistence.models import PositionRow
 
-CLOSED_PHASES = ("closed", "emergency_closed")
+CLOSED_PHASES = values(CLOSED_TRADE)
 REREAD_S = 120.0  # far past any database call timeout
 ZERO = Decimal(0)
 

@@ -30,7 +30,7 @@ from actors.scheduler import Scheduler
 from core import entry_protocol
 from core.config import Config
 from core.faults import FaultPlan, FaultRule, InjectedCrash
-from core.position_types import Outcome, Params, Phase, position_id_of
+from core.position_types import Outcome, Params, Phase, TrailingMode, position_id_of
 from exchange.factory import build_gateway, paper_state_path
 from exchange.gateway import OrderState
 from persistence.db import Database, masked_url
@@ -72,7 +72,7 @@ def collect_then_freeze() -> None:
 def position_params(cfg: Config) -> Params:
     p = cfg.protection
     return Params(stop_loss_pct=p.stop_loss_pct, activation_pct=p.trailing_activation_pct,
-                  callback_pct=p.trailing_callback_pct, trailing_mode=p.trailing_mode,
+                  callback_pct=p.trailing_callback_pct, trailing_mode=TrailingMode(p.trailing_mode),
                   notional=cfg.risk.position_notional_usdt, max_attempts=p.max_attempts,
                   retry_backoff_s=p.retry_backoff_s, replace_min_interval_s=p.replace_min_interval_s,
                   leverage=Decimal(cfg.exchange.leverage),

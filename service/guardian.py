@@ -27,11 +27,11 @@ from typing import Any, Callable
 from loguru import logger
 
 from core.config import Config
+from core.phases import HELD_OPEN
 from core.position_types import position_id_of
 from service.guardian_emergency import Emergency
 from service.venue_truth import Cover, assess
 
-HOLDING = ("open", "protected", "trailing")
 FLAT = "actor holds a position the venue does not"
 LOOSENED = "native trailing stop replaced by a looser one at the venue"
 
@@ -208,14 +208,14 @@ class Guardian:
             h = owners.get(sym)
             if h is None:
                 seen.add((sym, "venue position without an actor"))
-            elif h.phase in HOLDING:
+            elif h.phase in HELD_OPEN:
                 thinks = h.unprotected_since is None
                 if thinks and not c.protected:
                     seen.add((sym, "actor thinks protected, venue holds no stop"))
                 elif not thinks and c.protected:
                     seen.add((sym, "actor thinks unprotected, venue holds a stop"))
         for sym, h in owners.items():
-            if h.phase in HOLDING and sym not in covers:
+            if h.phase in HELD_OPEN and sym not in covers:
                 seen.add((sym, FLAT))
         confirmed = []
         with self._lock:

@@ -26,11 +26,9 @@ from sqlalchemy import func, select
 
 from control.replies import HealthReply, UnprotectedOut
 from core.config import HealthCfg
+from core.phases import HOLDS_POSITION, Phase
 from persistence.models import SignalRow
 from service.metrics import Metrics
-
-HOLDING = ("open", "protected", "trailing")
-
 
 class HealthMonitor:
     def __init__(self, svc, cfg: HealthCfg, metrics: Metrics, restart_window_s: float) -> None:
@@ -100,10 +98,10 @@ class HealthMonitor:
     @staticmethod
     def _actors_view(sup, now: float) -> tuple[list[str], set[str], list[UnprotectedOut]]:
         kids = [(k, h) for k, h in list(sup.children.items()) if k != "coordinator"]
-        holding = [(k, h) for k, h in kids if h.phase in HOLDING]
+        holding = [(k, h) for k, h in kids if h.phase in HOLDS_POSITION]
         unprotected = [UnprotectedOut(id=k, symbol=h.symbol, seconds=round(now - since, 3))
                        for k, h in holding if (since := h.unprotected_since) is not None]
-        return [k for k, _ in holding], {k for k, h in holding if h.phase == "trailing"}, unprotected
+        return [k for k, _ in holding], {k for k, h in holding if h.phase == Phase.TRAILING}, unprotected
 
     @staticmethod
     def _venue_view(guardian, now: float) -> tuple[list[str], set[str], list[UnprotectedOut]]:
@@ -114,7 +112,7 @@ class HealthMonitor:
         trailing = set()
         for sym, c in covers.items():
             h = owners.get(sym)
-            emulated = h is not None and h.phase == "trailing" and getattr(h, "trailing_mode", "") == "emulated"
+            emulated = h is not None and h.phase == Phase.TRAILING and getattr(h, "trailing_mode", "") == "emulated"
             if c.protected and (c.trailing is not None or emulated):
                 trailing.add(sym)
         unprotected = [UnprotectedOut(id=n.position_id, symbol=n.symbol, seconds=n.seconds)

@@ -14,12 +14,12 @@ from sqlalchemy import select
 
 from actors.messages import CoordinatorStatus, GetState
 from core import trailing as tr
-from core.position_types import Phase, leg_of, position_id_of
+from core.client_ids import epoch_of
+from core.phases import AT_REST, HELD_OPEN, LIVE, STOP_RESTING
+from core.position_types import position_id_of
 from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from service.venue_truth import assess
-
-OPEN = [p.value for p in Phase if not p.final]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def settle(svc, timeout_s: float = 20.0) -> bool:
     after every message queued before it, so nothing is still in flight when we look.
     """
     end = time.monotonic() + timeout_s
-    stable = {"trailing", "closed", "failed", "emergency_closed"}
+    stable = AT_REST
     calm = 0
     while time.monotonic() < end and calm < 2:
         kids = [h for k, h in list(svc.supervisor.children.items()) if k != "coordinator"]
@@ -86,7 +86,7 @@ def check_invariants(svc) -> list[Violation]:
         if price not in (None, "None") and not tr.is_protective(stop, Decimal(price), side):
             out.append(Violation(3, f"{p.symbol} stop {stop} sent on the wrong side of {price}"))
 
-    open_rows = [p for p in positions if p.phase in OPEN]
+    open_rows = [p for p in positions if p.phase in LIVE]
     # a native trailing stop runs the callback of the order resting at the venue (a change
     # that would loosen it is not applied to that order)
     venue_cb = {o.cid: o.callback_pct for o in venue_orders if o.callback_pct is not None}
@@ -109,14 +109,14 @@ def check_invariants(svc) -> list[Violation]:
     for p in open_rows:
         # 4 always protected: our stop rests, and the venue's own orders protect the position
         # (a reduce-only stop on the protective side for the whole quantity)
-        if p.phase in ("protected", "trailing"):
+        if p.phase in STOP_RESTING:
             if p.stop_cid not in venue_cids:
                 out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
             elif (c := covers.get(p.symbol)) is not None and not c.protected:
                 out.append(Violation(4, f"{p.symbol}: no resting order at the venue would close its {c.qty}"))
         # 9 DB and venue agree
         vp = venue_pos.get(p.symbol)
-        if p.phase in ("open", "protected", "trailing"):
+        if p.phase in HELD_OPEN:
             if vp is None or abs(vp.qty) != p.qty or (vp.qty > 0) != (p.side == "long"):
                 out.append(Violation(9, f"{p.symbol}: db {p.side} {p.qty}, venue {vp.qty if vp else 0}"))
     held = {p.symbol for p in open_rows}
@@ -154,8 +154,7 @@ def check_invariants(svc) -> list[Violation]:
     for o in venue_orders:
         pid = position_id_of(o.cid)
         p = by_id.get(pid) if pid else None
-        if p is not None and p.phase in OPEN and leg_of(o.cid):
-            epoch = int(o.cid.split("-")[2][1:])
+        if p is not None and p.phase in LIVE and (epoch := epoch_of(o.cid)) is not None:
             if epoch > p.epoch:
                 out.append(Violation(8, f"{o.cid} carries an epoch newer than the database's {p.epoch}"))
             if o.cid not in (p.stop_cid, p.trailing_cid):

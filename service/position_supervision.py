@@ -25,6 +25,7 @@ from actors.messages import OpenPosition, RecoverPosition
 from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
 from core.entry_protocol import WITHDRAW_ALARM_AFTER
+from core.phases import STOP_RESTING, exposed
 from core.position_types import Params, Phase, PositionState
 from exchange.gateway import Fenced
 from persistence.positions import PositionStore
@@ -51,7 +52,7 @@ class PositionHandle(ChildHandle):
         self.phase = s.phase
         self.withdraw_stuck = s.withdraw_failures >= WITHDRAW_ALARM_AFTER
         self.trailing_mode = s.params.trailing_mode
-        if not (s.phase.holds_position and s.stop_cid is None):
+        if not exposed(s.phase, s.stop_cid):
             self.unprotected_since = None
         elif self.unprotected_since is None:
             self.unprotected_since = time.monotonic()
@@ -67,7 +68,7 @@ class PositionHandle(ChildHandle):
     @property
     def recovered(self) -> bool:
         """Protected again after a restart (or finished)."""
-        return self.done or (self.phase in (Phase.TRAILING, Phase.PROTECTED) and self.unprotected_since is None)
+        return self.done or (self.phase in STOP_RESTING and self.unprotected_since is None)
 
 
 class _PositionChild(ChildSpec):

@@ -60,7 +60,7 @@ What recovery does with what it finds at the venue that no open position account
   open position of ours on that symbol is reconciled with its own stop resting (or closed);
   otherwise it is kept, logged at ERROR and recorded ("stray_order_kept"): a stop is never
   stripped from a position that exists.
-- An order of another client (no `wt-` id): left alone, counted and recorded ("foreign_orders").
+- An order of another client (no client id of ours, `core.client_ids`): left alone, counted and recorded ("foreign_orders").
 """
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from core.client_ids import position_id_of
 from exchange.paper.engine import PaperEngine
 from exchange.paper.store import PaperStore
 from exchange.paper.universe import paper_markets, start_prices
@@ -141,9 +142,8 @@ class Trader:
         """How many orders of each leg the venue ever accepted, per position."""
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for cid, o in self.venue_orders().items():
-            parts = cid.split("-")
-            if len(parts) == 4 and parts[0] == "wt":
-                out[parts[1]][o["leg"]] += 1
+            if (pid := position_id_of(cid)) is not None:
+                out[pid][o["leg"]] += 1
         return out
 
     def venue(self, extra_symbols: int = 0) -> PaperEngine:

@@ -6,7 +6,7 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from core.position_types import position_id_of
+from core.position_types import Leg, leg_of, position_id_of
 from exchange.paper.engine import PaperEngine
 from persistence.db import Database
 from persistence.models import PositionRow
@@ -55,7 +55,7 @@ def account_problems(db: Database, venue: PaperEngine) -> list[str]:
             problems.append(f"order {cid} rests at the venue for a position that is not open")
     if venue.store is not None:
         entries = Counter(position_id_of(cid) for _s, cid, *_ in venue.store.trades()
-                          if position_id_of(cid) and cid.split("-")[2].startswith("e"))
+                          if position_id_of(cid) and leg_of(cid) is Leg.ENTRY)
         problems += [f"position {pid}: {n} entry fills at the venue" for pid, n in entries.items() if n > 1]
     return problems
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.client_ids import epoch_of
 from core.faults import FaultRule
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow
 from service.invariants import check_invariants, settle
@@ -127,7 +128,7 @@ def test_old_epoch_actor_that_wakes_up_is_fenced(start_service):
         p = _position(svc, SYM[sym])
         assert p.epoch == 2 and p.phase == "trailing"
         cids = [o.cid for o in _venue_orders(svc, SYM[sym])]
-        assert cids and all(c.split("-")[2][1:] == "2" for c in cids), f"old-epoch order at venue: {cids}"
+        assert cids and all(epoch_of(c) == 2 for c in cids), f"old-epoch order at venue: {cids}"
     assert settle(svc) and not check_invariants(svc)
 
 

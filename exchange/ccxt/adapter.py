@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 import ccxt.async_support as ccxt
 from loguru import logger
 
+from core.client_ids import is_ours
 from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
 from exchange.ccxt.account import AccountRefused, AccountSetup
@@ -182,7 +183,7 @@ class CcxtGateway:
         rows = self._call(lambda: self.venue.open_orders(self.ex, symbol), timeout, write=False)
         states = [self.venue.state(o) for o in rows]
         for s in states:  # after a restart these are the stops the feed must keep an eye on
-            if s.leg in (Leg.STOP, Leg.TRAILING) and s.cid.startswith("wt-"):
+            if s.leg in (Leg.STOP, Leg.TRAILING) and is_ours(s.cid):
                 self.feed.watch(s.symbol, s.cid)
         # A stop stuck between trigger and fill is listed open but protects nothing.
         return [s for s in states if not self.feed.is_stuck(s.cid)]

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
 
+from core.client_ids import attached_entry_cid
 from core.position_types import Leg, attached_cid, leg_of
 from exchange.ccxt.errors import venue_code
 from exchange.ccxt.pacing import PerSecond
@@ -544,11 +545,7 @@ def _entry_of(cid: str) -> str | None:
     """The entry whose attached stop-loss is known to us as `cid` (`attached_cid`), if it can
     be one: a stop's id of ours. An ordinary stop never shares its sequence number with an
     entry, so its derived entry id is one that never existed."""
-    if leg_of(cid) is not Leg.STOP:
-        return None
-    parts = cid.split("-")
-    entry = "-".join([*parts[:2], Leg.ENTRY.value + parts[2][1:], *parts[3:]])
-    return entry if attached_cid(entry) == cid else None
+    return attached_entry_cid(cid)
 
 
 def _attached_as_ours(o: Order) -> Order:
