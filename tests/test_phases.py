@@ -13,7 +13,8 @@ from core.position_types import Params, PositionState
 from core.types import Side
 from service.health import HealthMonitor
 from service.metrics import Metrics
-from supervisor import ChildHandle, SupervisorStats
+from service.position_supervision import PositionHandle
+from supervisor import SupervisorStats
 
 PARAMS = Params(stop_loss_pct=Decimal(2), activation_pct=Decimal(1), callback_pct=Decimal("0.5"))
 
@@ -54,7 +55,7 @@ def _service(children: dict) -> SimpleNamespace:
 
 def test_health_counts_a_closing_position_without_a_stop_as_unprotected():
     """The supervisor's handle marks it exposed; health, from the actors' view, must say so."""
-    h = ChildHandle(None, "p1", 1, "SOL/USDT:USDT")  # type: ignore[arg-type]
+    h = PositionHandle(None, "p1", 1, "SOL/USDT:USDT")
     s = PositionState("p1", "s1", "w1", "SOL/USDT:USDT", Side.LONG, PARAMS, phase=Phase.CLOSING,
                       qty=Decimal(1), entry_price=Decimal(100), close_reason="exit refused")
     h.note_protection(s)
