@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from core import position_steps as st
 from core import trailing as tr
@@ -40,6 +40,14 @@ from core.position_types import (
     position_id_of,
 )
 from core.types import MarketSpec
+
+
+class Generic(NamedTuple):
+    """The generic machine's moves these protocols hand over to, given by `position_logic`
+    (which builds on this module, so this module cannot import it)."""
+
+    step: Callable[[PositionState, Event, MarketSpec], Step]
+    reconcile: Callable[[PositionState, Reconciled, MarketSpec], Step]
 
 # The protocol that closes the entry-fill → stop-resting window on each venue: Binance USD-M
 # accepts a closePosition STOP_MARKET with no position (conditional orders are not margin-checked
@@ -124,11 +132,11 @@ def note_gone(s: PositionState, ev: Event) -> PositionState:
     return replace(s, close_stops=tuple(c for c in s.close_stops if c != gone), withdraw_failures=0)
 
 
-def before(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
+def before(s: PositionState, ev: Event, spec: MarketSpec, generic: Generic) -> Step | None:
     """Transitions of these protocols the generic machine does not know; None: not ours."""
     mode = s.params.entry_mode
     if s.phase is Phase.WITHDRAWING:
-        return _withdrawing(s, ev, spec)
+        return _withdrawing(s, ev, spec, generic)
     if (done := _close_stop_cancels(s, ev, spec)) is not None:
         return done
     if isinstance(ev, CancelOutcome):
@@ -136,7 +144,7 @@ def before(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
     if mode is EntryMode.AFTER_FILL or s.phase not in (Phase.NEW, Phase.ENTERING):
         return None
     if isinstance(ev, Reconciled) and s.phase is Phase.ENTERING:
-        return _reconcile_entering(s, ev, spec)
+        return _reconcile_entering(s, ev, spec, generic)
     p = s.pending
     if s.phase is not Phase.ENTERING or p is None or p.leg is not Leg.STOP or s.stop_cid is not None:
         return None
@@ -242,7 +250,7 @@ def _withdrawal_done(s: PositionState) -> Step:
     return s, [Record("stop_withdrawn", {})]
 
 
-def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
+def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec, generic: Generic) -> Step | None:
     never_opened = _settled(s) is Phase.FAILED
     match ev:
         case CancelOutcome(cid=c, done=True):
@@ -267,39 +275,37 @@ def _withdrawing(s: PositionState, ev: Event, spec: MarketSpec) -> Step | None:
                 return replace(s, phase=_settled(s), stop_cid=None), [rec, Record("stop_withdrawn", {})]
             return s, [rec, *[Cancel(c) for c in s.close_stops]]
         case Reconciled():  # the entry did fill after all: a position to protect
-            return _adopt(s, ev, spec)
+            return _adopt(s, ev, spec, generic)
         case Placed(intent=i) | LookedUp(intent=i, found=True) if i.leg is Leg.ENTRY and never_opened:
             # a late fill: the stop being withdrawn may be gone already, so a fresh one goes out
             s = replace(s, phase=Phase.ENTERING, pending=i, stop_cid=None, stop_price=None,
                         settle_phase=None, withdraw_reason=None)
-            from core.position_logic import _step  # the generic machine hears it from here on
-            return _step(s, ev, spec)
+            return generic.step(s, ev, spec)  # the generic machine hears it from here on
         case CloseRequested() | RetryDue() | CancelOutcome() | Placed() | LookedUp() | PlaceFailed():
             return s, []
     return None
 
 
-def _adopt(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
+def _adopt(s: PositionState, ev: Reconciled, spec: MarketSpec, generic: Generic) -> Step:
     s = replace(s, phase=Phase.ENTERING, settle_phase=None, withdraw_reason=None, withdraw_failures=0)
-    s, cmds = _reconcile_entering(s, ev, spec)
+    s, cmds = _reconcile_entering(s, ev, spec, generic)
     return s, [Record("withdrawal_found_position", {"venue_qty": str(ev.venue_qty)}), *cmds]
 
 
-def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec) -> Step:
+def _reconcile_entering(s: PositionState, ev: Reconciled, spec: MarketSpec, generic: Generic) -> Step:
     """A restart while entering: the venue's resting stops, not our books, say what protects.
     A held position with one of our stops resting is adopted as it is (cancelling that stop to
     place another would open the window this protocol closes)."""
-    from core.position_reconcile import reconcile  # the generic reconciliation builds on this module
     s = replace(s, stop_cid=None, stop_price=None)
     stops = [o for o in ev.resting if o.leg is Leg.STOP and o.stop_price is not None]
     if ev.venue_qty == 0 or not stops:
-        return reconcile(s, ev, spec)
+        return generic.reconcile(s, ev, spec)
     entry = ev.entry_fill or ev.venue_entry or ev.price
     p = s.params
     s = replace(s, entry_price=entry, qty=ev.venue_qty,
                 phase=Phase.CLOSING if s.close_reason else Phase.PROTECTED,
                 trailing=tr.Trailing(tr.activation_price(entry, s.side, p.activation_pct, spec), p.callback_pct))
-    s, cmds = reconcile(s, ev, spec)
+    s, cmds = generic.reconcile(s, ev, spec)
     return s, [Record("entered", {"price": str(entry), "qty": str(ev.venue_qty), "adopted_stop": True}), *cmds]
 
 

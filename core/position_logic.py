@@ -52,7 +52,7 @@ HEARD_IN: dict[type, frozenset[Phase]] = {
 
 def step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
     old, s = s, ep.note_gone(s, ev)
-    if (done := ep.before(s, ev, spec)) is None:
+    if (done := ep.before(s, ev, spec, _GENERIC)) is None:
         done = _step(s, ev, spec)
     return ep.after(old, *done, ev, spec)
 
@@ -64,6 +64,9 @@ def _step(s: PositionState, ev: Event, spec: MarketSpec) -> Step:
     if s.phase not in HEARD_IN[type(ev)]:
         return s, []
     return handler(s, ev, spec)
+
+
+_GENERIC = ep.Generic(step=_step, reconcile=reconcile)
 
 
 # ---- order answers ----------------------------------------------------------------------
