@@ -98,8 +98,7 @@ class Supervisor:
         self._launch_lock = threading.Lock()
         self._unstarted: deque[tuple[ChildHandle, str]] = deque()  # restarts no thread could run
         self._stop = threading.Event()
-        self.halted = False
-        ctx.on_final = self._on_final
+        self.halted = False  # the context's on_final is bound to _on_final where both are built
         self._watchdog = threading.Thread(target=self._watch, name="supervisor-watchdog", daemon=True)
         self._watchdog.start()
 

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from actors.messages import GetState
 from control import protocol as p
 from control import replies as r
+from control.ports import Operated
 from core.pnl import gross
 from core.position_types import PositionState
 from core.types import Side
-from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from persistence import trades
+from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from persistence.positions import OPEN_PHASES
 
 CENT = Decimal("0.0001")
@@ -98,7 +99,7 @@ def live_states(handles: list, timeout_s: float) -> dict[str, PositionState]:
 
 
 class Queries:
-    def __init__(self, svc, timeout_s: float) -> None:
+    def __init__(self, svc: Operated, timeout_s: float) -> None:
         self.svc, self.timeout_s = svc, timeout_s
 
     def session(self) -> Session:
@@ -156,7 +157,7 @@ class Queries:
                                .order_by(desc(EventRow.id)).limit(args.events)).all()
         venue_orders, venue_error = None, None
         try:
-            gw = self.svc.ctx.gateway
+            gw = self.svc.venue
             venue_orders = [r.VenueOrderOut(cid=o.cid, leg=o.leg.value, status=o.status, stop_price=o.stop_price)
                             for o in gw.open_orders(row.symbol, timeout=self.timeout_s)
                             if o.cid.startswith(f"wt-{row.id}-")]
