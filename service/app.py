@@ -8,11 +8,11 @@ does the coordinator resume unfinished waves and a signal source start.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
@@ -21,8 +21,7 @@ from typing import Any, cast
 from loguru import logger
 
 from actors.coordinator import WaveCoordinator, WaveSummary
-from actors.coordinator_port import CoordinatorDown
-from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
+from actors.messages import Claim, OrderUpdate, Resume, SetPaused
 from core.config import Config
 from core.faults import InjectedCrash
 from core.position_types import Params, Phase, position_id_of
@@ -40,12 +39,12 @@ from service.compose import (
     fault_plan,
     position_params,
 )
+from service.intake import WaveIntake
 from service.metrics import Metrics
 from service.recovery import Recovery, RecoveryReport
 from service.summary import run_summary
 from signals.intake import IntakeResult
 from signals.sources import DemoSource, FileSource
-from signals.wave import Wave, WaveRejected, parse_wave
 from signals.ws_source import WsSource
 from supervisor import ChildHandle
 
@@ -91,6 +90,8 @@ class Service:
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
         self._recovering: Recovery | None = None
+        self.intake = WaveIntake(cfg, parts.markets, parts.coordinator_port, parts.waves, parts.stats,
+                                 parts.rejections, self.stopping)
 
     # the injected-fault plans, by what they act on (tests and chaos add rules to them)
     venue_faults = property(lambda self: self.faults.venue)
@@ -117,7 +118,9 @@ class Service:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def start(self, *, with_source: bool = True) -> None:
+    def start(self, *, with_source: bool = True,
+              submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> None:
+        """`submit`: what the source hands its waves to (the service's own intake if None)."""
         self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         self.guard.restore()
@@ -135,7 +138,7 @@ class Service:
         self._resume_waves()
         collect_then_freeze()  # start-up garbage, before trading begins
         if with_source:
-            self.source = self._make_source()
+            self.source = self._make_source(submit)
             self.source.start()
 
     def recover(self) -> int:
@@ -195,62 +198,20 @@ class Service:
         except Exception as e:
             logger.error("coordinator: resuming waves failed: {!r}", e)
 
-    def _make_source(self) -> Any:
-        s = self.cfg.signals
+    def _make_source(self, submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> Any:
+        s, take = self.cfg.signals, submit or self.submit
         if s.source == "demo":
-            return DemoSource(list(self.markets), self.submit, interval_s=s.demo_interval_s,
+            return DemoSource(list(self.markets), take, interval_s=s.demo_interval_s,
                               size=s.demo_wave_size, seed=self.cfg.paper.seed)
         if s.source.startswith(("ws://", "wss://")):
-            return WsSource(s.source, self.submit, self.reject, s)
+            return WsSource(s.source, take, self.reject, s)
         path = s.source.removeprefix("file:")
-        return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s,
+        return FileSource(path, take, self.wave_done, wait_s=self.cfg.deadlines.wave_s,
                           restamp=s.file_clock == "now")
 
     def submit(self, raw: str | bytes, source: str, now: float | None = None) -> IntakeResult:
-        """Parse a raw wave message and hand it to the coordinator; returns once the wave is
-        persisted (so a fast source is slowed to the database's pace, never piled up in a
-        mailbox). A bad message is recorded with its reason, never raised. `now` is the
-        clock its age is judged by: a recorded wave replayed at its own time passes it."""
-        s = self.cfg.signals
-        try:
-            wave = parse_wave(raw, markets=self.markets, source=source,
-                              max_wave_size=s.max_wave_size, max_age_s=s.max_age_s, now=now)
-            if now is not None:  # judged at its own time, but received now
-                wave = dataclasses.replace(wave, received_at=time.time())
-        except WaveRejected as e:
-            return self.reject(e.reason, source, e.wave_id)
-        except Exception as e:  # parse_wave raises only WaveRejected; this is the last guard
-            logger.exception("wave parser failed on a message from {}", source)
-            return self.reject(f"unreadable message ({type(e).__name__})", source)
-        if self.stopping.is_set():
-            logger.warning("wave {} arrived during shutdown; not taken", wave.id)
-            return IntakeResult("not_taken", wave.id, "service is shutting down")
-        # A stuck coordinator overruns at operation_s and is replaced after a backoff; the wave
-        # then goes to the successor. Each attempt waits for that long, at most once per restart.
-        sup = self.cfg.supervisor
-        wait_s = self.cfg.deadlines.operation_s + sup.backoff_max_s * 1.5 + 1
-        try:
-            status = self.coordinator_port.request(lambda reply, n: SubmitWave(wave, reply, resent=n > 0),
-                                                   wait_s, attempts=sup.max_restarts + 1)
-        except CoordinatorDown as e:
-            return self._not_taken(wave, source, f"coordinator down: {e}")
-        except Exception as e:  # no coordinator answered: recorded, so no signal is left without an outcome
-            return self._not_taken(wave, source, f"the coordinator did not take the wave ({e!r})"[:300])
-        if status != "duplicate":
-            self.stats.wave_ids.add(wave.id)
-        return IntakeResult(status, wave.id)
-
-    def _not_taken(self, wave: Wave, source: str, reason: str) -> IntakeResult:
-        logger.error("wave {} from {} not taken: {}", wave.id, source, reason)
-        try:
-            recorded = self.waves.insert_not_taken(wave, reason)
-        except Exception as e:
-            logger.error("wave {}: recording it as not taken failed: {!r}", wave.id, e)
-            return IntakeResult("not_taken", wave.id, reason)
-        if not recorded:  # a coordinator stored it after all: it is its to finish
-            self.stats.wave_ids.add(wave.id)
-            return IntakeResult("opening", wave.id)
-        return IntakeResult("not_taken", wave.id, reason)
+        """One raw wave message from a source, to the coordinator (service/intake.py)."""
+        return self.intake.submit(raw, source, now)
 
     @property
     def coordinator_down(self) -> str | None:
@@ -267,21 +228,8 @@ class Service:
         return "PAUSED (not taking new waves)" if self.paused else "taking waves"
 
     def reject(self, reason: str, source: str, wave_id: str | None = None) -> IntakeResult:
-        """Record a message that is not a usable wave (sources use it for frames they could not
-        even read, e.g. too big); never raises."""
-        self.stats.waves_rejected += 1
-        record, summary = self.rejections.admit(reason)
-        if summary:
-            logger.warning("wave intake ({}): {}", source, summary)
-        if not record:
-            return IntakeResult("rejected", wave_id, reason)
-        try:
-            wid = self.waves.insert_rejected(wave_id, reason, source)
-        except Exception as e:
-            logger.error("wave rejected ({}): {}; recording it failed: {!r}", source, reason, e)
-            return IntakeResult("rejected", wave_id, reason)
-        logger.error("wave rejected ({}, recorded as {}): {}", source, wid, reason)
-        return IntakeResult("rejected", wid, reason)
+        """Record a message that is not a usable wave; never raises (service/intake.py)."""
+        return self.intake.reject(reason, source, wave_id)
 
     def pause(self, paused: bool) -> None:
         self.paused = paused  # a coordinator not started yet (recovering) starts with it

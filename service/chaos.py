@@ -144,9 +144,8 @@ def chaos(args: Namespace) -> int:
     end = t0 + timeout
     svc = Service(cfg)
     intake = _Intake(svc, None if soak else args.waves)
-    svc.submit = intake.submit  # type: ignore[method-assign,assignment]  # the demo source submits through it
     try:
-        svc.start()
+        svc.start(submit=intake.submit)  # the demo source submits through it
         if soak:
             reached = _until_positions(svc, soak, end)
         else:
