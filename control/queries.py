@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import cast
 
 import pykka
 from sqlalchemy import desc, func, or_, select
@@ -198,7 +199,7 @@ class Queries:
         money = trades.by_wave(self.svc.db, [w.id]).get(w.id)
         return r.WaveReply(wave=wave_out(w, counts.get(w.id, {}), money), signals=[
             r.SignalOut(id=x.id, rank=x.rank, symbol=x.symbol, side=x.side, score=x.score, outcome=x.outcome,
-                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id)) for x in sigs])
+                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id) if x.position_id else None) for x in sigs])
 
     @staticmethod
     def _outcomes(s: Session, wave_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -230,7 +231,7 @@ class Queries:
             symbols = dict(s.execute(select(PositionRow.id, PositionRow.symbol)
                                      .where(PositionRow.id.in_(pids))).all()) if pids else {}
         last_id = rows[-1].id if rows else (args.after_id if args.after_id is not None else last)
-        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id)) for e in rows], last_id=last_id)
+        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id) if e.position_id else None) for e in rows], last_id=last_id)
 
 
 def order_out(o: OrderRow) -> r.OrderOut:
@@ -258,7 +259,9 @@ def trades_reply(db, args: p.TradesArgs, symbol: str | None) -> r.TradesReply:
 
 
 def trade_out(x: PositionRow) -> r.TradeOut:
-    return r.TradeOut(id=x.id, symbol=x.symbol, side=x.side, qty=x.qty, entry=x.entry_price, exit=x.exit_price,
+    # a closed trade had a fill: its quantity and entry are set (the reply model checks it)
+    qty, entry = cast(Decimal, x.qty), cast(Decimal, x.entry_price)
+    return r.TradeOut(id=x.id, symbol=x.symbol, side=x.side, qty=qty, entry=entry, exit=x.exit_price,
                       gross=x.gross_pnl, fees=x.fees, net=x.net_pnl, pct=x.pnl_pct, reason=x.close_reason,
                       wave_id=x.wave_id, opened_ts=x.opened_ts, closed_ts=x.closed_ts,
                       duration_s=None if x.closed_ts is None else round(x.closed_ts - x.opened_ts, 3))
