@@ -31,7 +31,7 @@ from loguru import logger
 
 from actors.inbox import QueuedWave, WaveInbox
 from actors.messages import (
-    Claim, CoordinatorStatus, PositionClosed, PositionOutcome, Resume, SetPaused, SubmitWave,
+    Claim, CoordinatorStatus, PositionClosed, PositionOutcome, Resume, SetDefaults, SetPaused, SubmitWave,
     WaveDeadline,
 )
 from actors.scheduler import Scheduler
@@ -156,6 +156,8 @@ class WaveCoordinator(pykka.ThreadingActor):
                 logger.log("INFO" if why == "shutdown" or not p else "WARNING", "coordinator: {} taking new waves ({})",
                            "STOPPED" if p else "resumed", why)
                 self._admit_next()  # queued waves wait out a pause, then take their turn
+            case SetDefaults(params=params):
+                self.defaults = params
             case CoordinatorStatus():
                 return {"paused": self.paused, "open_symbols": dict(self.open_symbols),
                         "waves_in_progress": {w.id: len(w.pending) for w in self.active.values()},

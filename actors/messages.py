@@ -5,7 +5,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 
-from core.position_types import Event, OrderIntent, Outcome
+from core.position_types import Event, OrderIntent, Outcome, Params
 from exchange.gateway import OrderState, VenuePosition
 from signals.wave import Wave
 
@@ -122,6 +122,12 @@ class WaveDeadline:
 class SetPaused:
     paused: bool
     why: str = "operator"  # "shutdown": the normal end of a run, not worth a warning
+
+
+@dataclass(frozen=True, slots=True)
+class SetDefaults:
+    """The operator changed the default Params: positions launched from now on start with them."""
+    params: Params
 
 
 @dataclass(frozen=True, slots=True)

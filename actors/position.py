@@ -56,7 +56,7 @@ def nothing_filled(leg: Leg, o: OrderState) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class PositionContext:
     """Everything a position needs from the service, shared read-only by all positions."""
 

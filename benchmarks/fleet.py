@@ -81,9 +81,9 @@ def venue_carried_over(engine: PaperEngine) -> Iterator[None]:
     (positions, resting stops) to the new gateway — what a real venue does by itself. Once
     the paper venue persists its own state this becomes a plain `Service(cfg)`.
     """
-    import service.app as app
+    import service.compose as compose  # where the service builds its gateway
 
-    build = app.build_gateway
+    build = compose.build_gateway
 
     def build_with_engine(cfg, faults):
         gw = build(cfg, faults)
@@ -91,11 +91,11 @@ def venue_carried_over(engine: PaperEngine) -> Iterator[None]:
             venue.engine = engine
         return gw
 
-    app.build_gateway = build_with_engine
+    compose.build_gateway = build_with_engine
     try:
         yield
     finally:
-        app.build_gateway = build
+        compose.build_gateway = build
 
 
 def cold_restart(old: Service, cfg: Config, n: int, timeout_s: float = 600) -> tuple[Service, dict]:

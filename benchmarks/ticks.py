@@ -56,7 +56,7 @@ def feed(on_tick, plan: list[tuple[str, Decimal]], rate: int, seconds: float) ->
 def run_rate(svc: Service, symbols: list[str], plan, rate: int, seconds: float) -> dict:
     md = svc.market_data
     latencies: list[float] = []
-    svc.ctx.on_decision = latencies.append  # every actor reports each decision's latency here
+    svc.parts.decisions.sink = latencies.append  # every actor reports each decision's latency here
     ticks0, msgs0 = md.ticks_in, md.messages_out
     meter = ProcessMeter()
     cpu0 = meter.cpu_s()
@@ -89,7 +89,7 @@ def run_rate(svc: Service, symbols: list[str], plan, rate: int, seconds: float) 
 def tick_figures(svc: Service, symbols: list[str], rates: list[int], seconds: float, scen: str) -> list[Figure]:
     plan = price_plan(svc, symbols)
     figs: list[Figure] = []
-    original = svc.ctx.on_decision
+    original = svc.parts.decisions.sink
     try:
         for rate in rates:
             r = run_rate(svc, symbols, plan, rate, seconds)
@@ -107,5 +107,5 @@ def tick_figures(svc: Service, symbols: list[str], rates: list[int], seconds: fl
                        note=f"of {r['positions']}"),
             ]
     finally:
-        svc.ctx.on_decision = original
+        svc.parts.decisions.sink = original
     return figs

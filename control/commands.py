@@ -10,22 +10,25 @@ from __future__ import annotations
 
 import os
 import time
-from importlib import metadata
+from collections.abc import Callable
 from decimal import Decimal
+from importlib import metadata
+from typing import Any, Protocol, cast
 
 import pykka
-from pykka.messages import ProxySetAttr
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from actors.messages import Control
 from control import protocol as p
 from control import replies as r
-from control.queries import Queries, live_states
+from control.ports import Operated
 from control.protocol import PARAMS
-from control.settings import InvalidSetting, SettingsStore, params_with, validate
+from control.queries import Queries, live_states
+from control.settings import InvalidSetting, SettingsStore, validate
 from core import trailing as tr
 from core.phases import CLOSED_TRADE
-from core.position_types import CloseRequested, SetParams
+from core.position_types import CloseRequested, Params, SetParams
 from persistence.db import masked_url
 
 MOVED = "moved"
@@ -39,19 +42,23 @@ except metadata.PackageNotFoundError:  # running from a checkout that was never 
 masked_db_url = masked_url
 
 
-def defaults_of(params) -> dict[str, Decimal]:
+def defaults_of(params: Params) -> dict[str, Decimal]:
     return {name: getattr(params, field) for name, (field, _) in PARAMS.items()}
 
 
+class HealthReport(Protocol):
+    def report(self) -> r.HealthReply: ...
+
+
 class ControlHandler:
-    def __init__(self, svc, settings: SettingsStore, health, *, timeout_s: float,
-                 socket_path: str, metrics_url=lambda: None) -> None:
+    def __init__(self, svc: Operated, settings: SettingsStore, health: HealthReport, *, timeout_s: float,
+                 socket_path: str, metrics_url: Callable[[], str | None] = lambda: None) -> None:
         self.svc, self.settings, self.health = svc, settings, health
         self.timeout_s, self.socket_path, self.metrics_url = timeout_s, socket_path, metrics_url
         self.q = Queries(svc, timeout_s)
         self.started = time.time()
 
-    def __call__(self, cmd: str, args) -> object:
+    def __call__(self, cmd: str, args: Any) -> BaseModel:
         match cmd:
             case "status": return self.status()
             case "positions": return self.q.positions()
@@ -90,7 +97,7 @@ class ControlHandler:
             paused=bool(getattr(svc, "paused", False)), venue=svc.cfg.exchange.name,
             venue_clock_offset_ms=getattr(svc.gateway, "clock_offset_ms", None),
             markets=len(svc.markets), last_tick_age_s=None if tick_age is None else round(tick_age, 3),
-            database=masked_db_url(svc.cfg.database.url), db_ping_ms=ping_ms, db_error=db_error,
+            database=masked_db_url(cast(str, svc.cfg.database.url)), db_ping_ms=ping_ms, db_error=db_error,
             children=len(self.q.position_handles()), waves_completed=len(svc.stats.waves),
             waves_rejected=svc.stats.waves_rejected, waves_in_progress=max(0, in_progress),
             defaults=defaults_of(svc.defaults), metrics_url=self.metrics_url(), socket=self.socket_path,
@@ -202,7 +209,8 @@ class ControlHandler:
 
     def set(self, args: p.SetArgs) -> r.ActionReply:
         field = PARAMS[args.param][0]
-        event = SetParams(**{field: args.value})
+        change: dict[str, Any] = {field: args.value}
+        event = SetParams(**change)
         value = self._valid(args.param, args.value, self.svc.defaults)  # limits are per field
         if args.symbol is not None:
             h = self._live(args.symbol)
@@ -211,17 +219,9 @@ class ControlHandler:
             targets = self._confirm([h], lambda s: self._venue_effect(args.param, value, before.get(s.id), s))
             return r.ActionReply(message=f"{h.symbol}: {args.param} set to {value}%; {targets[0].result}",
                                  targets=targets)
-        svc = self.svc
-        new = params_with(svc.defaults, {args.param: value})
         self.settings.record_defaults({args.param: value}, "operator")
-        svc.defaults = new
-        svc.supervisor.defaults = new
-        coordinator = svc._coordinator
-        if coordinator is not None:
-            try:  # its next launch uses the new defaults; a busy coordinator gets it when free
-                coordinator.ask(ProxySetAttr(attr_path=("defaults",), value=new), timeout=self.timeout_s)
-            except (pykka.Timeout, pykka.ActorDeadError):
-                pass
+        # the owner tells the supervisor and the coordinator (queued: a busy one gets it when free)
+        new = self.svc.set_defaults({args.param: value})
         handles = [h for h in self.q.position_handles() if not h.retired]
         before = live_states(handles, self.timeout_s)
         for h in handles:
@@ -283,4 +283,4 @@ class ControlHandler:
             result = f"restarted: epoch {old} -> {new.epoch}, reconciling with the venue"
         return r.ActionReply(message=f"{h.symbol}: {result}",
                              targets=[r.TargetResult(id=h.key, symbol=h.symbol, result=result,
-                                                     phase=new.phase if new else None)])
+                                                     phase=getattr(new, "phase", None) if new else None)])

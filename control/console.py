@@ -11,8 +11,8 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit import prompt as ask_once
@@ -20,8 +20,8 @@ from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.history import FileHistory
 
 from control import protocol as p
-from control.cli import NOT_RUNNING, OK, execute
 from control.client import ControlClient, NotRunning
+from control.oneshot import NOT_RUNNING, OK, execute
 from control.protocol import PARAMS
 from control.spec import SPECS, CommandError, help_text, parse_line
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from typing import cast
 
 import pykka
 from sqlalchemy import desc, func, or_, select
@@ -17,11 +18,12 @@ from sqlalchemy.orm import Session
 from actors.messages import GetState
 from control import protocol as p
 from control import replies as r
+from control.ports import Operated
 from core.pnl import gross
 from core.position_types import PositionState, position_id_of
 from core.types import Side
-from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from persistence import trades
+from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from persistence.positions import OPEN_PHASES
 
 CENT = Decimal("0.0001")
@@ -98,7 +100,7 @@ def live_states(handles: list, timeout_s: float) -> dict[str, PositionState]:
 
 
 class Queries:
-    def __init__(self, svc, timeout_s: float) -> None:
+    def __init__(self, svc: Operated, timeout_s: float) -> None:
         self.svc, self.timeout_s = svc, timeout_s
 
     def session(self) -> Session:
@@ -156,7 +158,7 @@ class Queries:
                                .order_by(desc(EventRow.id)).limit(args.events)).all()
         venue_orders, venue_error = None, None
         try:
-            gw = self.svc.ctx.gateway
+            gw = self.svc.venue
             venue_orders = [r.VenueOrderOut(cid=o.cid, leg=o.leg.value, status=o.status, stop_price=o.stop_price)
                             for o in gw.open_orders(row.symbol, timeout=self.timeout_s)
                             if position_id_of(o.cid) == row.id]
@@ -197,7 +199,7 @@ class Queries:
         money = trades.by_wave(self.svc.db, [w.id]).get(w.id)
         return r.WaveReply(wave=wave_out(w, counts.get(w.id, {}), money), signals=[
             r.SignalOut(id=x.id, rank=x.rank, symbol=x.symbol, side=x.side, score=x.score, outcome=x.outcome,
-                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id)) for x in sigs])
+                        reason=x.reason, position_id=x.position_id, pnl=net.get(x.position_id) if x.position_id else None) for x in sigs])
 
     @staticmethod
     def _outcomes(s: Session, wave_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -229,7 +231,7 @@ class Queries:
             symbols = dict(s.execute(select(PositionRow.id, PositionRow.symbol)
                                      .where(PositionRow.id.in_(pids))).all()) if pids else {}
         last_id = rows[-1].id if rows else (args.after_id if args.after_id is not None else last)
-        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id)) for e in rows], last_id=last_id)
+        return r.EventsReply(events=[event_out(e, symbols.get(e.position_id) if e.position_id else None) for e in rows], last_id=last_id)
 
 
 def order_out(o: OrderRow) -> r.OrderOut:
@@ -257,7 +259,9 @@ def trades_reply(db, args: p.TradesArgs, symbol: str | None) -> r.TradesReply:
 
 
 def trade_out(x: PositionRow) -> r.TradeOut:
-    return r.TradeOut(id=x.id, symbol=x.symbol, side=x.side, qty=x.qty, entry=x.entry_price, exit=x.exit_price,
+    # a closed trade had a fill: its quantity and entry are set (the reply model checks it)
+    qty, entry = cast(Decimal, x.qty), cast(Decimal, x.entry_price)
+    return r.TradeOut(id=x.id, symbol=x.symbol, side=x.side, qty=qty, entry=entry, exit=x.exit_price,
                       gross=x.gross_pnl, fees=x.fees, net=x.net_pnl, pct=x.pnl_pct, reason=x.close_reason,
                       wave_id=x.wave_id, opened_ts=x.opened_ts, closed_ts=x.closed_ts,
                       duration_s=None if x.closed_ts is None else round(x.closed_ts - x.opened_ts, 3))

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from control import protocol as p
 from control.client import peer_uid
-from service.bounded import BoundedMixIn
+from control.bounded import BoundedMixIn
 from core.files import open_private, safe_dir
 
 MAX_PATH = 107  # sun_path is 108 bytes including the terminating NUL

@@ -1,5 +1,6 @@
-"""Wires the service together and runs its lifecycle: start, recover, trade, shut down.
+"""The running service: its lifecycle (start, recover, trade, shut down) and the intake of waves.
 
+Every part is built once in service/compose.py; the service holds them and runs them in order.
 Start-up order matters: the schema is checked before anything runs; the coordinator actor
 starts first (restored positions report their outcomes to it), then positions left open by a
 previous run are restored and reconciled under new epochs (service/recovery.py), and only then
@@ -7,97 +8,59 @@ does the coordinator resume unfinished waves and a signal source start.
 """
 from __future__ import annotations
 
-import dataclasses
-import gc
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, cast
 
 from loguru import logger
-from sqlalchemy import func, select
 
 from actors.coordinator import WaveCoordinator, WaveSummary
-from actors.coordinator_port import CoordinatorDown, CoordinatorPort
-from actors.market_data import MarketData
-from actors.messages import Claim, OrderUpdate, Resume, SetPaused, SubmitWave
-from actors.position import PositionContext
-from actors.scheduler import Scheduler
-from core import entry_protocol
+from actors.messages import Claim, OrderUpdate, Resume, SetPaused
 from core.config import Config
-from core.faults import FaultPlan, FaultRule, InjectedCrash
-from core.position_types import Outcome, Params, Phase, TrailingMode, position_id_of
-from exchange.factory import build_gateway, paper_state_path
-from exchange.gateway import OrderState
-from persistence.db import Database, masked_url
-from persistence.lease import Lease, acquire as acquire_lease, acquire_file
-from persistence.models import PositionRow, SignalRow
-from persistence.positions import PositionStore
-from persistence.schema import ensure_current
-from persistence.waves import WaveStore
-from signals.intake import IntakeResult
-from signals.rejections import Rejections
-from service.alerts import Alerts, urls_from_env
-from service.limits import RiskGuard
-from service.money import Ledger
-from service.protection_gap import gap_stats, venue_gaps
-from service.guardian import Guardian
-from service.position_supervision import PositionSupervisor
+from core.faults import InjectedCrash
+from core.position_types import Params, Phase, position_id_of
+from exchange.factory import paper_state_path
+from exchange.gateway import Gateway, OrderState
+from persistence.lease import Lease, acquire_file
+from persistence.lease import acquire as acquire_lease
+from service.compose import (
+    FaultPlans,
+    GatewayWrap,
+    Parts,
+    RunStats,
+    build,
+    collect_then_freeze,
+    fault_plan,
+    position_params,
+)
+from service.intake import WaveIntake
+from service.metrics import Metrics
 from service.recovery import Recovery, RecoveryReport
-from service.waves_without_coordinator import WavesWithoutCoordinator
+from service.summary import run_summary
+from signals.intake import IntakeResult
 from signals.sources import DemoSource, FileSource
 from signals.ws_source import WsSource
-from signals.wave import WaveRejected, parse_wave
+from supervisor import ChildHandle
 
-
-def fault_plan(rules, seed: int) -> FaultPlan:
-    return FaultPlan([FaultRule(**r.model_dump()) for r in rules], seed=seed)
-
-
-def collect_then_freeze() -> None:
-    """Run the cyclic garbage collector now, at a quiet moment, then move every survivor out
-    of its reach (gc.freeze). Otherwise its full passes come at random, each scanning every
-    object of every open position: 50-120 ms with the whole process stopped, the worst
-    tick-to-decision latencies of the benchmarks. Unfreezing first lets what died since the
-    last call (closed positions) be collected, so nothing leaks."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-def position_params(cfg: Config) -> Params:
-    p = cfg.protection
-    return Params(stop_loss_pct=p.stop_loss_pct, activation_pct=p.trailing_activation_pct,
-                  callback_pct=p.trailing_callback_pct, trailing_mode=TrailingMode(p.trailing_mode),
-                  notional=cfg.risk.position_notional_usdt, max_attempts=p.max_attempts,
-                  retry_backoff_s=p.retry_backoff_s, replace_min_interval_s=p.replace_min_interval_s,
-                  leverage=Decimal(cfg.exchange.leverage),
-                  maint_margin_pct=cfg.exchange.maintenance_margin_pct)
-
-
-@dataclass
-class RunStats:
-    started: float = field(default_factory=time.time)
-    waves: list[WaveSummary] = field(default_factory=list)
-    wave_ids: set[str] = field(default_factory=set)
-    waves_rejected: int = 0
-    decisions: int = 0
-    decision_s_total: float = 0.0
+__all__ = ["RunStats", "Service", "collect_then_freeze", "fault_plan", "position_params"]
 
 
 class Service:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, metrics: Metrics | None = None,
+                 wrap_gateway: GatewayWrap | None = None) -> None:
+        """`metrics`: the control plane's, so the positions' venue calls are timed;
+        `wrap_gateway`: what the positions see of the venue (tests)."""
         self.cfg = cfg
-        f = cfg.faults
-        self.venue_faults = fault_plan(f.venue, f.seed)
-        self.db_faults = fault_plan(f.db, f.seed + 1)
-        self.actor_faults = fault_plan(f.actor, f.seed + 2)
+        self.faults = FaultPlans.of(cfg)
+        self.metrics = metrics
         # The lease before anything reads or writes: a second owner is refused (LeaseHeld).
-        self.lease = acquire_lease(cfg.database.url, run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
+        self.lease = acquire_lease(cast(str, cfg.database.url), run_dir=cfg.run_dir, timeout_s=cfg.deadlines.db_call_s)
         self.account_lease = Lease("no paper account file (a real venue's account cannot be locked here)")
         self.halted: str | None = None  # why trading stopped for good (the lease was lost)
         try:
@@ -105,64 +68,59 @@ class Service:
                 paper = Path(os.path.realpath(paper))
                 self.account_lease = acquire_file(paper.with_name(paper.name + ".owner"),
                                                   f"the paper account {paper}", cfg.run_dir)
-            self._build(cfg)
+            self.parts: Parts = build(cfg, self.faults, metrics=metrics, wrap_gateway=wrap_gateway)
         except BaseException:
             self.account_lease.release()
             self.lease.release()
             raise
-
-    def _build(self, cfg: Config) -> None:
-        self.db = Database(cfg.database.url, call_timeout_s=cfg.deadlines.db_call_s,
-                           pool_size=cfg.database.pool_size,
-                           pool_timeout_s=cfg.database.pool_timeout_s, faults=self.db_faults)
-        schema = ensure_current(self.db.engine, auto_create=cfg.database.auto_create)
-        if schema == "created":
-            logger.info("database schema created at {}", masked_url(self.db.url))
-        self.gateway = build_gateway(cfg, self.venue_faults)
-        self.markets = self.gateway.markets()
-        self.positions = PositionStore(self.db)
-        self.waves = WaveStore(self.db)
-        self.scheduler = Scheduler()
-        self.market_data = MarketData()
-        try:
-            self.entry_mode = entry_protocol.resolve(cfg.protection.entry_mode, cfg.exchange.name,
-                                                     getattr(self.gateway, "entry_modes", ()))
-        except ValueError:
-            self.gateway.close()
-            raise
-        self.defaults = dataclasses.replace(position_params(cfg), entry_mode=self.entry_mode)
-        self.stats = RunStats()
+        parts = self.parts
+        self.db, self.gateway, self.markets = parts.db, parts.gateway, parts.markets
+        self.positions, self.waves, self.scheduler = parts.positions, parts.waves, parts.scheduler
+        self.market_data, self.entry_mode, self.stats = parts.market_data, parts.entry_mode, parts.stats
+        self.coordinator_port, self.ctx, self.supervisor = parts.coordinator_port, parts.ctx, parts.supervisor
+        self.guardian, self.money, self.guard = parts.guardian, parts.money, parts.guard
+        self.alerts, self.rejections, self.order_owner = parts.alerts, parts.rejections, parts.order_owner
+        self.health_notes = parts.notes
         self.wave_done = threading.Event()
         self.stopping = threading.Event()
-        self._coordinator = None
-        self.coordinator_port = CoordinatorPort()
-        self.ctx = PositionContext(
-            gateway=self.gateway, store=self.positions, markets=self.markets,
-            scheduler=self.scheduler, market_data=self.market_data, deadlines=cfg.deadlines,
-            coordinator=lambda: self.coordinator_port, epochs={}, faults=self.actor_faults,
-            on_final=lambda key, epoch: self.supervisor.finished(key, epoch), on_decision=self._on_decision)
-        self.supervisor = PositionSupervisor(cfg.supervisor, cfg.deadlines, self.ctx, self.defaults,
-                                             on_escalate=self._on_escalate)
-        self.guardian = Guardian(self, cfg)
-        self.health_notes: list[str] = []
-        self.rejections = Rejections(burst=cfg.signals.reject_burst)
+        self._coordinator: Any = None  # the coordinator ref last started (tests and tools)
         self.paused = False  # operator pause; re-applied to a restarted coordinator
-        self.source = None
+        self.source: Any = None
         self._shut_down = False
         self.recovery = RecoveryReport()
         self._recovered = False  # the coordinator resumes waves only after recovery
         self._recovering: Recovery | None = None
-        # orders a position took over from another id (recovery adopting a held position with
-        # the stop that rests on it): client id -> owning position, for routing their updates
-        self.order_owner: dict[str, str] = {}
-        self.money = Ledger(self, cfg.report.timezone)
-        self.alerts = Alerts(urls_from_env(cfg.alerts.urls_env), queue_size=cfg.alerts.queue_size)
-        self.ctx.on_closed = self._on_closed
-        self.guard = RiskGuard(self, cfg.risk, cfg.report.timezone)
+        self.intake = WaveIntake(cfg, parts.markets, parts.coordinator_port, parts.waves, parts.stats,
+                                 parts.rejections, self.stopping)
+
+    # the injected-fault plans, by what they act on (tests and chaos add rules to them)
+    venue_faults = property(lambda self: self.faults.venue)
+    db_faults = property(lambda self: self.faults.db)
+    actor_faults = property(lambda self: self.faults.actor)
+
+    @property
+    def venue(self) -> Gateway:
+        """The venue as the positions see it (instrumented under the control plane)."""
+        return self.ctx.gateway
+
+    @property
+    def defaults(self) -> Params:
+        """The default Params new positions start with (owned by `parts.defaults`)."""
+        return self.parts.defaults.current
+
+    def set_defaults(self, changes: dict[str, Decimal]) -> Params:
+        """An operator's change of the defaults, sent to their owner; returns the new defaults."""
+        return self.parts.defaults.change(changes)
+
+    def restore_paused(self) -> None:
+        """Before `start()`: an operator paused a previous run; the coordinator starts paused."""
+        self.paused = True
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def start(self, *, with_source: bool = True) -> None:
+    def start(self, *, with_source: bool = True,
+              submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> None:
+        """`submit`: what the source hands its waves to (the service's own intake if None)."""
         self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
         self.guard.restore()
@@ -180,13 +138,13 @@ class Service:
         self._resume_waves()
         collect_then_freeze()  # start-up garbage, before trading begins
         if with_source:
-            self.source = self._make_source()
+            self.source = self._make_source(submit)
             self.source.start()
 
     def recover(self) -> int:
         """Restore every position the database says is open, each under a raised epoch, and
         reconcile the account with the venue (service/recovery.py)."""
-        self._recovering = Recovery(self)
+        self._recovering = Recovery(self.parts.recovery_deps())
         self.recovery = self._recovering.run()
         return self.recovery.restored
 
@@ -201,7 +159,7 @@ class Service:
         stage, done, total = run.progress()
         return f"recovering {done} of {total} positions ({stage})"
 
-    def _start_coordinator(self, handle):
+    def _start_coordinator(self, handle: ChildHandle) -> Any:
         """Start a coordinator and queue its start-up; never blocks (it runs on the
         supervisor's restart thread): claiming the epoch and resuming run in the actor,
         under its deadline, so a failure there is a crash or an overrun like any other."""
@@ -219,10 +177,13 @@ class Service:
         self.coordinator_port.publish(ref)  # its mailbox runs Claim and Resume before anything sent now
         return ref
 
-    def _resumed_future(self) -> Future:
-        done: Future = Future()
-        # a run waits for the waves it finishes, too
-        done.add_done_callback(lambda f: f.exception() or self.stats.wave_ids.update(f.result() or []))
+    def _resumed_future(self) -> Future[list[str] | None]:
+        done: Future[list[str] | None] = Future()
+
+        def finished(f: Future[list[str] | None]) -> None:  # a run waits for the waves it finishes, too
+            if f.exception() is None:
+                self.stats.wave_ids.update(f.result() or [])
+        done.add_done_callback(finished)
         return done
 
     def _resume_waves(self) -> None:
@@ -237,62 +198,20 @@ class Service:
         except Exception as e:
             logger.error("coordinator: resuming waves failed: {!r}", e)
 
-    def _make_source(self):
-        s = self.cfg.signals
+    def _make_source(self, submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> Any:
+        s, take = self.cfg.signals, submit or self.submit
         if s.source == "demo":
-            return DemoSource(list(self.markets), self.submit, interval_s=s.demo_interval_s,
+            return DemoSource(list(self.markets), take, interval_s=s.demo_interval_s,
                               size=s.demo_wave_size, seed=self.cfg.paper.seed)
         if s.source.startswith(("ws://", "wss://")):
-            return WsSource(s.source, self.submit, self.reject, s)
+            return WsSource(s.source, take, self.reject, s)
         path = s.source.removeprefix("file:")
-        return FileSource(path, self.submit, self.wave_done, wait_s=self.cfg.deadlines.wave_s,
+        return FileSource(path, take, self.wave_done, wait_s=self.cfg.deadlines.wave_s,
                           restamp=s.file_clock == "now")
 
     def submit(self, raw: str | bytes, source: str, now: float | None = None) -> IntakeResult:
-        """Parse a raw wave message and hand it to the coordinator; returns once the wave is
-        persisted (so a fast source is slowed to the database's pace, never piled up in a
-        mailbox). A bad message is recorded with its reason, never raised. `now` is the
-        clock its age is judged by: a recorded wave replayed at its own time passes it."""
-        s = self.cfg.signals
-        try:
-            wave = parse_wave(raw, markets=self.markets, source=source,
-                              max_wave_size=s.max_wave_size, max_age_s=s.max_age_s, now=now)
-            if now is not None:  # judged at its own time, but received now
-                wave = dataclasses.replace(wave, received_at=time.time())
-        except WaveRejected as e:
-            return self.reject(e.reason, source, e.wave_id)
-        except Exception as e:  # parse_wave raises only WaveRejected; this is the last guard
-            logger.exception("wave parser failed on a message from {}", source)
-            return self.reject(f"unreadable message ({type(e).__name__})", source)
-        if self.stopping.is_set():
-            logger.warning("wave {} arrived during shutdown; not taken", wave.id)
-            return IntakeResult("not_taken", wave.id, "service is shutting down")
-        # A stuck coordinator overruns at operation_s and is replaced after a backoff; the wave
-        # then goes to the successor. Each attempt waits for that long, at most once per restart.
-        sup = self.cfg.supervisor
-        wait_s = self.cfg.deadlines.operation_s + sup.backoff_max_s * 1.5 + 1
-        try:
-            status = self.coordinator_port.request(lambda reply, n: SubmitWave(wave, reply, resent=n > 0),
-                                                   wait_s, attempts=sup.max_restarts + 1)
-        except CoordinatorDown as e:
-            return self._not_taken(wave, source, f"coordinator down: {e}")
-        except Exception as e:  # no coordinator answered: recorded, so no signal is left without an outcome
-            return self._not_taken(wave, source, f"the coordinator did not take the wave ({e!r})"[:300])
-        if status != "duplicate":
-            self.stats.wave_ids.add(wave.id)
-        return IntakeResult(status, wave.id)
-
-    def _not_taken(self, wave, source: str, reason: str) -> IntakeResult:
-        logger.error("wave {} from {} not taken: {}", wave.id, source, reason)
-        try:
-            recorded = self.waves.insert_not_taken(wave, reason)
-        except Exception as e:
-            logger.error("wave {}: recording it as not taken failed: {!r}", wave.id, e)
-            return IntakeResult("not_taken", wave.id, reason)
-        if not recorded:  # a coordinator stored it after all: it is its to finish
-            self.stats.wave_ids.add(wave.id)
-            return IntakeResult("opening", wave.id)
-        return IntakeResult("not_taken", wave.id, reason)
+        """One raw wave message from a source, to the coordinator (service/intake.py)."""
+        return self.intake.submit(raw, source, now)
 
     @property
     def coordinator_down(self) -> str | None:
@@ -309,21 +228,8 @@ class Service:
         return "PAUSED (not taking new waves)" if self.paused else "taking waves"
 
     def reject(self, reason: str, source: str, wave_id: str | None = None) -> IntakeResult:
-        """Record a message that is not a usable wave (sources use it for frames they could not
-        even read, e.g. too big); never raises."""
-        self.stats.waves_rejected += 1
-        record, summary = self.rejections.admit(reason)
-        if summary:
-            logger.warning("wave intake ({}): {}", source, summary)
-        if not record:
-            return IntakeResult("rejected", wave_id, reason)
-        try:
-            wid = self.waves.insert_rejected(wave_id, reason, source)
-        except Exception as e:
-            logger.error("wave rejected ({}): {}; recording it failed: {!r}", source, reason, e)
-            return IntakeResult("rejected", wave_id, reason)
-        logger.error("wave rejected ({}, recorded as {}): {}", source, wid, reason)
-        return IntakeResult("rejected", wid, reason)
+        """Record a message that is not a usable wave; never raises (service/intake.py)."""
+        return self.intake.reject(reason, source, wave_id)
 
     def pause(self, paused: bool) -> None:
         self.paused = paused  # a coordinator not started yet (recovering) starts with it
@@ -400,10 +306,6 @@ class Service:
         self.wave_done.set()
         collect_then_freeze()  # a wave just settled: the quiet moment between waves
 
-    def _on_decision(self, seconds: float) -> None:
-        self.stats.decisions += 1
-        self.stats.decision_s_total += seconds
-
     def _lease_lost(self, why: str) -> None:
         """Another process may own the database now: stop trading for good. No entry leaves
         this process any more and nothing new starts; positions already held keep (or still
@@ -416,90 +318,20 @@ class Service:
             self.source.stop()
         self.coordinator_port.tell(SetPaused(True, "lease lost"))
 
-    def _on_escalate(self, key: str, msg: str) -> None:
-        self.health_notes.append(f"{key}: {msg}")
-        self.alerts.notify("needs_attention", f"wave-trader: {key} needs an operator", msg)
-        if key == "coordinator":
-            self._coordinator_down(msg)
-
-    def _coordinator_down(self, reason: str) -> None:
-        """Refuse new waves from now on, and finish the ones already taken without it."""
-        try:
-            sink = WavesWithoutCoordinator(self.waves, self.supervisor, reason)
-        except Exception as e:
-            logger.critical("coordinator down and its waves cannot be finished: {!r}", e)
-            self.coordinator_port.down(reason)
-            return
-        self.coordinator_port.down(reason, sink)
-        try:
-            sink.settle()
-        except Exception as e:
-            logger.critical("coordinator down: settling its waves failed: {!r}", e)
-
-    def _on_closed(self, s, pnl) -> None:
-        """A traded position closed (its own thread: only queue, never wait)."""
-        money = f"P&L {pnl.net:+.2f} USDT ({pnl.pct:+.2f}%)" if pnl else "P&L unknown"
-        what = f"{s.symbol} {s.side}: {s.close_reason} at {s.exit_price} (entry {s.entry_price}); {money}"
-        if s.phase is Phase.EMERGENCY_CLOSED:
-            self.alerts.notify("emergency_close", f"EMERGENCY CLOSE {s.symbol}", what)
-        elif s.close_reason and "stop" in s.close_reason:
-            self.alerts.notify("stop_fired", f"stop fired: {s.symbol}", what)
-
     # ---- reporting -----------------------------------------------------------------------
 
     def fault_counts(self) -> dict[str, int]:
         """How often each injected fault fired, by plan and kind (chaos reports, health)."""
-        out: Counter = Counter()
-        for name, plan in (("venue", self.venue_faults), ("db", self.db_faults), ("actor", self.actor_faults)):
-            for rule in plan.rules:
-                if rule.fired:
-                    out[f"{name}.{rule.kind}:{rule.op}"] += rule.fired
-        return dict(out)
+        return self.faults.counts()
 
-    def positions_view(self) -> Counter:
+    def positions_view(self) -> Counter[str]:
         return Counter(h.phase for k, h in self.supervisor.children.items() if k != "coordinator")
 
-    def summary(self) -> dict:
-        ids = list(self.stats.wave_ids)
-        with self.db.tx("db_read") as tx:
-            rows = tx.execute(select(SignalRow.outcome, func.count()).where(SignalRow.wave_id.in_(ids))
-                              .group_by(SignalRow.outcome)).all() if ids else []
-            open_rows = tx.execute(select(PositionRow.phase, func.count())
-                                   .where(PositionRow.phase.in_([p.value for p in Phase if not p.final]))
-                                   .group_by(PositionRow.phase)).all()
-        outcomes = {(k or "pending"): v for k, v in rows}
-        opened = sum(n for k, n in outcomes.items() if k in {o.value for o in Outcome if o.opened})
-        protected = outcomes.get(Outcome.PROTECTED.value, 0)
-        open_now = dict(open_rows)
-        return {
-            "waves_completed": len(self.stats.waves),
-            "waves_rejected": self.stats.waves_rejected,
-            "signals": sum(outcomes.values()),
-            "positions_opened": opened,
-            "positions_protected": protected,
-            "ts_coverage": round(protected / opened, 4) if opened else 1.0,
-            "outcomes": outcomes,
-            "wave_seconds": [round(w.seconds, 3) for w in self.stats.waves],
-            "open_positions": sum(open_now.values()),
-            "open_by_phase": open_now,
-            "restarts": self.supervisor.stats.restarts,
-            "escalations": self.supervisor.stats.escalations,
-            "abandoned_threads": self.supervisor.abandoned_alive(),
-            "recovery": self.recovery.as_dict(),
-            "rejections": self.rejections.as_dict(),
-            "pnl": self._pnl(),
-            "entry_mode": self.entry_mode,
-            "protection_gap_s": gap_stats(venue_gaps(self.gateway)),
-        } | ({"signal_source": h} if (h := self.signals_health()) else {})
+    def summary(self) -> dict[str, Any]:
+        """The run's summary (the last line of `bin/trader run --json`): service/summary.py."""
+        return run_summary(self)
 
-    def _pnl(self) -> dict | None:
-        try:
-            return self.money.snapshot().as_dict()
-        except Exception as e:  # a summary must not fail because the money could not be read
-            logger.warning("run summary: P&L not available: {}", e)
-            return None
-
-    def signals_health(self) -> dict | None:
+    def signals_health(self) -> dict[str, Any] | None:
         """The signal source's own report (connected/reconnecting, counts), when it has one."""
         health = getattr(self.source, "health", None)
         return health() if callable(health) else None

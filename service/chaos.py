@@ -14,6 +14,7 @@ import threading
 import time
 from argparse import Namespace
 from collections import Counter
+from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
 from sqlalchemy import func, select
@@ -21,10 +22,13 @@ from sqlalchemy import func, select
 from core.config import ConfigError
 from core.position_types import Outcome
 from persistence.models import EventRow, SignalRow
-from signals.intake import IntakeResult
 from service.invariants import check_invariants, settle
 from service.logs import setup_logging
 from service.replay import rehearsal_config
+from signals.intake import IntakeResult
+
+if TYPE_CHECKING:
+    from service.app import Service
 
 # Each mix: config overrides (TOML literals) applied on top of the rehearsal defaults.
 BASE = [
@@ -74,7 +78,7 @@ class _Intake:
     for (or, in a soak, waves until it is closed), so the count of waves taken is known and
     every one of them can be waited for before the run is judged."""
 
-    def __init__(self, svc, limit: int | None) -> None:
+    def __init__(self, svc: "Service", limit: int | None) -> None:
         self.svc, self.limit = svc, limit
         self.inner = svc.submit
         self.taken = 0
@@ -102,14 +106,14 @@ class _Intake:
             self.svc.source.stop()
 
 
-def _opened(svc) -> int:
+def _opened(svc: "Service") -> int:
     """Positions opened so far (signals whose outcome says the venue filled their entry)."""
     opened = [o.value for o in Outcome if o.opened]
     with svc.db.tx("db_read") as tx:
-        return tx.scalar(select(func.count()).select_from(SignalRow).where(SignalRow.outcome.in_(opened)))
+        return tx.scalar(select(func.count()).select_from(SignalRow).where(SignalRow.outcome.in_(opened))) or 0
 
 
-def _until_positions(svc, n: int, end: float) -> bool:
+def _until_positions(svc: "Service", n: int, end: float) -> bool:
     while time.monotonic() < end and not svc.stopping.is_set():
         try:
             if _opened(svc) >= n:
@@ -140,9 +144,8 @@ def chaos(args: Namespace) -> int:
     end = t0 + timeout
     svc = Service(cfg)
     intake = _Intake(svc, None if soak else args.waves)
-    svc.submit = intake.submit  # the demo source submits through it
     try:
-        svc.start()
+        svc.start(submit=intake.submit)  # the demo source submits through it
         if soak:
             reached = _until_positions(svc, soak, end)
         else:
@@ -157,7 +160,7 @@ def chaos(args: Namespace) -> int:
         for plan in (svc.venue_faults, svc.db_faults, svc.actor_faults):
             plan.rules.clear()  # the storm is over: now everything must come right
             plan.release()  # wake the hung calls: they must be fenced, not obeyed
-        svc.gateway.stop_feed()  # a moving market would race the DB and venue snapshots
+        cast(Any, svc.gateway).stop_feed()  # paper only; a moving market would race the DB and venue snapshots
         settled = settle(svc, timeout_s=30)
         svc.guardian.stop()
         violations = check_invariants(svc)
@@ -172,7 +175,7 @@ def chaos(args: Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def _protection_gap(svc) -> dict:
+def _protection_gap(svc: "Service") -> dict:
     """Entry fill recorded → first stop recorded resting, per position (seconds)."""
     with svc.db.tx("db_read") as tx:
         rows = tx.execute(select(EventRow.position_id, EventRow.kind, EventRow.ts)
@@ -201,7 +204,7 @@ def _dist(xs: list[float]) -> dict:
             "p99": round(xs[min(len(xs) - 1, int(0.99 * len(xs)))], 3), "max": round(xs[-1], 3)}
 
 
-def _report(svc, args, progress: tuple[bool, bool], settled: bool, violations, seconds: float, fired: dict,
+def _report(svc: "Service", args, progress: tuple[bool, bool], settled: bool, violations, seconds: float, fired: dict,
             taken: int, soak: int | None) -> dict:
     sup = svc.supervisor
     by_inv = Counter(v.invariant for v in violations)

@@ -198,7 +198,7 @@ def _run(cfg: Config, args) -> int:
     except (UnsafePath, OSError) as e:
         print(f"bin/trader: cannot open the log file: {e}", file=sys.stderr)
         return 2
-    from control.plane import ControlPlane
+    from service.control_plane import ControlPlane
     from control.server import ServiceAlreadyRunning
     try:  # claim the control socket before touching the database or the venue
         plane = ControlPlane(cfg)
@@ -206,7 +206,7 @@ def _run(cfg: Config, args) -> int:
         logger.error("{}", e)
         return 4
     try:
-        svc = Service(cfg)
+        svc = Service(cfg, metrics=plane.metrics)
     except LeaseHeld as e:  # the same exit status as a taken control socket: already running
         logger.error("{}", e)
         plane.stop()

@@ -22,15 +22,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from loguru import logger
 
 from core.config import Config
 from core.phases import HELD_OPEN
+from core.types import MarketSpec
+from exchange.gateway import Gateway
+from persistence.db import Database
 from core.position_types import position_id_of
 from service.guardian_emergency import Emergency
 from service.venue_truth import Cover, assess
+from service.position_supervision import PositionSupervisor
 
 FLAT = "actor holds a position the venue does not"
 LOOSENED = "native trailing stop replaced by a looser one at the venue"
@@ -78,8 +83,13 @@ def effective_interval(cfg: Config) -> float:
 
 
 class Guardian:
-    def __init__(self, svc, cfg: Config) -> None:
-        self.svc, self.cfg, self.gcfg = svc, cfg, cfg.guardian
+    """Watches the venue itself, on its own thread, through the gateway the positions use (the
+    instrumented one: its calls are timed too); `supervisor` is whose children it judges."""
+
+    def __init__(self, cfg: Config, gateway: Gateway, supervisor: PositionSupervisor,
+                 markets: Mapping[str, MarketSpec], db: Database) -> None:
+        self.cfg, self.gcfg = cfg, cfg.guardian
+        self.gateway, self.supervisor, self.markets, self.db = gateway, supervisor, markets, db
         self.interval_s = effective_interval(cfg)
         self.stats = GuardianStats()
         self.covers: dict[str, Cover] = {}
@@ -155,10 +165,6 @@ class Guardian:
             self.emergency.overdue(sym, covers[sym], naked_s, owners.get(sym))
         return True
 
-    @property
-    def gateway(self):
-        return self.svc.ctx.gateway  # the instrumented one: the guardian's calls are timed too
-
     def _read(self, calls: dict[str, Callable[[float], Any]]) -> dict[str, Any]:
         """All reads at once on daemon threads; ReadTimeout past the venue call deadline. A
         read still hanging from an earlier round is not joined by a second one."""
@@ -195,7 +201,7 @@ class Guardian:
     def owners(self) -> dict[str, Any]:
         """symbol → the live supervisor handle of the position holding it."""
         out = {}
-        for k, h in list(self.svc.supervisor.children.items()):
+        for k, h in list(self.supervisor.children.items()):
             if k != "coordinator" and not h.retired and h.symbol:
                 out[h.symbol] = h
         return out
@@ -233,7 +239,7 @@ class Guardian:
             if kind == FLAT and h is not None and not h.retired:
                 # its replacement reconciles with the venue and records how the position ended
                 self.stats.restarts_requested += 1
-                self.svc.supervisor.child_failed(h, f"guardian: {kind}")
+                self.supervisor.child_failed(h, f"guardian: {kind}")
         self._watch_trailing(covers)
 
     def _watch_trailing(self, covers: dict[str, Cover]) -> None:

@@ -70,7 +70,7 @@ class Emergency:
             logger.critical("guardian: {}: emergency protection failed: {!r}; operator needed", sym, e)
         if handle is not None and not handle.retired:
             self.g.stats.restarts_requested += 1
-            self.g.svc.supervisor.child_failed(handle, f"guardian: no resting stop at the venue for {naked_s:.1f}s")
+            self.g.supervisor.child_failed(handle, f"guardian: no resting stop at the venue for {naked_s:.1f}s")
 
     def _level(self, sym: str, side: Side, cover: Cover, owner: PositionRow | None) -> Decimal | None:
         if owner is not None and owner.stop_price is not None:
@@ -79,10 +79,10 @@ class Emergency:
         if entry is None:
             return None
         pct = owner.stop_loss_pct if owner is not None else self.g.cfg.protection.stop_loss_pct
-        return tr.initial_stop(entry, side, pct, self.g.svc.markets[sym])
+        return tr.initial_stop(entry, side, pct, self.g.markets[sym])
 
     def _owner_row(self, sym: str) -> PositionRow | None:
-        with self.g.svc.db.tx("guardian_read", sym) as tx:
+        with self.g.db.tx("guardian_read", sym) as tx:
             return tx.scalars(select(PositionRow).where(PositionRow.active_symbol == sym)).first()
 
     def _send(self, owner: PositionRow | None, sym: str, leg: Leg, cover: Cover, level: Decimal | None) -> None:
@@ -95,7 +95,7 @@ class Emergency:
         now = time.time()
         if owner is not None:
             try:
-                with self.g.svc.db.tx("guardian_write", sym) as tx:
+                with self.g.db.tx("guardian_write", sym) as tx:
                     tx.add(OrderRow(cid=cid, position_id=pid, epoch=epoch, symbol=sym, leg=leg.value,
                                     side=cover.exit_side, qty=qty, stop_price=level, attempt=1,
                                     status="intent", created_ts=now, updated_ts=now))

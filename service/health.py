@@ -29,9 +29,10 @@ from core.config import HealthCfg
 from core.phases import HOLDS_POSITION, Phase
 from persistence.models import SignalRow
 from service.metrics import Metrics
+from service.views import HealthSource
 
 class HealthMonitor:
-    def __init__(self, svc, cfg: HealthCfg, metrics: Metrics, restart_window_s: float) -> None:
+    def __init__(self, svc: HealthSource, cfg: HealthCfg, metrics: Metrics, restart_window_s: float) -> None:
         self.svc, self.cfg, self.metrics = svc, cfg, metrics
         self.restart_window_s = restart_window_s
         self._lock = threading.Lock()  # guards the trackers below; held for microseconds

@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -21,6 +22,9 @@ from core.types import Side
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from service.venue_truth import assess
 
+if TYPE_CHECKING:
+    from service.app import Service
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -31,7 +35,7 @@ class Violation:
         return f"invariant {self.invariant}: {self.detail}"
 
 
-def settle(svc, timeout_s: float = 20.0) -> bool:
+def settle(svc: "Service", timeout_s: float = 20.0) -> bool:
     """Wait until no wave is in progress and every position is idle in a stable phase.
 
     Asking each actor (and the coordinator) for its state is the barrier: the answer comes
@@ -59,7 +63,7 @@ def settle(svc, timeout_s: float = 20.0) -> bool:
     return calm >= 2
 
 
-def check_invariants(svc) -> list[Violation]:
+def check_invariants(svc: "Service") -> list[Violation]:
     out: list[Violation] = []
     with svc.db.tx("db_read") as tx:
         positions = list(tx.scalars(select(PositionRow)))
@@ -167,7 +171,7 @@ def check_invariants(svc) -> list[Violation]:
     return out
 
 
-def _native_trailing_at_venue(svc, open_rows, resting: dict, orders: dict) -> list[Violation]:
+def _native_trailing_at_venue(svc: "Service", open_rows, resting: dict, orders: dict) -> list[Violation]:
     """1 and 2 for native trailing stops, from the venue's orders rather than our levels: the
     order rests; armed in our books means armed at the venue; unarmed, it arms where we think;
     and no replacement fires later than the order it replaced would have (the venue keeps a

@@ -18,8 +18,10 @@ from loguru import logger
 from sqlalchemy import select
 
 from core.config import RiskCfg
+from persistence.db import Database
 from persistence.models import EventRow, PositionRow
-from service.money import day_start
+from service.alerts import Alerts
+from service.money import Ledger, day_start
 
 LOSS_LIMIT_HIT = "loss_limit_hit"
 LOSS_LIMIT_RESUMED = "loss_limit_resumed"
@@ -32,8 +34,11 @@ def is_stop_out(reason: str | None) -> bool:
 
 
 class RiskGuard:
-    def __init__(self, svc, risk: RiskCfg, timezone: str) -> None:
-        self.svc, self.risk, self.timezone = svc, risk, timezone
+    """Loss limits and cool-downs, judged from the ledger and recorded in the database."""
+
+    def __init__(self, db: Database, money: Ledger, alerts: Alerts, risk: RiskCfg, timezone: str) -> None:
+        self.db, self.money, self.alerts = db, money, alerts
+        self.risk, self.timezone = risk, timezone
         self._lock = threading.Lock()  # the dicts below, for microseconds; never held over I/O
         self._cooldown_until: dict[str, float] = {}
         self.halted_day: float | None = None  # day_start of the day the limit was hit
@@ -46,7 +51,7 @@ class RiskGuard:
         """What a restart must not forget: recent stop-outs, and an operator's lift for today."""
         now, today = time.time(), day_start(self.timezone)
         cool = self.risk.cooldown_after_stop_s
-        with self.svc.db.tx("db_read") as tx:
+        with self.db.tx("db_read") as tx:
             if cool > 0:
                 for sym, reason, ts in tx.execute(select(PositionRow.symbol, PositionRow.close_reason,
                                                          PositionRow.closed_ts)
@@ -92,7 +97,7 @@ class RiskGuard:
             return None
         if self.halted_day == today:
             return self.halt_reason_text
-        m = self.svc.money
+        m = self.money
         realized = m.realized_since(today)
         unrealized = m.unrealized()
         pnl = realized + unrealized
@@ -106,7 +111,7 @@ class RiskGuard:
                                  f"resumes tomorrow ({self.timezone}) or on `bin/trader resume`")
         logger.warning("{}", self.halt_reason_text)
         self._record(LOSS_LIMIT_HIT, {"pnl": str(pnl), "limit": str(limit)})
-        self.svc.alerts.notify("loss_limit", "wave-trader: daily loss limit hit", self.halt_reason_text)
+        self.alerts.notify("loss_limit", "wave-trader: daily loss limit hit", self.halt_reason_text)
         return self.halt_reason_text
 
     def lift(self, who: str) -> bool:
@@ -122,7 +127,7 @@ class RiskGuard:
     def equity(self) -> Decimal | None:
         """The venue's last reported equity (kept fresh by the ledger's refresher): sizing
         must not put a venue round trip on the coordinator's path."""
-        b = self.svc.money.last_balance()
+        b = self.money.last_balance()
         return None if b is None else b.equity
 
     def status(self) -> dict:
@@ -135,7 +140,7 @@ class RiskGuard:
 
     def _record(self, kind: str, data: dict) -> None:
         try:
-            with self.svc.db.tx("db_write") as tx:
+            with self.db.tx("db_write") as tx:
                 tx.add(EventRow(ts=time.time(), kind=kind, data=data))
         except Exception as e:  # the limit holds in memory even if the log write fails
             logger.error("could not record {}: {!r}", kind, e)

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from loguru import logger
@@ -22,9 +22,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from exchange.gateway import OrderNotFound, Rejected, Retryable, UnknownOutcome
-from service.bounded import BoundedMixIn
+from control.bounded import BoundedMixIn
+from control.replies import HealthReply
+from exchange.gateway import Gateway, OrderNotFound, Rejected, Retryable, UnknownOutcome
+from service.alerts import Alerts
+from service.guardian import Guardian
+from service.money import Ledger
 from service.protection_gap import gap_histogram, venue_gaps
+from service.position_supervision import PositionSupervisor
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
@@ -127,10 +132,41 @@ def instrument_db(engine: Engine, metrics: Metrics) -> None:
         metrics.observe_db(time.perf_counter() - starts.pop() if starts else 0.0, ok=False)
 
 
+class RunCounts(Protocol):
+    @property
+    def waves(self) -> list[Any]: ...
+    @property
+    def waves_rejected(self) -> int: ...
+
+
+class ScrapeSource(Protocol):
+    """What the scrape reads of the service besides the health report."""
+
+    @property
+    def supervisor(self) -> PositionSupervisor: ...
+    @property
+    def stats(self) -> RunCounts: ...
+    @property
+    def guardian(self) -> Guardian: ...
+    @property
+    def gateway(self) -> Gateway: ...
+    @property
+    def money(self) -> Ledger: ...
+    @property
+    def alerts(self) -> Alerts: ...
+
+
+class HealthReports(Protocol):
+    """service/health.py's monitor, as the scrape reads it."""
+
+    def report(self) -> HealthReply: ...
+    def outcomes(self) -> dict[str, int]: ...
+
+
 class ServiceCollector:
     """Gauges and counters read from the live service at scrape time."""
 
-    def __init__(self, svc, health) -> None:
+    def __init__(self, svc: ScrapeSource, health: HealthReports) -> None:
         self.svc, self.health = svc, health
 
     def describe(self):

@@ -19,9 +19,11 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 from sqlalchemy import select
 
+from actors.market_data import MarketData
 from core.pnl import gross
 from core.types import Side
-from exchange.gateway import Balance
+from exchange.gateway import Balance, Gateway
+from persistence.db import Database
 from persistence.models import PositionRow
 from persistence.positions import OPEN_PHASES
 from persistence.trades import RealizedBook, Totals
@@ -64,19 +66,24 @@ class MoneySnapshot:
 
 
 class Ledger:
-    def __init__(self, svc, timezone: str = "UTC") -> None:
-        self.svc, self.timezone = svc, timezone
-        self.book = RealizedBook(svc.db)
+    """Realized and unrealized P&L and the venue balance; `gateway` is the one the positions
+    use (instrumented when the control plane is attached)."""
+
+    def __init__(self, db: Database, market_data: MarketData, gateway: Gateway, venue_call_s: float,
+                 timezone: str = "UTC") -> None:
+        self.db, self.market_data, self.gateway = db, market_data, gateway
+        self.venue_call_s, self.timezone = venue_call_s, timezone
+        self.book = RealizedBook(db)
         self._balance: Balance | None = None
         self._balance_at: float | None = None
         self._stop = threading.Event()
 
     def unrealized(self) -> Decimal:
-        with self.svc.db.tx("db_read") as tx:
+        with self.db.tx("db_read") as tx:
             rows = tx.execute(select(PositionRow.symbol, PositionRow.side, PositionRow.qty,
                                      PositionRow.entry_price, PositionRow.last_price)
                               .where(PositionRow.phase.in_(OPEN_PHASES))).all()
-        latest = self.svc.market_data.last_price
+        latest = self.market_data.last_price
         total = ZERO
         for sym, side, qty, entry, last in rows:
             price = latest.get(sym) or last
@@ -89,9 +96,9 @@ class Ledger:
 
     def balance(self, timeout_s: float | None = None) -> Balance | None:
         """The venue's balance now, or the last good answer if the venue does not give one."""
-        t = timeout_s or self.svc.cfg.deadlines.venue_call_s
+        t = timeout_s or self.venue_call_s
         try:
-            self._balance = self.svc.ctx.gateway.balance(timeout=t)
+            self._balance = self.gateway.balance(timeout=t)
             self._balance_at = time.monotonic()
         except Exception as e:  # the venue may be what is down; money figures must still show
             logger.debug("balance: venue did not answer ({}); keeping the last one", e)

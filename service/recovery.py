@@ -22,19 +22,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from loguru import logger
 
 from actors.messages import VenueView
 from actors.together import together
 from core.position_types import Leg, PositionState, position_id_of
-from exchange.gateway import NotSent, OrderState, Retryable, VenuePosition
+from exchange.gateway import Gateway, NotSent, OrderState, Retryable, VenuePosition
 from service.adoption import adopt, batched, resting_protection
+from service.recovery_report import RecoveryDeps, RecoveryHooks, RecoveryReport
 
-if TYPE_CHECKING:
-    from service.app import Service
+__all__ = ["POLICY", "Recovery", "RecoveryDeps", "RecoveryHooks", "RecoveryReport"]
+
+T = TypeVar("T")
 
 # Attempts at cancelling one stray order whose cancel was not sent (0.2 s, 0.4 s… apart).
 CANCEL_TRIES = 4
@@ -65,27 +69,6 @@ What recovery does with what it finds at the venue that no open position account
 
 
 @dataclass
-class RecoveryReport:
-    restored: int = 0
-    reconciled: int = 0
-    seconds: float = 0.0
-    phases: Counter = field(default_factory=Counter)  # of restored positions, after reconciling
-    unknown_venue_positions: list[str] = field(default_factory=list)
-    stray_orders_cancelled: list[str] = field(default_factory=list)
-    stray_orders_kept: list[str] = field(default_factory=list)
-    foreign_orders: int = 0
-    still_reconciling: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"restored": self.restored, "reconciled": self.reconciled,
-                "seconds": round(self.seconds, 3), "phases": dict(self.phases),
-                "unknown_venue_positions": self.unknown_venue_positions,
-                "stray_orders_cancelled": self.stray_orders_cancelled,
-                "stray_orders_kept": self.stray_orders_kept,
-                "foreign_orders": self.foreign_orders, "still_reconciling": self.still_reconciling}
-
-
-@dataclass
 class Account:
     """One read of the venue account: its positions and open orders, issued together."""
 
@@ -94,9 +77,11 @@ class Account:
 
 
 class Recovery:
-    def __init__(self, svc: "Service") -> None:
-        self.svc = svc
-        self.cfg = svc.cfg.recovery
+    """One start-up recovery run over what it is given; `run()` returns its report."""
+
+    def __init__(self, deps: RecoveryDeps) -> None:
+        self.deps = deps
+        self.cfg = deps.cfg
         self._cv = threading.Condition()
         self._pending: set[str] = set()
         self._after: dict[str, PositionState] = {}  # every recovered position, as it reconciled
@@ -104,7 +89,7 @@ class Recovery:
         self._views_ready = threading.Event()
         self.stage = "taking over open positions"
         self.total = 0
-        svc.ctx.on_recovered = self._on_recovered
+        deps.hooks.recovered = self._on_recovered
 
     def progress(self) -> tuple[str, int, int]:
         """(what it is doing, positions done, positions to do): the control plane's answer."""
@@ -122,7 +107,7 @@ class Recovery:
         return self._views.pop(s.id, None)
 
     def _read_account(self) -> Account | None:
-        gw, t = self.svc.gateway, self.svc.cfg.deadlines.venue_call_s
+        gw, t = self.deps.gateway, self.deps.venue_call_s
         try:
             got = self._read("the venue account", lambda: together({
                 "positions": lambda: gw.positions(timeout=t),
@@ -138,7 +123,7 @@ class Recovery:
         if acct is None or not states:
             return {}
         try:
-            unresolved = self.svc.positions.unresolved_by_position()
+            unresolved = self.deps.store.unresolved_by_position()
         except Exception as e:  # each position then reads for itself, under supervision
             logger.error("recovery: reading unresolved intents failed ({}); positions read them one by one", e)
             return {}
@@ -148,7 +133,7 @@ class Recovery:
         ord_by: dict[str, list[OrderState]] = {}
         for o in acct.orders:
             ord_by.setdefault(o.symbol, []).append(o)
-        last = self.svc.market_data.last_price
+        last = self.deps.market_data.last_price
         return {s.id: VenueView(tuple(pos_by.get(s.symbol, ())), tuple(ord_by.get(s.symbol, ())),
                                 tuple(unresolved.get(s.id, ())), last.get(s.symbol))
                 for s in states}
@@ -163,19 +148,19 @@ class Recovery:
     # ---- the run ---------------------------------------------------------------------
 
     def run(self) -> RecoveryReport:
-        svc, t0 = self.svc, time.monotonic()
+        d, t0 = self.deps, time.monotonic()
         rep = RecoveryReport()
-        states = svc.positions.take_over_open(svc.defaults)  # the database first, then the venue
+        states = d.store.take_over_open(d.defaults())  # the database first, then the venue
         rep.restored = len(states)
         if states:
             logger.info("recovery: {} open positions to restore; epochs raised, reconciling with {}",
-                        len(states), svc.gateway.name)
+                        len(states), d.gateway.name)
         self._expect("reading the venue account", {s.id for s in states})
-        svc.ctx.recovery_view = self._view
+        d.hooks.views = self._view
         try:
             for s in states:  # each waits in `_view` until the venue has been read for everyone
                 self._route_taken_over(s)
-                svc.supervisor.start_position(s, recover=True)
+                d.supervisor.start_position(s, recover=True)
             # Read the venue only now that every actor exists: an order update from here on
             # reaches its actor's mailbox (handled after reconciling), and anything earlier
             # is already in what we read.
@@ -187,7 +172,7 @@ class Recovery:
             self._wait(time.monotonic())
         finally:
             self._views_ready.set()
-            svc.ctx.recovery_view = lambda _s: None
+            d.hooks.views = lambda _s: None
         with self._cv:
             rep.still_reconciling = sorted(self._pending)
             rep.reconciled = len(self._after)
@@ -206,7 +191,7 @@ class Recovery:
                         ", ".join(f"{v} {k}" for k, v in sorted(rep.phases.items())) or "-",
                         len(rep.unknown_venue_positions), len(rep.stray_orders_cancelled),
                         len(rep.stray_orders_kept), rep.foreign_orders)
-            svc.positions.record("recovery", rep.as_dict())
+            d.store.record("recovery", rep.as_dict())
         return rep
 
     def _wait(self, t0: float) -> None:
@@ -215,7 +200,7 @@ class Recovery:
         next_note = t0 + self.cfg.progress_every_s
         with self._cv:
             while True:
-                self._pending -= set(self.svc.supervisor.escalated)
+                self._pending -= set(self.deps.supervisor.escalated)
                 now = time.monotonic()
                 if not self._pending or now >= deadline:
                     return
@@ -225,7 +210,7 @@ class Recovery:
                     next_note = now + self.cfg.progress_every_s
                 self._cv.wait(min(deadline, next_note) - now)
 
-    def _read(self, what: str, fn):
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
         for attempt in range(3):
             try:
                 return fn()
@@ -239,34 +224,34 @@ class Recovery:
     def _sweep(self, acct: Account, states: list[PositionState], rep: RecoveryReport) -> None:
         """Adopt first — with the stop of ours already resting on the position, if there is
         one — and wait until the adopted are protected; cancel strays after that."""
-        svc = self.svc
+        d = self.deps
         held, open_ids = {s.symbol for s in states}, {s.id for s in states}
         owned = {c for s in states for c in s.protective_cids}
         rep.foreign_orders = sum(1 for o in acct.orders if position_id_of(o.cid) is None)
         if rep.foreign_orders:
             logger.warning("recovery: {} open orders of other clients at the venue; left alone",
                            rep.foreign_orders)
-            svc.positions.record("foreign_orders", {"count": rep.foreign_orders})
+            d.store.record("foreign_orders", {"count": rep.foreign_orders})
         strays = [o for o in acct.orders if (pid := position_id_of(o.cid)) is not None
                   and pid not in open_ids and o.cid not in owned]
         venue_positions = acct.positions
         if any(vp.qty != 0 and vp.symbol not in held for vp in venue_positions):
             # The account was read before reconciling; what nobody of ours holds may have changed
             # since (a stray stop filled): adopt from a fresh read, never from a stale one.
-            gw, t = svc.gateway, svc.cfg.deadlines.venue_call_s
+            gw, t = d.gateway, d.venue_call_s
             try:
                 venue_positions = self._read("positions", lambda: gw.positions(timeout=t))
             except Exception as e:
                 logger.error("recovery: reading the venue's positions again failed ({}); adopting from "
                              "the first read", e)
         unknown = [vp for vp in venue_positions if vp.qty != 0 and vp.symbol not in held]
-        resting = resting_protection(svc, unknown, strays)
-        adopted = [s for vp in unknown if (s := adopt(svc, vp, rep, resting.get(vp.symbol))) is not None]
+        resting = resting_protection(d, unknown, strays)
+        adopted = [s for vp in unknown if (s := adopt(d, vp, rep, resting.get(vp.symbol))) is not None]
         if adopted:
             self._expect("protecting adopted positions", {s.id for s in adopted})
             for s in adopted:
                 self._route_taken_over(s)
-                svc.supervisor.start_position(s, recover=True)
+                d.supervisor.start_position(s, recover=True)
             self._wait(time.monotonic())
         taken = {c for s in adopted for c in s.protective_cids}
         strays = [o for o in strays if o.cid not in taken]
@@ -283,35 +268,35 @@ class Recovery:
         """Updates of an order a position took over (ids of another position) reach it."""
         for c in s.protective_cids:
             if position_id_of(c) != s.id:
-                self.svc.order_owner[c] = s.id
+                self.deps.order_owner[c] = s.id
 
     def _keep_stray(self, o: OrderState, rep: RecoveryReport) -> None:
         rep.stray_orders_kept.append(o.cid)
         logger.error("recovery: kept stray order {} on {}: its position is not open in our database, "
                      "but it protects a position the venue holds that no position of ours protects yet",
                      o.cid, o.symbol)
-        self.svc.positions.record("stray_order_kept", {"cid": o.cid, "symbol": o.symbol, "leg": o.leg.value},
+        self.deps.store.record("stray_order_kept", {"cid": o.cid, "symbol": o.symbol, "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
 
     def _cancel_strays(self, strays: list[OrderState], rep: RecoveryReport) -> None:
-        gw, t = self.svc.gateway, self.svc.cfg.deadlines.venue_call_s
-        done = batched({o.cid: (lambda o=o: self._cancel_one(gw, o, t)) for o in strays})
+        gw, t = self.deps.gateway, self.deps.venue_call_s
+        done = batched({o.cid: partial(self._cancel_one, gw, o, t) for o in strays})
         rep.stray_orders_cancelled += [o.cid for o in strays if done[o.cid]]
 
-    def _cancel_one(self, gw, o: OrderState, timeout: float) -> bool:
+    def _cancel_one(self, gw: Gateway, o: OrderState, timeout: float) -> bool:
         try:
             _cancel(gw, o, timeout)
         except Exception as e:  # one failed cancel never stops the start; the order is reported
             logger.error("recovery: stray order {} on {} could not be cancelled: {}", o.cid, o.symbol, e)
             return False
         logger.warning("recovery: cancelled stray order {} on {} (its position is not open)", o.cid, o.symbol)
-        self.svc.positions.record("stray_order_cancelled", {"cid": o.cid, "symbol": o.symbol,
+        self.deps.store.record("stray_order_cancelled", {"cid": o.cid, "symbol": o.symbol,
                                                             "leg": o.leg.value},
                                   position_id=position_id_of(o.cid))
         return True
 
 
-def _cancel(gw, o: OrderState, timeout: float) -> OrderState:
+def _cancel(gw: Gateway, o: OrderState, timeout: float) -> OrderState:
     """A cancel that was never sent (the venue's per-second write budget full for the whole
     call, the clock off) is safe to send again: a sweep of many strays outruns the budget."""
     for attempt in range(CANCEL_TRIES - 1):

@@ -18,6 +18,7 @@ import tempfile
 import time
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from loguru import logger
 from sqlalchemy import func, select
@@ -25,6 +26,9 @@ from sqlalchemy import func, select
 from core.config import Config, ConfigError, load_config
 from persistence.db import masked_url
 from service.logs import setup_logging
+
+if TYPE_CHECKING:
+    from service.app import Service
 
 OUTCOMES = ("protected", "emergency_closed", "failed", "skipped", "rejected", "pending")
 COLUMNS = (*OUTCOMES, "duplicates")
@@ -38,7 +42,7 @@ def replay_config(config: str | None, overrides: list[str], path: Path, *, resta
     return rehearsal_config(config, overrides, forced, "replay")
 
 
-def signal_table(svc, wave_ids: list[str]) -> list[dict]:
+def signal_table(svc: "Service", wave_ids: list[str]) -> list[dict]:
     """Every signal of these waves with its outcome and the reason for it."""
     from persistence.models import SignalRow
 
@@ -70,7 +74,7 @@ def rehearsal_config(config: str | None, overrides: list[str], forced: list[str]
     return cfg, tmp
 
 
-def wave_table(svc, path: Path, since: float) -> list[dict]:
+def wave_table(svc: "Service", path: Path, since: float) -> list[dict]:
     """One row per message of this replay, in file order: its outcomes, its rejection, or
     that it was a redelivery (duplicate signal ids are counted, never opened)."""
     from persistence.models import EventRow, SignalRow, WaveRow
@@ -172,7 +176,7 @@ def replay(args: Namespace) -> int:
     if prices is not None:
         return _replay_recorded(cfg, tmp, path, args)
     logger.info("replay of {} against the paper venue; database {}", path,
-                f"{tmp}/replay.db (temporary)" if tmp else masked_url(cfg.database.url))
+                f"{tmp}/replay.db (temporary)" if tmp else masked_url(cast(str, cfg.database.url)))
     since, t0 = time.time(), time.monotonic()
     svc = Service(cfg)
     try:

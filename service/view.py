@@ -5,9 +5,11 @@ import threading
 
 from loguru import logger
 
+from service.views import StatusSource
+
 
 class StatusReporter:
-    def __init__(self, svc, interval_s: float) -> None:
+    def __init__(self, svc: StatusSource, interval_s: float) -> None:
         self.svc, self.interval_s = svc, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="status", daemon=True)
@@ -27,7 +29,7 @@ class StatusReporter:
                 logger.exception("status line failed")
 
 
-def status_line(svc) -> str:
+def status_line(svc: StatusSource) -> str:
     phases = svc.positions_view()
     open_n = sum(phases.values())
     trailing = phases.get("trailing", 0)
@@ -40,7 +42,7 @@ def status_line(svc) -> str:
             f"{signals_note(svc.signals_health())}")
 
 
-def money_note(svc) -> str:
+def money_note(svc: StatusSource) -> str:
     """Today's realized P&L, the open positions' unrealized, the venue's equity (USDT)."""
     ledger = getattr(svc, "money", None)
     if ledger is None:

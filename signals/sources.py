@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 
 from loguru import logger
 
-Submit = Callable[[str, str], None]  # (raw message, source name)
+Submit = Callable[[str, str], object]  # (raw message, source name)
 
 
 class ReplaySubmit(Protocol):

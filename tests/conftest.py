@@ -35,8 +35,8 @@ def start_service(tmp_path):
 
     started = []
 
-    def _start(*overrides: str, cfg=None, db_url: str | None = None, source: bool = False):
-        svc = Service(cfg or make_config(tmp_path, *overrides, db_url=db_url))
+    def _start(*overrides: str, cfg=None, db_url: str | None = None, source: bool = False, wrap_gateway=None):
+        svc = Service(cfg or make_config(tmp_path, *overrides, db_url=db_url), wrap_gateway=wrap_gateway)
         svc.start(with_source=source)
         started.append(svc)
         return svc

@@ -13,12 +13,12 @@ FAST = ("control.metrics_port=0", "control.request_timeout_s=5", "health.sample_
 
 def start_controlled(cfg):
     """Exactly the order `bin/trader run` uses: claim the socket, build, attach, start."""
-    from control.plane import ControlPlane
+    from service.control_plane import ControlPlane
     from service.app import Service
 
     plane = ControlPlane(cfg)
     try:
-        svc = Service(cfg)
+        svc = Service(cfg, metrics=plane.metrics)
     except BaseException:
         plane.stop()
         raise

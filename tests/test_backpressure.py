@@ -22,9 +22,8 @@ def gated(start_service):
     gates = []
 
     def _start(*overrides):
-        svc = start_service(*overrides)
-        gw = GateGateway(svc.gateway)
-        svc.ctx.gateway = gw
+        svc = start_service(*overrides, wrap_gateway=GateGateway)
+        gw = svc.ctx.gateway
         gates.append(gw.gate)
         return svc, gw
     yield _start

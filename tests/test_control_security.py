@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from control import protocol as p
 from control.commands import masked_db_url
 from control.replies import ActionReply
-from control.plane import ControlPlane
+from service.control_plane import ControlPlane
 from control.server import ControlServer, ServiceAlreadyRunning, SocketLock, respond
 from tests.control_support import FAST, open_positions
 from tests.helpers import SYM, make_config

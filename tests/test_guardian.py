@@ -48,7 +48,7 @@ class HangWritesAfterEntryFill:
     that position hangs — the write that would record the fill."""
 
     def __init__(self, inner, db_faults, symbol: str) -> None:
-        self.inner, self.db_faults, self.symbol = inner, db_faults, symbol
+        self.inner, self.db_faults, self.symbol = inner, db_faults, symbol  # db_faults: () -> FaultPlan
         self.filled_at: float | None = None
 
     def __getattr__(self, name):
@@ -57,7 +57,7 @@ class HangWritesAfterEntryFill:
     def place_order(self, req, timeout):
         o = self.inner.place_order(req, timeout)
         if req.leg is Leg.ENTRY and req.symbol == self.symbol and self.filled_at is None:
-            self.db_faults.add(FaultRule("hang", op="db_write", symbols=[self.symbol], times=1))
+            self.db_faults().add(FaultRule("hang", op="db_write", symbols=[self.symbol], times=1))
             self.filled_at = time.monotonic()
         return o
 
@@ -66,9 +66,9 @@ def test_exposure_counts_from_the_fill_when_the_write_after_it_hangs(start_servi
     """protect_s must fire although the database still says 'entering' (the write hangs);
     the guardian, which may not place anything here, must report health critical meanwhile."""
     protect_s = 2.0
-    svc = start_service(*GUARD, f"deadlines.protect_s={protect_s}", "guardian.emergency_stop=false")
-    gw = HangWritesAfterEntryFill(svc.ctx.gateway, svc.db_faults, SYM["BTC"])
-    svc.ctx.gateway = gw
+    svc = start_service(*GUARD, f"deadlines.protect_s={protect_s}", "guardian.emergency_stop=false",
+                        wrap_gateway=lambda inner: HangWritesAfterEntryFill(inner, lambda: svc.db_faults, SYM["BTC"]))
+    gw = svc.ctx.gateway
     mon = _health(svc)
     critical = []
     svc.submit(wave("w", (SYM["BTC"], "long", .9)), "t")
@@ -172,7 +172,6 @@ def test_native_trailing_counts_as_trailing_not_as_the_stop(start_service):
 
 def test_health_trusts_the_venue_when_the_actor_is_behind(start_service):
     """The mirror case: the stop rests but the write that records it hangs — not unprotected."""
-    svc = start_service(*GUARD, "deadlines.protect_s=60")
     gate = threading.Event()
 
     class HangAfterStop:
@@ -189,7 +188,7 @@ def test_health_trusts_the_venue_when_the_actor_is_behind(start_service):
                 gate.set()
             return o
 
-    svc.ctx.gateway = HangAfterStop(svc.ctx.gateway)
+    svc = start_service(*GUARD, "deadlines.protect_s=60", wrap_gateway=HangAfterStop)
     mon = _health(svc)
     svc.submit(wave("w", (SYM["DOT"], "long", .9)), "t")
     gate.wait(10)
@@ -311,7 +310,7 @@ def test_a_new_position_on_the_symbol_is_not_a_looser_trailing_stop():
                        callback_pct=Decimal("0.5"), activated=activated, best=best)
         return {"X/USDT:USDT": Cover("X/USDT:USDT", Decimal(1), Decimal(10), None, o)}
 
-    g = Guardian(None, load_config(None, []))
+    g = Guardian(load_config(None, []), None, None, {}, None)
     g._watch_trailing(cover("wt-aaa-t1-3", True, Decimal(11)))
     g._watch_trailing(cover("wt-bbb-t1-3", False, None))  # closed, and another position opened
     assert g.stats.disagreements[LOOSENED] == 0

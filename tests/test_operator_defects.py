@@ -62,7 +62,7 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
 
 
 def test_a_signal_source_that_is_down_degrades_health_with_its_reason(tmp_path):
-    from control.plane import ControlPlane
+    from service.control_plane import ControlPlane
     from service.app import Service
     from tests.helpers import make_config, wait_for
 
@@ -73,7 +73,7 @@ def test_a_signal_source_that_is_down_degrades_health_with_its_reason(tmp_path):
     cfg = make_config(tmp_path, f"signals.source=ws://127.0.0.1:{port}/signals", "signals.reconnect_min_s=0.05",
                       "signals.reconnect_max_s=0.2", "control.metrics_port=-1", "health.db_p99_degraded_s=30")
     plane = ControlPlane(cfg)
-    svc = Service(cfg)
+    svc = Service(cfg, metrics=plane.metrics)
     plane.attach(svc)
     svc.start(with_source=True)
     plane.start()

@@ -15,28 +15,29 @@ BTC = SYM["BTC"]
 
 class FireOldStopOnCancel:
     """Moves the market through the old stop just before we cancel it, as a real venue
-    may do between our placing its successor and our cancel arriving."""
+    may do between our placing its successor and our cancel arriving (once armed)."""
 
     def __init__(self, inner):
-        self.inner, self.fired = inner, False
+        self.inner, self.fired, self.armed = inner, False, False
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def cancel_order(self, symbol, cid, timeout):
         o = self.inner.engine.fetch(cid)
-        if not self.fired and o.leg is Leg.STOP and o.status == "open":
+        if self.armed and not self.fired and o.leg is Leg.STOP and o.status == "open":
             self.fired = True
             self.inner.engine.set_price(symbol, o.stop_price - 10 * self.inner.engine.markets[symbol].tick_size)
         return self.inner.cancel_order(symbol, cid, timeout)
 
 
 def test_old_stop_firing_during_a_replacement_closes_the_position(start_service):
-    svc = start_service("protection.trailing_mode=emulated", "protection.trailing_activation_pct=0.5")
+    svc = start_service("protection.trailing_mode=emulated", "protection.trailing_activation_pct=0.5",
+                        wrap_gateway=FireOldStopOnCancel)
+    gw = svc.ctx.gateway
     svc.submit(wave("w", (BTC, "long", .9)), "t")
     wait_for(lambda: svc.stats.waves, what="position")
-    gw = FireOldStopOnCancel(svc.gateway)
-    svc.ctx.gateway = gw
+    gw.armed = True
     up = svc.gateway.engine.price(BTC) * Decimal("1.01")
     svc.gateway.engine.set_price(BTC, up)
     svc.market_data.on_tick(BTC, up)  # activation: a tighter stop replaces the first one

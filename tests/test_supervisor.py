@@ -36,9 +36,9 @@ def _venue_orders(svc, symbol):
 
 
 def test_wave_of_7_with_2s_calls_is_protected_without_waiting(start_service):
-    svc = start_service("paper.latency_ms=2000", "deadlines.venue_call_s=10", "deadlines.operation_s=15")
-    gw = BarrierGateway(svc.gateway, 7)
-    svc.ctx.gateway = gw
+    svc = start_service("paper.latency_ms=2000", "deadlines.venue_call_s=10", "deadlines.operation_s=15",
+                        wrap_gateway=lambda inner: BarrierGateway(inner, 7))
+    gw = svc.ctx.gateway
     names = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX"]
     svc.submit(wave("w", *[(SYM[n], "long", 1 - i / 10) for i, n in enumerate(names)]), "t")
     wait_for(lambda: svc.stats.waves, timeout=40, what="wave of 7 at 2 s per call")

@@ -128,9 +128,8 @@ class BarrierGateway:
 
 
 def test_positions_of_a_wave_are_in_flight_together(start_service):
-    svc = start_service()
-    gw = BarrierGateway(svc.gateway, 7)
-    svc.ctx.gateway = gw
+    svc = start_service(wrap_gateway=lambda inner: BarrierGateway(inner, 7))
+    gw = svc.ctx.gateway
     names = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "AVAX"]
     svc.submit(wave("w7", *[(SYM[n], "long", 1 - i / 10) for i, n in enumerate(names)]), "t")
     wait_for(lambda: svc.stats.waves, what="wave of 7")

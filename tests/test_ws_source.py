@@ -104,9 +104,9 @@ def test_disconnects_mid_wave_and_redelivery_open_each_position_once(server, sta
     server.send(DropMidMessage(w1),  # connection 1: half of w1 on the wire, then the line dies
                 w1, Drop(),          # connection 2: w1 whole, then dropped while w1 is opening
                 w1, w2)              # connection 3: the server redelivers w1, then sends w2
-    svc = start_service(f"signals.source={server.url}", *FAST)
-    gate = GateGateway(svc.gateway)
-    svc.ctx.gateway = gate  # w1's entries wait at the gate: it is opening through the drop
+    # w1's entries wait at the gate: it is opening through the drop
+    svc = start_service(f"signals.source={server.url}", *FAST, wrap_gateway=GateGateway)
+    gate = svc.ctx.gateway
     svc.source = svc._make_source()
     svc.source.start()
     try:

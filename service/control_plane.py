@@ -1,10 +1,12 @@
-"""The control plane attached to one Service: socket server, health, metrics, settings.
+"""The control plane mounted on one Service: socket server, health, metrics, settings.
 
-Order of use (what `bin/trader run` does, and what tests do)::
+The service mounts control (control/* imports nothing of the service: it is handed the
+service as `control.ports.Operated`). Order of use (what `bin/trader run` does, and what
+tests do)::
 
     plane = ControlPlane(cfg)      # claims the socket first: refuse before touching DB or venue
-    svc = Service(cfg)
-    plane.attach(svc)              # instrument calls, replay persisted settings and pause
+    svc = Service(cfg, metrics=plane.metrics)   # the positions' venue calls are timed
+    plane.attach(svc)              # time database calls, replay persisted settings and pause
     plane.start()                  # socket, /metrics + /healthz, health line: up during recovery
     svc.start()                    # recovery, then waves
     ...
@@ -12,16 +14,19 @@ Order of use (what `bin/trader run` does, and what tests do)::
 """
 from __future__ import annotations
 
+from typing import Any
+
 from loguru import logger
 
 from control.client import socket_path
 from control.commands import ControlHandler
 from control.server import ControlServer, SocketLock
-from control.settings import SettingsStore, params_with
+from control.settings import SettingsStore
 from core.config import Config
 from core.files import private_dir
+from service.app import Service
 from service.health import HealthMonitor
-from service.metrics import InstrumentedGateway, Metrics, MetricsServer, ServiceCollector, instrument_db
+from service.metrics import Metrics, MetricsServer, ServiceCollector, instrument_db
 
 
 class ControlPlane:
@@ -29,18 +34,18 @@ class ControlPlane:
         self.cfg = cfg
         private_dir(cfg.run_dir)  # 0700, ours, not a symlink: before anything is created in it
         self.lock = SocketLock(socket_path(cfg))
-        self.svc = None
+        self.svc: Service | None = None
         self.metrics = Metrics(cfg.health.latency_window)
         self.health: HealthMonitor | None = None
         self.server: ControlServer | None = None
         self.http: MetricsServer | None = None
         self.http_error: str | None = None
 
-    def attach(self, svc) -> None:
+    def attach(self, svc: Service) -> None:
         """Before `svc.start()`: the coordinator must start with the persisted defaults and pause."""
+        if svc.metrics is not self.metrics:
+            raise ValueError("build the service with this plane's metrics: Service(cfg, metrics=plane.metrics)")
         self.svc = svc
-        # actors and the supervisor reach the venue through ctx.gateway: time every call there
-        svc.ctx.gateway = InstrumentedGateway(svc.ctx.gateway, self.metrics)
         instrument_db(svc.db.engine, self.metrics)
         self.settings = SettingsStore(svc.db.engine)
         changes, paused = self.settings.replay()
@@ -48,11 +53,10 @@ class ControlPlane:
             logger.error("control: {}", problem)
             svc.health_notes.append(problem)
         if changes:
-            svc.defaults = params_with(svc.defaults, changes)
-            svc.supervisor.defaults = svc.defaults
+            svc.set_defaults(changes)
             logger.info("control: operator defaults restored: {}", {k: str(v) for k, v in changes.items()})
         if paused:
-            svc.paused = True
+            svc.restore_paused()
             logger.warning("control: the service was paused by an operator; it stays paused (resume to trade)")
         self.health = HealthMonitor(svc, self.cfg.health, self.metrics, self.cfg.supervisor.restart_window_s)
         self.metrics.registry.register(ServiceCollector(svc, self.health))
@@ -66,6 +70,9 @@ class ControlPlane:
         return self.http.url if self.http else None
 
     def start(self) -> None:
+        if self.health is None or self.server is None:
+            raise RuntimeError("attach a service before starting its control plane")
+        health, server = self.health, self.server
         c = self.cfg.control
         if c.metrics_port >= 0:
             try:
@@ -76,10 +83,11 @@ class ControlPlane:
                 self.http_error = str(e)
                 logger.error("metrics: could not listen on {}:{} ({}); no /metrics endpoint — set "
                              "control.metrics_port", c.metrics_host, c.metrics_port, e)
-        self.health.start()
-        self.server.start()
+        health.start()
+        server.start()
 
-    def _healthz(self) -> tuple[str, dict]:
+    def _healthz(self) -> tuple[str, dict[str, Any]]:
+        assert self.health is not None  # served only once started, which needs it
         h = self.health.report()
         return h.status, {"status": h.status, "reasons": h.reasons, "open": h.open,
                           "trailing": h.trailing, "coverage": h.coverage,
