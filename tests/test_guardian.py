@@ -134,6 +134,8 @@ def test_price_through_the_stop_closes_at_market(start_service):
     eng.set_price(SYM["DOGE"], svc.markets[SYM["DOGE"]].floor_price(row.stop_price * Decimal("0.9")))
     wait_for(lambda: not any(p.symbol == SYM["DOGE"] for p in eng.positions()), timeout=10,
              what="DOGE closed at market")
+    # counted once the close order's answer is back, a moment after the venue went flat
+    wait_for(lambda: svc.guardian.stats.emergency_closes >= 1, timeout=5, what="the close counted")
     assert svc.guardian.stats.emergency_closes == 1 and svc.guardian.stats.emergency_stops == 0
     wait_for(lambda: _row(svc, SYM["DOGE"]).phase in ("closed", "emergency_closed"), timeout=10,
              what="the restarted owner records the close")
