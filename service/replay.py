@@ -1,4 +1,4 @@
-"""`bin/trader replay FILE`: rehearse a recorded file of waves against the paper venue.
+"""Rehearsing a recorded file of waves against the paper venue (`bin/trader replay`, chaos).
 
 A rehearsal must never touch the live database or a real venue: the venue is always the
 paper one, and the database is a fresh temporary SQLite file unless `--set database.url=…`
@@ -10,22 +10,13 @@ recorded candles instead of its random walk, each wave entering at its own time 
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import sys
 import tempfile
-import time
-from argparse import Namespace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from loguru import logger
 from sqlalchemy import func, select
 
-from core.config import Config, ConfigError, load_config
-from persistence.db import masked_url
-from service.logs import setup_logging
+from core.config import Config, load_config
 
 if TYPE_CHECKING:
     from service.app import Service
@@ -129,73 +120,3 @@ def render(rows: list[dict], summary: dict) -> str:
                  f"rejected; {summary['positions_opened']} positions opened, {summary['positions_protected']} "
                  f"protected (coverage {summary['ts_coverage']:.0%}); {summary['seconds']:.1f}s")
     return "\n".join(lines)
-
-
-def _user_path(raw: str) -> Path:
-    """bin/trader runs from the checkout; a relative path is the caller's."""
-    path = Path(raw).expanduser()
-    return path if path.is_absolute() else Path(os.environ.get("WAVE_TRADER_CWD", os.getcwd())) / path
-
-
-def _replay_recorded(cfg: Config, tmp: str | None, path: Path, args: Namespace) -> int:
-    """Real actors on a recorded price path; the report is the backtest's."""
-    from backtest import report
-    from backtest.rehearsal import Stalled, rehearse
-    from exchange.paper.candles import DataError
-
-    try:
-        result = rehearse(cfg, path)
-    except (DataError, Stalled) as e:
-        print(f"bin/trader replay: {e}", file=sys.stderr)
-        return 1 if isinstance(e, Stalled) else 2
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    settings = {"paper.prices": cfg.paper.prices}
-    if args.json:
-        print(json.dumps(report.as_dict(result, settings), sort_keys=True, default=str), flush=True)
-    else:
-        print(report.render(result, settings), flush=True)
-    return 0
-
-
-def replay(args: Namespace) -> int:
-    from service.app import Service
-
-    path = _user_path(args.file)
-    if not path.is_file():
-        print(f"bin/trader replay: no such file: {path}", file=sys.stderr)
-        return 2
-    prices = _user_path(args.prices) if getattr(args, "prices", None) else None
-    try:
-        cfg, tmp = replay_config(args.config, args.overrides, path, restamp=args.restamp, prices=prices)
-    except ConfigError as e:
-        print(f"bin/trader: {e}", file=sys.stderr)
-        return 2
-    setup_logging(cfg.log.level, cfg.log.file, quiet=args.quiet)
-    if prices is not None:
-        return _replay_recorded(cfg, tmp, path, args)
-    logger.info("replay of {} against the paper venue; database {}", path,
-                f"{tmp}/replay.db (temporary)" if tmp else masked_url(cast(str, cfg.database.url)))
-    since, t0 = time.time(), time.monotonic()
-    svc = Service(cfg)
-    try:
-        svc.start()
-        svc.wait_for_waves(None)
-    except KeyboardInterrupt:
-        logger.warning("replay interrupted")
-    finally:
-        svc.shutdown()
-    summary = svc.summary() | {"seconds": round(time.monotonic() - t0, 3)}
-    rows = wave_table(svc, path, since)
-    signals = signal_table(svc, [r["wave"] for r in rows if r["status"] != "duplicate"])
-    busy = svc._busy()
-    svc.db.dispose()
-    if tmp:
-        shutil.rmtree(tmp, ignore_errors=True)  # a rehearsal leaves nothing behind
-    if args.json:
-        print(json.dumps({**summary, "file": str(path), "database": "temporary" if tmp else "explicit",
-                          "waves": rows, "signals": signals}, sort_keys=True, default=str), flush=True)
-    else:
-        print(render(rows, summary) + "\n\n" + render_signals(signals), flush=True)
-    return 1 if busy else 0

@@ -86,7 +86,7 @@ def test_chaos_default_mix_holds_every_invariant(tmp_path):
 
 def test_chaos_exits_non_zero_when_an_invariant_breaks(monkeypatch, capsys):
     import service.chaos as chaos_mod
-    from service.cli import main
+    from trader.cli import main
     from service.invariants import Violation
 
     monkeypatch.setattr(chaos_mod, "check_invariants", lambda svc: [Violation(4, "X has no resting stop")])

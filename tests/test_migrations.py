@@ -19,7 +19,7 @@ from persistence.schema import (
     SchemaOutOfDate, current_revision, downgrade, ensure_current, head_revision, migration_engine,
     upgrade,
 )
-from service.cli import main
+from trader.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_bin_trader_run_exits_3_on_a_stale_postgresql_schema(pg_cluster, tmp_pat
     upgrade(engine, "0001")
     engine.dispose()
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "run", "--waves", "1", "--set", f"database.url={url}",
+        [sys.executable, "-m", "trader.cli", "run", "--waves", "1", "--set", f"database.url={url}",
          "--set", f"run_dir={tmp_path}", "--set", "log.file=''"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)})
     assert proc.returncode == 3, proc.stderr

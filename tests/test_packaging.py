@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SHIPPED = shutil.ignore_patterns(".*", "__pycache__", "*.egg-info", "build", "dist", "var", "run",
                                      "tests", "benchmarks")
-TOP_LEVEL = ["supervisor", "actors", "core", "exchange", "persistence", "service", "signals", "control", "backtest"]
+TOP_LEVEL = ["supervisor", "actors", "core", "exchange", "persistence", "service", "signals", "control", "backtest", "trader"]
 PROBE = """
 import importlib, json, sys
 mods = {n: importlib.import_module(n) for n in sys.argv[1:]}

@@ -1,4 +1,5 @@
-"""`bin/trader`: the operator's command line."""
+"""`bin/trader`: the operator's command line. It sits above every package: it parses, then hands
+each subcommand to its owner (the service, the control plane, the backtest)."""
 from __future__ import annotations
 
 import argparse
@@ -113,7 +114,7 @@ def _main(argv: list[str] | None = None) -> int:
     if getattr(args, "config", None):
         args.config = str(from_caller(args.config))
     if args.command == "replay":  # builds its own config: paper venue, throwaway database
-        from service.replay import replay
+        from trader.replay import replay
         return replay(args)
     if args.command == "backtest":  # no database, no venue: a simulated clock
         from backtest.cli import backtest
