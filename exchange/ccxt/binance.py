@@ -56,6 +56,7 @@ class BinanceUsdm(Venue):
 
     def trailing_params(self, req: OrderRequest) -> dict[str, Any]:
         out = super().trailing_params(req)
+        assert req.callback_pct is not None  # the base refused a trailing stop without one
         lo, hi = BINANCE_CALLBACK
         cb = min(max(req.callback_pct, lo), hi).quantize(BINANCE_CALLBACK_STEP, ROUND_DOWN)
         out["trailingPercent"] = format(max(cb, lo).normalize(), "f")

@@ -39,8 +39,7 @@ def order_fee(o: Order) -> Decimal | None:
     """The commission ccxt parsed for an order (`fees`, else `fee`), in the quote asset; None
     when the venue's order reply carries none (Binance reports it only on its trades)."""
     fees = o.get("fees") or ([o["fee"]] if o.get("fee") else [])
-    costs = [dec(f.get("cost")) for f in fees if f and f.get("currency") in (None, "USDT")]
-    costs = [c for c in costs if c is not None]
+    costs = [c for f in fees if f and f.get("currency") in (None, "USDT") if (c := dec(f.get("cost"))) is not None]
     return sum(costs, Decimal(0)) if costs else None
 
 

@@ -105,11 +105,13 @@ class PaperEngine:
         trailing stops at best ∓ callback. A replayed price path stops at each level it
         passes, so an order between two recorded prices fills at its own level."""
         with self._lock:
-            out = []
+            out: list[Decimal] = []
             for o in self._resting.get(symbol, {}).values():
                 if o.leg is Leg.STOP:
+                    assert o.stop_price is not None  # a stop rests only with its price
                     out.append(o.stop_price)
                 elif o.leg is Leg.TRAILING and o.activated:
+                    assert o.best is not None and o.callback_pct is not None  # set when it armed / rested
                     cb = o.callback_pct / 100
                     out.append(o.best * (1 - cb) if o.side == "sell" else o.best * (1 + cb))
             return out
@@ -295,14 +297,18 @@ class PaperEngine:
         acc.fees_paid += fee
         acc.balance -= fee
         if pos.qty != 0 and (pos.qty > 0) != (signed > 0):  # reducing: realize P&L
+            assert pos.entry is not None  # a position that holds a quantity has its entry price
             closed = min(abs(signed), abs(pos.qty))
             direction = 1 if pos.qty > 0 else -1
             gross = (fill - pos.entry) * closed * direction
             acc.realized_pnl += gross
             acc.balance += gross
             pos.entry = pos.entry if new_qty != 0 else None
-        else:
-            pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
+        elif pos.qty == 0:
+            pos.entry = fill
+        else:  # adding: the entry becomes the quantity-weighted average
+            assert pos.entry is not None
+            pos.entry = (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
         if new_qty == 0:  # closed: if no stop ever rested, its whole life was the window
             self._window.ended(order.symbol)
@@ -325,6 +331,7 @@ class PaperEngine:
         fired: list[OrderState] = []
         for order in list(self._resting.get(symbol, {}).values()):
             if order.leg is Leg.STOP:
+                assert order.stop_price is not None  # a stop rests only with its price
                 hit = self._crossed(order.side, order.stop_price, price)
             elif order.leg is Leg.TRAILING:
                 before = (order.activated, order.best)
@@ -352,6 +359,7 @@ class PaperEngine:
                                                  else price <= order.activation):
                 order.activated, order.best = True, price
             return False
+        assert order.best is not None and order.callback_pct is not None  # set when it armed / rested
         order.best = max(order.best, price) if closes_long else min(order.best, price)
         cb = order.callback_pct / 100
         return price <= order.best * (1 - cb) if closes_long else price >= order.best * (1 + cb)
