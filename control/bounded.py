@@ -13,6 +13,7 @@ import queue
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -21,6 +22,10 @@ class BoundedMixIn:
     """Mix in before a socketserver server class; call `init_bounded` before serving."""
 
     max_connections, deadline_s, refusal, pool_name = 16, 30.0, b"", "server"
+
+    if TYPE_CHECKING:  # provided by the socketserver server class this is mixed into
+        def shutdown_request(self, request: Any) -> None: ...
+        def finish_request(self, request: Any, client_address: Any) -> None: ...
 
     def __init__(self, *args, **kwargs) -> None:
         self._work: queue.SimpleQueue = queue.SimpleQueue()

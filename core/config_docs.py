@@ -1,7 +1,7 @@
 """Every configuration key, described: the one-line help of `bin/trader config` and the README's
 configuration table, both generated from the pydantic models (types, bounds, defaults).
 
-A description written as `Field(description=…)` in `core/config.py` wins; the ones below fill
+A description written as `Field(description=…)` in `core/config_sections.py` wins; the ones below fill
 in the rest (kept apart so the models stay short). A key without a description fails
 `tests/test_config_command.py`.
 """

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any, Sequence, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 
 from core.entry_protocol import restored_mode
 from core.errors import Fenced
@@ -91,8 +92,8 @@ def state_from_row(r: PositionRow, defaults: Params) -> PositionState:
                      callback_pct=r.callback_pct, trailing_mode=TrailingMode(r.trailing_mode),
                      notional=r.notional, entry_mode=mode)
     # a stop held before the entry is a close-position one: it must be known gone before the end
-    held = mode is EntryMode.STOP_FIRST and r.stop_cid and phase in (Phase.ENTERING, Phase.WITHDRAWING)
-    close_stops = (r.stop_cid,) if held else ()
+    held = r.stop_cid if mode is EntryMode.STOP_FIRST and phase in (Phase.ENTERING, Phase.WITHDRAWING) else None
+    close_stops = (held,) if held else ()
     trailing = None
     if r.activation_price is not None:
         trailing = Trailing(r.activation_price, r.callback_pct, r.trailing_activated,
@@ -139,8 +140,8 @@ class PositionStore:
                 raise SymbolBusy(s.symbol) from None
             raise
 
-    def commit_step(self, s: PositionState, *, intents: list[OrderIntent] = (),
-                    fates: list[OrderFate] = (), records: list[Record] = ()) -> Realized | None:
+    def commit_step(self, s: PositionState, *, intents: Sequence[OrderIntent] = (),
+                    fates: Sequence[OrderFate] = (), records: Sequence[Record] = ()) -> Realized | None:
         """Persist one transition atomically, fenced by the state's epoch. A final state also
         gets its realized P&L (from its orders' fees), which is returned.
 
@@ -190,9 +191,10 @@ class PositionStore:
     def bump_epoch(self, position_id: str, expected: int) -> int:
         """Raise the epoch (fencing every older actor); Fenced if someone else already did."""
         with self.db.tx("epoch_bump") as tx:
-            res = tx.execute(update(PositionRow)
-                             .where(PositionRow.id == position_id, PositionRow.epoch == expected)
-                             .values(epoch=expected + 1, updated_ts=time.time()))
+            bump = (update(PositionRow).where(PositionRow.id == position_id, PositionRow.epoch == expected)
+                    .values(epoch=expected + 1, updated_ts=time.time()))
+            # an UPDATE answers with a cursor result, the kind that counts its rows
+            res = cast("CursorResult[Any]", tx.execute(bump))
             if res.rowcount != 1:
                 raise Fenced(f"position {position_id}: epoch moved past {expected}")
         return expected + 1
@@ -218,8 +220,9 @@ class PositionStore:
     def open_symbols(self) -> dict[str, str]:
         """Symbol → id of every position holding its symbol (open, or opening)."""
         with self.db.tx("db_read") as tx:
-            return dict(tx.execute(select(PositionRow.active_symbol, PositionRow.id)
-                                   .where(PositionRow.active_symbol.is_not(None))).all())
+            rows = tx.execute(select(PositionRow.active_symbol, PositionRow.id)
+                              .where(PositionRow.active_symbol.is_not(None))).all()
+            return {symbol: pid for symbol, pid in rows if symbol is not None}
 
     def open_notional(self) -> dict[str, Decimal]:
         """Position id → planned entry notional of every position holding its symbol."""

@@ -14,8 +14,12 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:  # imported when alerts are configured, not at start
+    import apprise
 
 KINDS = ("stop_fired", "emergency_close", "needs_attention", "health_critical", "loss_limit")
 
@@ -39,17 +43,17 @@ class Alerts:
     def __init__(self, urls: list[str], *, queue_size: int = 100) -> None:
         self._q: queue.Queue[Alert | None] = queue.Queue(maxsize=queue_size)
         self.queued = self.sent = self.failed = self.dropped = 0
-        self._apprise = None
+        self._apprise: apprise.Apprise | None = None
         self._thread: threading.Thread | None = None
         if urls:
             import apprise
 
-            self._apprise = apprise.Apprise()
-            bad = [u for u in urls if not self._apprise.add(u)]
+            self._apprise = sender = apprise.Apprise()
+            bad = [u for u in urls if not sender.add(u)]
             if bad:  # the URL itself is a secret: say how many, not which
                 logger.error("alerts: {} of {} URLs not understood by apprise; those are ignored",
                              len(bad), len(urls))
-            self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(sender,), name="alerts", daemon=True)
             self._thread.start()
 
     @property
@@ -88,10 +92,10 @@ class Alerts:
             return
         self._thread.join(timeout_s)
 
-    def _run(self) -> None:
+    def _run(self, sender: apprise.Apprise) -> None:
         while (a := self._q.get()) is not None:
             try:
-                ok = self._apprise.notify(title=a.title, body=a.body)
+                ok = bool(sender.notify(title=a.title, body=a.body))
             except Exception as e:  # a plugin bug must not end the alert thread
                 logger.warning("alerts: sending {} failed: {!r}", a.kind, e)
                 ok = False

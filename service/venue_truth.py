@@ -52,13 +52,14 @@ def assess(positions: Iterable[VenuePosition], orders: Iterable[OrderState]) -> 
         if p.qty == 0:
             continue
         exit_side, qty = ("sell" if p.qty > 0 else "buy"), abs(p.qty)
-        stop = trailing = None
+        stop: OrderState | None = None
+        trailing: OrderState | None = None
         for o in by_symbol.get(p.symbol, ()):
             if not _guards(o, exit_side, qty):
                 continue
             if o.leg is Leg.STOP and o.stop_price is not None:
-                tighter = stop is None or (o.stop_price > stop.stop_price if p.qty > 0
-                                           else o.stop_price < stop.stop_price)
+                held = stop.stop_price if stop is not None else None  # a kept stop has its price
+                tighter = held is None or (o.stop_price > held if p.qty > 0 else o.stop_price < held)
                 stop = o if tighter else stop
             elif o.leg is Leg.TRAILING:
                 trailing = trailing or o

@@ -78,7 +78,7 @@ class OrderEndpoints:
         def _linear(self, params: dict[str, Any]) -> None: ...
         def _publish_soon(self, cid: str, fill: bool = False) -> None: ...
 
-    def _create(self, p):
+    def _create(self, p: dict[str, Any]) -> dict[str, Any]:
         """order/create-order.mdx: answers {orderId, orderLinkId} only ("This request is
         asynchronous"); a market order is IOC and may be cancelled, after a partial fill or none."""
         self._linear(p)
@@ -88,7 +88,7 @@ class OrderEndpoints:
             raise BybitError(10001, "position idx not match position mode")
         if p.get("orderType") != "Market":
             raise BybitError(10001, "params error: this venue takes Market orders only")
-        side = {"Buy": "buy", "Sell": "sell"}.get(p.get("side"))
+        side = {"Buy": "buy", "Sell": "sell"}.get(p.get("side", ""))
         qty = _dec(p, "qty")
         cid = p.get("orderLinkId") or f"fake-{next(self._ids)}"
         if side is None:

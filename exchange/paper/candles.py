@@ -162,11 +162,11 @@ def read_csv(path: Path) -> list[Candle]:
                 continue
             where = f"{path.name}:{n}"
             try:
-                vals = [row[i] for i in pick]
+                ts, o, h, low, c = (row[i] for i in pick)
                 v = row[vol] if vol is not None and vol < len(row) else 0
             except IndexError:
                 raise DataError(f"{where}: expected at least {max(pick) + 1} columns, got {len(row)}") from None
-            out.append(make_candle(*vals, v, where))
+            out.append(make_candle(ts, o, h, low, c, v, where))
         return out
 
 
@@ -178,7 +178,8 @@ def read_json(path: Path) -> list[Candle]:
     for n, row in enumerate(rows):
         if not isinstance(row, list) or len(row) < 5:
             raise DataError(f"{path.name}[{n}]: expected [ms, open, high, low, close, volume]")
-        out.append(make_candle(*row[:5], row[5] if len(row) > 5 else 0, f"{path.name}[{n}]"))
+        out.append(make_candle(row[0], row[1], row[2], row[3], row[4], row[5] if len(row) > 5 else 0,
+                               f"{path.name}[{n}]"))
     return out
 
 

@@ -15,81 +15,22 @@ import math
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from decimal import Decimal
-from typing import Callable
+from typing import Any, Callable
 
 from core.position_types import Leg, attached_cid
 from core.types import MarketSpec
-from exchange.gateway import Balance, OrderNotFound, OrderRequest, OrderState, Rejected, VenuePosition
-from exchange.paper.store import ORDER_FIELDS, Entry, PaperStore
+from exchange.gateway import Balance, OrderNotFound, OrderRequest, OrderState, VenuePosition
+# The records and venue constants live in `account`; importers of this module keep finding them here.
+from exchange.paper.account import (CALLBACK_RANGE, FEE_QUANTUM, MAKER_FEE_PCT, TAKER_FEE_PCT, PaperAccount,
+                                    PaperOrder, PaperPosition, TriggerOutcome, venue_error)
+from exchange.paper.journal import PaperJournal, restore
+from exchange.paper.store import PaperStore
 from exchange.paper.window import ProtectionWindow
 
-# Binance's documented callbackRate range (min 0.1, max 20 since its 2026-10-23 change).
-CALLBACK_RANGE = (Decimal("0.1"), Decimal("20"))
-
-# What a triggered stop does next: its market order fills (the default), the market order
-# expires unfilled (the stop is gone, the position stays), or it hangs between trigger and
-# matching engine and never fills ("hold": still listed as open, no longer resting).
-TriggerOutcome = Callable[["PaperOrder"], str]
-# Binance USD-M futures, regular user (VIP 0): maker 0.0200 %, taker 0.0500 % of the notional;
-# market orders always take. https://www.binance.com/en/support/faq/360033544231
-TAKER_FEE_PCT = Decimal("0.05")
-MAKER_FEE_PCT = Decimal("0.02")
-FEE_QUANTUM = Decimal("0.00000001")  # commissions are reported to 8 decimals
-
-
-@dataclass(slots=True)
-class PaperOrder:
-    cid: str
-    symbol: str
-    leg: Leg
-    side: str
-    qty: Decimal
-    stop_price: Decimal | None = None
-    activation: Decimal | None = None
-    callback_pct: Decimal | None = None
-    status: str = "open"
-    filled_qty: Decimal = Decimal(0)
-    avg_price: Decimal | None = None
-    activated: bool = False
-    best: Decimal | None = None
-    fee: Decimal = Decimal(0)
-    close_position: bool = False  # closes whatever the symbol holds on its side, no quantity
-    parent: str | None = None  # the entry an attached stop-loss came with
-
-    def view(self) -> OrderState:
-        return OrderState(self.cid, self.symbol, self.leg, self.status, self.filled_qty,
-                          self.avg_price, self.stop_price, side=self.side, qty=self.qty,
-                          reduce_only=self.leg is not Leg.ENTRY, activation=self.activation,
-                          callback_pct=self.callback_pct,
-                          activated=self.activated if self.leg is Leg.TRAILING else None, best=self.best,
-                          close_position=self.close_position, fee=self.fee)
-
-
-@dataclass(slots=True)
-class PaperPosition:
-    qty: Decimal = Decimal(0)  # signed
-    entry: Decimal | None = None
-
-
-@dataclass
-class PaperAccount:
-    """Everything the venue remembers; plain data so it can be saved and restored."""
-
-    prices: dict[str, Decimal]
-    positions: dict[str, PaperPosition] = field(default_factory=dict)
-    orders: dict[str, PaperOrder] = field(default_factory=dict)
-    balance: Decimal = Decimal(10000)  # wallet: deposits + realized P&L - fees
-    realized_pnl: Decimal = Decimal(0)  # gross, before fees
-    fees_paid: Decimal = Decimal(0)
-
-
-def venue_error(code: int, msg: str) -> Rejected:
-    """A refusal carrying the Binance-style code, so adapters and tests can map it."""
-    err = Rejected(f"{code} {msg}")
-    err.code = code  # type: ignore[attr-defined]
-    return err
+__all__ = ["CALLBACK_RANGE", "FEE_QUANTUM", "MAKER_FEE_PCT", "TAKER_FEE_PCT", "PaperAccount", "PaperEngine",
+           "PaperOrder", "PaperPosition", "TriggerOutcome", "venue_error"]
 
 
 class PaperEngine:
@@ -116,11 +57,7 @@ class PaperEngine:
         self._window = ProtectionWindow(clock)
         # write-through journal (only with a store): dirty keys → entries → one transaction
         self.store = store
-        self._store_lock = threading.Lock()  # one writer; never held together with I/O of others
-        self._dirty: dict[tuple[str, object], None] = {}
-        self._trades: list[Entry] = []
-        self._journal: list[Entry] = []
-        self._appended = self._written = self._trade_seq = 0
+        self._journal = PaperJournal(store, self._lock) if store is not None else None
         if store is not None:
             self._restore(store)
 
@@ -168,11 +105,13 @@ class PaperEngine:
         trailing stops at best ∓ callback. A replayed price path stops at each level it
         passes, so an order between two recorded prices fills at its own level."""
         with self._lock:
-            out = []
+            out: list[Decimal] = []
             for o in self._resting.get(symbol, {}).values():
                 if o.leg is Leg.STOP:
+                    assert o.stop_price is not None  # a stop rests only with its price
                     out.append(o.stop_price)
                 elif o.leg is Leg.TRAILING and o.activated:
+                    assert o.best is not None and o.callback_pct is not None  # set when it armed / rested
                     cb = o.callback_pct / 100
                     out.append(o.best * (1 - cb) if o.side == "sell" else o.best * (1 + cb))
             return out
@@ -321,7 +260,7 @@ class PaperEngine:
 
     def _rest(self, order: PaperOrder) -> None:
         self.account.orders[order.cid] = order
-        self._touch("order", order)
+        self._touch("order", order.cid)
         self._resting.setdefault(order.symbol, {})[order.cid] = order
         if order.leg is Leg.STOP and self._window.naked(order.symbol) and self._closes(order):
             self._window.ended(order.symbol)
@@ -358,14 +297,18 @@ class PaperEngine:
         acc.fees_paid += fee
         acc.balance -= fee
         if pos.qty != 0 and (pos.qty > 0) != (signed > 0):  # reducing: realize P&L
+            assert pos.entry is not None  # a position that holds a quantity has its entry price
             closed = min(abs(signed), abs(pos.qty))
             direction = 1 if pos.qty > 0 else -1
             gross = (fill - pos.entry) * closed * direction
             acc.realized_pnl += gross
             acc.balance += gross
             pos.entry = pos.entry if new_qty != 0 else None
-        else:
-            pos.entry = fill if pos.qty == 0 else (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
+        elif pos.qty == 0:
+            pos.entry = fill
+        else:  # adding: the entry becomes the quantity-weighted average
+            assert pos.entry is not None
+            pos.entry = (pos.entry * abs(pos.qty) + fill * abs(signed)) / abs(new_qty)
         pos.qty = new_qty
         if new_qty == 0:  # closed: if no stop ever rested, its whole life was the window
             self._window.ended(order.symbol)
@@ -374,27 +317,27 @@ class PaperEngine:
         self._touch("position", order.symbol)
         for key in ("realized_pnl", "fees_paid", "balance"):
             self._touch("meta", key)
-        if self.store is not None:
-            self._trade_seq += 1
-            self._trades.append(("trade", self._trade_seq, (order.cid, order.symbol, order.side, abs(signed), fill)))
+        if self._journal is not None:
+            self._journal.trade(order.cid, order.symbol, order.side, abs(signed), fill)
         self._finish(order, "filled")
         return fill
 
     def _finish(self, order: PaperOrder, status: str) -> None:
         order.status = status
-        self._touch("order", order)
+        self._touch("order", order.cid)
         self._resting.get(order.symbol, {}).pop(order.cid, None)
 
     def _trigger(self, symbol: str, price: Decimal) -> list[OrderState]:
         fired: list[OrderState] = []
         for order in list(self._resting.get(symbol, {}).values()):
             if order.leg is Leg.STOP:
+                assert order.stop_price is not None  # a stop rests only with its price
                 hit = self._crossed(order.side, order.stop_price, price)
             elif order.leg is Leg.TRAILING:
                 before = (order.activated, order.best)
                 hit = self._trail(order, price)
                 if (order.activated, order.best) != before:
-                    self._touch("order", order)
+                    self._touch("order", order.cid)
             else:
                 continue
             if hit:
@@ -416,6 +359,7 @@ class PaperEngine:
                                                  else price <= order.activation):
                 order.activated, order.best = True, price
             return False
+        assert order.best is not None and order.callback_pct is not None  # set when it armed / rested
         order.best = max(order.best, price) if closes_long else min(order.best, price)
         cb = order.callback_pct / 100
         return price <= order.best * (1 - cb) if closes_long else price >= order.best * (1 + cb)
@@ -427,83 +371,32 @@ class PaperEngine:
 
     # ---- durability (with a store) --------------------------------------------------------
 
-    def _touch(self, kind: str, key) -> None:
+    def _touch(self, kind: str, key: str) -> None:
         """Mark a record changed (orders by client id, the rest by name); lock held."""
-        if self.store is not None:
-            self._dirty[(kind, key.cid if kind == "order" else key)] = None
+        if self._journal is not None:
+            self._journal.touch(kind, key)
 
     def _seal(self) -> int:
-        """Turn what changed into journal entries (values copied now); lock held.
-        Returns the journal position the caller must see written before it answers."""
-        if self.store is None:
-            return 0
-        acc, n0 = self.account, len(self._journal)
-        for kind, key in self._dirty:
-            if kind == "order":
-                if (o := acc.orders.get(key)) is not None:
-                    self._journal.append(("order", key, tuple(getattr(o, f) for f in ORDER_FIELDS)))
-            elif kind == "position":
-                pos = acc.positions[key]
-                self._journal.append(("position", key, (pos.qty, pos.entry)))
-            elif kind == "price":
-                self._journal.append(("price", key, acc.prices[key]))
-            else:
-                self._journal.append(("meta", key, getattr(acc, key)))
-        self._journal += self._trades
-        self._appended += len(self._journal) - n0
-        self._dirty.clear()
-        self._trades = []
-        return self._appended
+        """Journal what changed; lock held. Returns the journal position the caller must see
+        written before it answers (0 without a store)."""
+        return 0 if self._journal is None else self._journal.seal(self.account)
 
     def _persist(self, mark: int) -> None:
-        """Group commit: whoever takes the store lock writes everything journaled so far, in
-        order, in one transaction; later callers whose entries are already written return."""
-        if self.store is None:
-            return
-        with self._store_lock:
-            if self._written >= mark:
-                return
-            with self._lock:
-                batch, self._journal = self._journal, []
-            try:
-                self.store.write(self._written, batch)
-            except BaseException:
-                with self._lock:
-                    self._journal = batch + self._journal
-                raise
-            self._written += len(batch)
+        if self._journal is not None:
+            self._journal.persist(mark)
 
     def _restore(self, store: PaperStore) -> None:
-        """Resume the account the store remembers (prices, positions, orders, P&L)."""
-        saved = store.load()
-        unknown = sorted({s for s, (q, _e) in saved.positions.items() if q != 0 and s not in self.markets}
-                         | {o["symbol"] for o in saved.orders if o["status"] == "open"
-                            and o["symbol"] not in self.markets})
-        if unknown:
-            raise RuntimeError(
-                f"paper venue state {store.path} holds positions or open orders on symbols this "
-                f"universe lacks ({', '.join(unknown[:5])}{'…' if len(unknown) > 5 else ''}); start "
-                f"with the same paper.extra_symbols, or move the file away for a fresh account")
-        acc = self.account
-        acc.prices.update({s: p for s, p in saved.prices.items() if s in self.markets})
-        acc.positions = {s: PaperPosition(q, e) for s, (q, e) in saved.positions.items()}
-        for o in saved.orders:
-            order = PaperOrder(**(o | {"leg": Leg(o["leg"])}))
-            acc.orders[order.cid] = order
+        """Resume the account the store remembers; its open stops rest again."""
+        assert self._journal is not None
+        self._journal.trade_seq = restore(store, self.markets, self.account)
+        for order in self.account.orders.values():
             if order.status == "open" and order.leg in (Leg.STOP, Leg.TRAILING):
                 self._resting.setdefault(order.symbol, {})[order.cid] = order
-        acc.realized_pnl = Decimal(saved.meta.get("realized_pnl", acc.realized_pnl))
-        acc.balance = Decimal(saved.meta.get("balance", acc.balance))
-        acc.fees_paid = Decimal(saved.meta.get("fees_paid", acc.fees_paid))
-        self._trade_seq = saved.trades
-        if "balance" not in saved.meta:
-            store.write(0, [("meta", "balance", acc.balance)])
 
     def close(self) -> None:
-        if self.store is not None:
-            with self._store_lock:
-                self.store.close()
+        if self._journal is not None:
+            self._journal.close()
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return asdict(self.account)

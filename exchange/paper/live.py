@@ -11,7 +11,9 @@ local fake venue in tests); no key is ever read or sent.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from decimal import Decimal
+from typing import Any
 
 from loguru import logger
 
@@ -37,7 +39,7 @@ class LivePrices:
         self.latest: dict[str, Decimal] = {}
         self.ws_up = False
         self.errors = 0
-        self._task = None
+        self._task: concurrent.futures.Future[Any] | None = None
 
     def start(self) -> "LivePrices":
         """Load the venue's markets and a first set of prices (bounded), then keep them fresh."""
@@ -75,7 +77,7 @@ class LivePrices:
         prices = await self.venue.last_prices(self.ex, None)
         self._take({s: p for s, p in prices.items() if p is not None})
 
-    def _take(self, prices: dict[str, Decimal]) -> None:
+    def _take(self, prices: dict[str, Decimal | None]) -> None:
         for sym, price in prices.items():
             if sym in self.wanted and price is not None and price > 0:
                 self.latest[sym] = price
