@@ -17,6 +17,8 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from typing import Protocol
+
 from pykka import ActorDeadError
 
 
@@ -24,15 +26,21 @@ class CoordinatorDown(RuntimeError):
     """The supervisor escalated the coordinator: nothing takes waves until a restart."""
 
 
+class _Teller(Protocol):
+    """A coordinator's actor ref, or the sink the port forwards to once it is down."""
+
+    def tell(self, msg: Any) -> None: ...
+
+
 class CoordinatorPort:
     def __init__(self) -> None:
-        self.ref = None
+        self.ref: _Teller | None = None
         self.generation = 0  # raised by every publish: how a waiting request sees a replacement
         self.down_reason: str | None = None
         self._held: deque[Any] = deque()
         self._changed = threading.Condition()
 
-    def publish(self, ref) -> None:
+    def publish(self, ref: _Teller) -> None:
         """A new coordinator is started: deliver what waited for it (its mailbox keeps the
         order, so its own start-up messages, sent before this, run first)."""
         with self._changed:
@@ -47,7 +55,7 @@ class CoordinatorPort:
         with self._changed:
             self.ref = None
 
-    def down(self, reason: str, sink=None) -> None:
+    def down(self, reason: str, sink: _Teller | None = None) -> None:
         """No coordinator any more: requests are refused with `reason`; messages go to `sink`
         (anything with `tell`), the held ones first, or keep being held without one."""
         with self._changed:
@@ -82,6 +90,7 @@ class CoordinatorPort:
                 if self.down_reason is not None:
                     raise CoordinatorDown(self.down_reason)
                 ref, gen = self.ref, self.generation
+                assert ref is not None  # woken by a publish, not by a down
             reply: Future = Future()
             reply.add_done_callback(lambda _f: self._wake())
             try:
@@ -102,7 +111,9 @@ class CoordinatorPort:
                 raise TimeoutError(f"the coordinator did not answer within {wait_s:g}s")
             # it failed on this request: a crash is restarted, and the successor gets it again
             if not self._await_successor(gen, wait_s):
-                raise reply.exception()
+                error = reply.exception()
+                assert error is not None  # done, and not with a result (returned above)
+                raise error
         raise TimeoutError(f"the coordinator was replaced {attempts} times without answering")
 
     def _await_successor(self, gen: int, wait_s: float) -> bool:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from loguru import logger
 
 from actors.messages import PositionOutcome
-from actors.position import PositionContext
+from actors.position_context import PositionContext
 from core.position_types import (
     Leg,
     OrderIntent,

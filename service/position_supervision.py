@@ -26,7 +26,7 @@ from actors.position import PositionActor, PositionContext
 from core.config import DeadlinesCfg, SupervisorCfg
 from core.entry_protocol import WITHDRAW_ALARM_AFTER
 from core.phases import STOP_RESTING, exposed
-from core.position_types import Params, Phase, PositionState
+from core.position_types import Params, Phase, PositionState, TrailingMode
 from exchange.gateway import Fenced
 from persistence.positions import PositionStore
 from supervisor import ChildHandle, ChildSpec, Supervisor
@@ -42,7 +42,7 @@ class PositionHandle(ChildHandle):
         super().__init__(sup, key, epoch, symbol)
         self.protect_s = sup.deadlines.protect_s if sup is not None else float("inf")
         self.phase = phase  # None until the actor reports (a stand-in for a failed restart)
-        self.trailing_mode = ""
+        self.trailing_mode: TrailingMode | None = None  # None until the actor reports
         self.unprotected_since: float | None = None
         self.withdraw_stuck = False  # a close-position stop of ours will not cancel: health counts it
 

@@ -33,7 +33,7 @@ def waves(draw):
 
 
 class Coordinator:
-    """Plays one wave through `plan` as actors/coordinator.py does, checking as it goes."""
+    """Plays one wave through `plan` as actors/coordinator_intake.py does, checking as it goes."""
 
     def __init__(self, w: dict) -> None:
         self.w = w
