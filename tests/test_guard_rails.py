@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-PACKAGES = ("actors", "core", "exchange", "persistence", "service", "control", "signals", "backtest")
+PACKAGES = ("actors", "core", "exchange", "persistence", "service", "control", "signals", "backtest", "trader")
 TOOLS = ("ruff", "mypy", "lint-imports")
 
 
