@@ -6,11 +6,12 @@ import os
 import socket
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
 from control import protocol as p
+from control import replies as r
 
 
 def socket_path(cfg) -> Path:
@@ -25,6 +26,18 @@ class NotRunning(ConnectionError):
 class ControlClient:
     def __init__(self, path: str | Path, timeout_s: float = 15.0) -> None:
         self.path, self.timeout_s = Path(path), timeout_s
+
+    # the replies whose fields callers read directly; any command answers with its reply model
+    @overload
+    def call(self, cmd: Literal["status"], **args: Any) -> r.StatusReply: ...
+    @overload
+    def call(self, cmd: Literal["positions"], **args: Any) -> r.PositionsReply: ...
+    @overload
+    def call(self, cmd: Literal["waves"], **args: Any) -> r.WavesReply: ...
+    @overload
+    def call(self, cmd: Literal["health"], **args: Any) -> r.HealthReply: ...
+    @overload
+    def call(self, cmd: str, **args: Any) -> BaseModel: ...
 
     def call(self, cmd: str, **args: Any) -> BaseModel:
         """Send one request; returns the typed reply data or raises ProtocolError/NotRunning."""

@@ -57,25 +57,34 @@ class ControlHandler:
         self.timeout_s, self.socket_path, self.metrics_url = timeout_s, socket_path, metrics_url
         self.q = Queries(svc, timeout_s)
         self.started = time.time()
+        self._commands = self._command_table()
 
     def __call__(self, cmd: str, args: Any) -> BaseModel:
-        match cmd:
-            case "status": return self.status()
-            case "positions": return self.q.positions()
-            case "position": return self.q.position(args)
-            case "waves": return self.q.waves(args)
-            case "wave": return self.q.wave(args)
-            case "health": return self.health.report()
-            case "pause": return self.pause(True)
-            case "resume": return self.pause(False)
-            case "close": return self.close(args)
-            case "close-all": return self.close_all(args)
-            case "set": return self.set(args)
-            case "restart": return self.restart(args)
-            case "supervisor": return self.supervisor()
-            case "events": return self.q.events(args)
-            case "trades": return self.q.trades(args)
-        raise p.ProtocolError(p.UNKNOWN_COMMAND, f"no handler for {cmd}")
+        handler = self._commands.get(cmd)
+        if handler is None:
+            raise p.ProtocolError(p.UNKNOWN_COMMAND, f"no handler for {cmd}")
+        return handler(args)
+
+    def _command_table(self) -> dict[str, Callable[[Any], BaseModel]]:
+        """Each protocol command and what answers it; a handler's attributes are looked up at
+        call time, so a part swapped after construction is the one that answers."""
+        return {
+            "status": lambda _: self.status(),
+            "positions": lambda _: self.q.positions(),
+            "position": lambda args: self.q.position(args),
+            "waves": lambda args: self.q.waves(args),
+            "wave": lambda args: self.q.wave(args),
+            "health": lambda _: self.health.report(),
+            "pause": lambda _: self.pause(True),
+            "resume": lambda _: self.pause(False),
+            "close": lambda args: self.close(args),
+            "close-all": lambda args: self.close_all(args),
+            "set": lambda args: self.set(args),
+            "restart": lambda args: self.restart(args),
+            "supervisor": lambda _: self.supervisor(),
+            "events": lambda args: self.q.events(args),
+            "trades": lambda args: self.q.trades(args),
+        }
 
     # ---- status ------------------------------------------------------------------------
 

@@ -221,9 +221,9 @@ def decode_reply(line: bytes) -> tuple[str | None, BaseModel]:
     if not isinstance(obj, dict) or obj.get("v") != VERSION:
         raise ProtocolError(UNSUPPORTED_VERSION, f"reply is not protocol v{VERSION}")
     if not obj.get("ok"):
-        e = obj.get("error") or {}
-        raise ProtocolError(str(e.get("code", INTERNAL)), str(e.get("message", "error")),
-                            [str(d) for d in e.get("details") or []], obj.get("id"), obj.get("cmd"))
+        err = obj.get("error") or {}
+        raise ProtocolError(str(err.get("code", INTERNAL)), str(err.get("message", "error")),
+                            [str(d) for d in err.get("details") or []], obj.get("id"), obj.get("cmd"))
     cmd = obj.get("cmd")
     if cmd not in COMMANDS:
         raise ProtocolError(UNKNOWN_COMMAND, f"reply for unknown command {cmd!r}")

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from pydantic import BaseModel
@@ -279,7 +280,7 @@ def action(a: r.ActionReply) -> str:
     return "\n".join(lines)
 
 
-RENDER = {
+RENDER: dict[type[BaseModel], Callable[..., str]] = {  # those in WIDE also take `wide`
     r.StatusReply: status, r.PositionsReply: positions, r.PositionDetailReply: position,
     r.WavesReply: waves, r.WaveReply: wave, r.HealthReply: health, r.ActionReply: action,
     r.SupervisorReply: supervisor, r.EventsReply: events, r.TradesReply: trades,

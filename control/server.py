@@ -137,85 +137,86 @@ class ControlServer:
 
     # ---- per connection ------------------------------------------------------------------
 
-    def _handler_class(self):
-        server = self
-
-        class Conn(socketserver.StreamRequestHandler):
-            """Each frame must arrive whole within idle_timeout_s of the connection becoming
-            idle (the accept loop cuts it otherwise, however slowly it drips in); the time the
-            service spends answering is bounded by the commands' own deadlines instead."""
-
-            timeout = server.idle_timeout_s
-
-            def handle(self) -> None:
-                uid = peer_uid(self.connection)
-                if uid is not None and uid not in (os.getuid(), 0):
-                    self._send(p.encode_error(p.ProtocolError(p.FORBIDDEN, "not the service's user")))
-                    return
-                while True:
-                    self.server.arm(self.request, server.idle_timeout_s)
-                    try:
-                        line = self.rfile.readline(server.max_frame_bytes + 1)
-                    except (TimeoutError, OSError):
-                        return
-                    if not line:
-                        return
-                    if len(line) > server.max_frame_bytes and not line.endswith(b"\n"):
-                        recovered = self._skip_rest_of_line()
-                        self._send(p.encode_error(p.ProtocolError(
-                            p.TOO_LARGE, f"frame longer than {server.max_frame_bytes} bytes"
-                                         + ("; skipped" if recovered else "; connection closed"))))
-                        if recovered:
-                            continue
-                        self._linger()
-                        return
-                    self.server.arm(self.request, None)  # commands bound their own waits
-                    if not self._send(server.answer(line.rstrip(b"\r\n"), uid)):
-                        return
-
-            def _skip_rest_of_line(self) -> bool:
-                """Discard the rest of an oversized frame, up to a bound: frames are lines, so
-                the connection can go on; replying before the client finished sending would
-                reset the connection and lose the error."""
-                budget = 16 * server.max_frame_bytes
-                while budget > 0:
-                    try:
-                        chunk = self.rfile.readline(min(budget, 65536))
-                    except (TimeoutError, OSError):
-                        return False
-                    if not chunk:
-                        return False
-                    if chunk.endswith(b"\n"):
-                        return True
-                    budget -= len(chunk)
-                return False
-
-            def _linger(self) -> None:
-                """Closing with unread input resets the connection and the client loses our
-                error; so stop writing, then drain briefly (bounded) before closing."""
-                try:
-                    self.connection.shutdown(socket.SHUT_WR)
-                    self.connection.settimeout(1.0)
-                    budget = 8 * server.max_frame_bytes
-                    while budget > 0 and (chunk := self.connection.recv(65536)):
-                        budget -= len(chunk)
-                except OSError:
-                    pass
-
-            def _send(self, data: bytes) -> bool:
-                self.server.arm(self.request, server.idle_timeout_s)  # a client that does not read
-                try:
-                    self.wfile.write(data)
-                    self.wfile.flush()
-                    return True
-                except OSError:
-                    return False
-
-        return Conn
+    def _handler_class(self) -> type[_Conn]:
+        """A connection handler bound to this server (socketserver builds one per connection)."""
+        return type("Conn", (_Conn,), {"control": self, "timeout": self.idle_timeout_s})
 
     def answer(self, frame: bytes, uid: int | None = None) -> bytes:
         self.requests += 1
         return respond(frame, self.handler, uid)
+
+
+class _Conn(socketserver.StreamRequestHandler):
+    """Each frame must arrive whole within idle_timeout_s of the connection becoming
+    idle (the accept loop cuts it otherwise, however slowly it drips in); the time the
+    service spends answering is bounded by the commands' own deadlines instead."""
+
+    control: ControlServer  # set on the subclass ControlServer._handler_class makes
+    server: _Server
+
+    def handle(self) -> None:
+        uid = peer_uid(self.connection)
+        if uid is not None and uid not in (os.getuid(), 0):
+            self._send(p.encode_error(p.ProtocolError(p.FORBIDDEN, "not the service's user")))
+            return
+        while True:
+            self.server.arm(self.request, self.control.idle_timeout_s)
+            try:
+                line = self.rfile.readline(self.control.max_frame_bytes + 1)
+            except (TimeoutError, OSError):
+                return
+            if not line:
+                return
+            if len(line) > self.control.max_frame_bytes and not line.endswith(b"\n"):
+                recovered = self._skip_rest_of_line()
+                self._send(p.encode_error(p.ProtocolError(
+                    p.TOO_LARGE, f"frame longer than {self.control.max_frame_bytes} bytes"
+                                 + ("; skipped" if recovered else "; connection closed"))))
+                if recovered:
+                    continue
+                self._linger()
+                return
+            self.server.arm(self.request, None)  # commands bound their own waits
+            if not self._send(self.control.answer(line.rstrip(b"\r\n"), uid)):
+                return
+
+    def _skip_rest_of_line(self) -> bool:
+        """Discard the rest of an oversized frame, up to a bound: frames are lines, so
+        the connection can go on; replying before the client finished sending would
+        reset the connection and lose the error."""
+        budget = 16 * self.control.max_frame_bytes
+        while budget > 0:
+            try:
+                chunk = self.rfile.readline(min(budget, 65536))
+            except (TimeoutError, OSError):
+                return False
+            if not chunk:
+                return False
+            if chunk.endswith(b"\n"):
+                return True
+            budget -= len(chunk)
+        return False
+
+    def _linger(self) -> None:
+        """Closing with unread input resets the connection and the client loses our
+        error; so stop writing, then drain briefly (bounded) before closing."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1.0)
+            budget = 8 * self.control.max_frame_bytes
+            while budget > 0 and (chunk := self.connection.recv(65536)):
+                budget -= len(chunk)
+        except OSError:
+            pass
+
+    def _send(self, data: bytes) -> bool:
+        self.server.arm(self.request, self.control.idle_timeout_s)  # a client that does not read
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except OSError:
+            return False
 
 
 def respond(frame: bytes, handler: Handler, uid: int | None = None) -> bytes:

@@ -59,7 +59,10 @@ def stored_value(param: str, raw: object) -> Decimal:
 
 def params_with(current: Params, changes: dict[str, Decimal]) -> Params:
     """`changes` keyed by operator name (activation, callback, stop-loss)."""
-    return replace(current, **{PARAMS[k][0]: v for k, v in changes.items()})
+    fields = {PARAMS[k][0]: v for k, v in changes.items()}
+    return replace(current, activation_pct=fields.get("activation_pct", current.activation_pct),
+                   callback_pct=fields.get("callback_pct", current.callback_pct),
+                   stop_loss_pct=fields.get("stop_loss_pct", current.stop_loss_pct))
 
 
 class SettingsStore:

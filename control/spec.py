@@ -82,6 +82,37 @@ def _trades(p: argparse.ArgumentParser) -> None:
     _wide(p)
 
 
+def _position(p: argparse.ArgumentParser) -> None:
+    _target(p)
+    p.add_argument("--events", type=int, default=20, help="how many recent events")
+
+
+def _waves(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, default=20)
+    _wide(p)
+
+
+def _wave(p: argparse.ArgumentParser) -> None:
+    p.add_argument("wave_id")
+    _wide(p)
+
+
+def _close_all(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="do not ask (required in scripts)")
+
+
+def _set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("param", choices=list(PARAMS))
+    p.add_argument("value")
+    p.add_argument("--symbol", help="one position (symbol or id) instead of the defaults")
+
+
+def _events(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--symbol", help="only this position (symbol or id)")
+    p.add_argument("--limit", type=int, default=30)
+
+
 SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("status", "service, venue, database, supervisor and coverage at a glance",
          "One screen for an incident: is the service trading, is every open position protected, "
@@ -92,13 +123,13 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "terminal; --wide adds the trailing state, epoch, size and id.", _wide),
     Spec("position", "one position in full: params, orders, what the venue holds, recent events",
          "Accepts a symbol (its open position, else the most recent) or a position id.",
-         lambda p: (_target(p), p.add_argument("--events", type=int, default=20, help="how many recent events")),
+         _position,
          lambda ns: {"target": ns.target, "events": ns.events}, ("position BTC", "position 3f2a9c01be77"), True),
     Spec("waves", "recent waves with their outcome counts and realized P&L", "Newest first.",
-         lambda p: (p.add_argument("--limit", type=int, default=20), _wide(p)), lambda ns: {"limit": ns.limit}),
+         _waves, lambda ns: {"limit": ns.limit}),
     Spec("wave", "one wave: every signal with its rank, outcome and reason",
          "Each signal has exactly one final outcome: protected, failed, emergency_closed, skipped or rejected.",
-         lambda p: (p.add_argument("wave_id"), _wide(p)), lambda ns: {"wave_id": ns.wave_id},
+         _wave, lambda ns: {"wave_id": ns.wave_id},
          ("wave 2026-11-21T10:15",)),
     Spec("health", "healthy / degraded / critical, with the reasons",
          "Thresholds are in the [health] config section (README: Health and metrics). "
@@ -111,14 +142,13 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "and trailing stop.", _target, lambda ns: {"target": ns.target}, ("close BTC", "close ETH/USDT:USDT"), True),
     Spec("close-all", "close every open position (asks for confirmation)",
          "Does not pause: run `pause` first if no new positions should open.",
-         lambda p: p.add_argument("--yes", action="store_true", help="do not ask (required in scripts)"),
+         _close_all,
          lambda ns: {"confirm": ns.yes}, ("close-all", "close-all --yes"), confirm=True),
     Spec("set", "change activation / callback / stop-loss %, for one position or the defaults",
          "Without --symbol: the defaults for new positions, applied to every open one too, and kept "
          "across restarts. With --symbol: that position only. Limits are the config's: callback 0.1-20, "
          "stop-loss >0-<50, activation >0-<100. A stop only ever tightens (ratchet).",
-         lambda p: (p.add_argument("param", choices=list(PARAMS)), p.add_argument("value"),
-                    p.add_argument("--symbol", help="one position (symbol or id) instead of the defaults")),
+         _set,
          lambda ns: {"param": ns.param, "value": ns.value, "symbol": ns.symbol},
          ("set callback 0.8 --symbol BTC", "set stop-loss 1.5"), extra={"params": list(PARAMS)}),
     Spec("restart", "supervised restart of one position's actor (new epoch, reconciled)",
@@ -128,9 +158,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "op_left is the time before the watchdog restarts a child stuck in that operation."),
     Spec("events", "the event log (append-only); --follow to stream",
          "Newest last. With --follow, new events are printed as they happen until Ctrl-C.",
-         lambda p: (p.add_argument("--follow", "-f", action="store_true"),
-                    p.add_argument("--symbol", help="only this position (symbol or id)"),
-                    p.add_argument("--limit", type=int, default=30)),
+         _events,
          lambda ns: {"target": ns.symbol, "limit": ns.limit}, ("events -f", "events --symbol BTC")),
     Spec("trades", "closed positions: entry, exit, fees, P&L, reason, duration; with totals",
          "Every position that opened and closed, oldest first. P&L is in USDT, net of the fees the "

@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
@@ -39,8 +38,9 @@ from service.compose import (
     fault_plan,
     position_params,
 )
-from service.intake import WaveIntake
+from service.intake import WaveIntake, WaveSubmit
 from service.metrics import Metrics
+from service.position_supervision import PositionHandle
 from service.recovery import Recovery, RecoveryReport
 from service.summary import run_summary
 from signals.intake import IntakeResult
@@ -119,7 +119,7 @@ class Service:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def start(self, *, with_source: bool = True,
-              submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> None:
+              submit: WaveSubmit | None = None) -> None:
         """`submit`: what the source hands its waves to (the service's own intake if None)."""
         self.lease.watch(self._lease_lost, self.cfg.database.lease_check_s, self.cfg.deadlines.db_call_s)
         self.gateway.subscribe(self.market_data.on_tick, self._route_order)
@@ -198,7 +198,7 @@ class Service:
         except Exception as e:
             logger.error("coordinator: resuming waves failed: {!r}", e)
 
-    def _make_source(self, submit: Callable[[str | bytes, str], IntakeResult] | None = None) -> Any:
+    def _make_source(self, submit: WaveSubmit | None = None) -> Any:
         s, take = self.cfg.signals, submit or self.submit
         if s.source == "demo":
             return DemoSource(list(self.markets), take, interval_s=s.demo_interval_s,
@@ -278,8 +278,8 @@ class Service:
             logger.info("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
             self.coordinator_port.tell(SetPaused(True, "shutdown"))
         while time.monotonic() < deadline - 1 and any(
-                bool(h.phase) and Phase(h.phase).in_flight
-                for k, h in list(self.supervisor.children.items()) if k != "coordinator"):
+                isinstance(h, PositionHandle) and h.phase is not None and h.phase.in_flight
+                for h in list(self.supervisor.children.values())):
             time.sleep(0.05)
         stuck = self.supervisor.stop_all(max(0.5, deadline - time.monotonic()))
         if stuck:
@@ -324,8 +324,9 @@ class Service:
         """How often each injected fault fired, by plan and kind (chaos reports, health)."""
         return self.faults.counts()
 
-    def positions_view(self) -> Counter[str]:
-        return Counter(h.phase for k, h in self.supervisor.children.items() if k != "coordinator")
+    def positions_view(self) -> Counter[Phase | None]:
+        """Open positions by phase (None: a child that has not reported one yet)."""
+        return Counter(h.phase for h in list(self.supervisor.children.values()) if isinstance(h, PositionHandle))
 
     def summary(self) -> dict[str, Any]:
         """The run's summary (the last line of `bin/trader run --json`): service/summary.py."""

@@ -85,11 +85,11 @@ class _Intake:
         self.closed = False
         self._lock = threading.Lock()
 
-    def submit(self, raw, source: str) -> IntakeResult:
+    def submit(self, raw: str | bytes, source: str, now: float | None = None) -> IntakeResult:
         with self._lock:
             if self.closed:
                 return IntakeResult("not_taken", None, "chaos run: no more waves taken")
-            res = self.inner(raw, source)
+            res = self.inner(raw, source, now)
             if res:
                 self.taken += 1
                 if self.limit is not None and self.taken >= self.limit:
@@ -184,6 +184,8 @@ def _protection_gap(svc: "Service") -> dict:
     stopped_first: set[str] = set()  # a stop recorded resting before the entry (stop-first)
     gaps: list[float] = []
     for pid, kind, ts in rows:
+        if pid is None:  # entries and stops are always recorded with their position
+            continue
         if kind == "entered" and pid in stopped_first:
             stopped_first.discard(pid)
             gaps.append(0.0)

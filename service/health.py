@@ -20,6 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from loguru import logger
 from sqlalchemy import func, select
@@ -29,6 +31,7 @@ from core.config import HealthCfg
 from core.phases import HOLDS_POSITION, Phase
 from persistence.models import SignalRow
 from service.metrics import Metrics
+from service.position_supervision import PositionSupervisor
 from service.views import HealthSource
 
 class HealthMonitor:
@@ -135,57 +138,14 @@ class HealthMonitor:
 
     def _rules(self, unprotected: list[UnprotectedOut], coverage: float, recent: int,
                abandoned: int) -> tuple[list[str], list[str]]:
-        c, sup, m = self.cfg, self.svc.supervisor, self.metrics
-        crit: list[str] = []
-        degr: list[str] = []
-        worst = max((u.seconds for u in unprotected), default=0.0)
-        if stuck := sum(1 for k, h in list(sup.children.items()) if k != "coordinator" and getattr(h, "withdraw_stuck", False)):
-            degr.append(f"{stuck} close-position stop(s) of ours will not cancel (symbol held until gone)")
-        if worst > c.unprotected_critical_s:
-            crit.append(f"{sum(u.seconds > c.unprotected_critical_s for u in unprotected)} position(s) "
-                        f"unprotected for more than {c.unprotected_critical_s:g}s (longest {worst:.1f}s)")
-        elif worst > c.unprotected_degraded_s:
-            degr.append(f"{sum(u.seconds > c.unprotected_degraded_s for u in unprotected)} position(s) "
-                        f"unprotected for more than {c.unprotected_degraded_s:g}s (longest {worst:.1f}s)")
-        if coverage < c.coverage_critical_below:
-            crit.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_critical_below:.0%}")
-        elif coverage < c.coverage_degraded_below:
-            degr.append(f"trailing-stop coverage {coverage:.0%} is below {c.coverage_degraded_below:.0%}")
-        if halted := getattr(self.svc, "halted", None):
-            crit.append(halted)
-        if recovering := self.svc.recovery_progress():
-            degr.append(f"{recovering}: waves start once it is done")
-        notes = list(getattr(self.svc, "health_notes", []))
-        if "coordinator" in sup.escalated:
-            crit.append("the wave coordinator was escalated: no waves are being processed")
-        failed = [n.split(":", 1)[0] for n in notes if "close failed" in n]
-        if failed:
-            crit.append(f"escalated position(s) left open after a failed close: {', '.join(failed)}")
-        if sup.stats.escalations and not failed and "coordinator" not in sup.escalated:
-            degr.append(f"{sup.stats.escalations} escalation(s): positions closed by the supervisor")
-        degr.extend(n for n in notes if n.startswith("setting "))
-        if abandoned >= c.abandoned_critical:
-            crit.append(f"{abandoned} abandoned actor threads alive (limit {c.abandoned_critical})")
-        elif abandoned:
-            degr.append(f"{abandoned} abandoned actor thread(s) alive")
-        if recent:
-            degr.append(f"{recent} restart(s) in the last {self.restart_window_s:g}s")
-        db_n, db_err = m.db.error_ratio()
-        if db_n >= 3 and db_err == 1.0:
-            crit.append(f"database: the last {db_n} calls all failed")
-        elif db_err > 0:
-            degr.append(f"database: {db_err:.0%} of the last {db_n} calls failed")
-        src = self.svc.signals_health() if hasattr(self.svc, "signals_health") else None
-        if src and src.get("state") != "connected" and src.get("last_error"):
-            degr.append(f"signal source {src.get('source')} is {src['state']}: {src['last_error']}")
-        v_n, v_err = m.venue.error_ratio()
-        if v_n >= 4 and v_err >= 0.5:
-            degr.append(f"venue: {v_err:.0%} of the last {v_n} calls failed on the network")
-        for name, win, limit in (("venue", m.venue, c.venue_p99_degraded_s), ("database", m.db, c.db_p99_degraded_s)):
-            p99 = win.quantile(0.99)
-            if p99 is not None and p99 > limit:
-                degr.append(f"{name} p99 latency {p99 * 1000:.0f} ms is above {limit * 1000:.0f} ms")
-        return crit, degr
+        facts = _Facts(cfg=self.cfg, svc=self.svc, sup=self.svc.supervisor, metrics=self.metrics,
+                       unprotected=unprotected, coverage=coverage, recent=recent, abandoned=abandoned,
+                       restart_window_s=self.restart_window_s,
+                       notes=tuple(getattr(self.svc, "health_notes", [])))
+        verdict = _Verdict()
+        for rule in RULES:
+            rule(facts, verdict)
+        return verdict.crit, verdict.degr
 
     def outcomes(self) -> dict[str, int]:
         """Signals by outcome, all time. Straight on the engine: bounded by the DB timeouts,
@@ -226,3 +186,150 @@ class HealthMonitor:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
+
+
+# ---- the rules ---------------------------------------------------------------------------
+# Each rule reads the facts of one report and adds its reasons, critical or degraded; they run
+# in the order listed, which is the order of the reasons in a report.
+
+
+@dataclass(frozen=True)
+class _Facts:
+    cfg: HealthCfg
+    svc: HealthSource
+    sup: PositionSupervisor
+    metrics: Metrics
+    unprotected: list[UnprotectedOut]
+    coverage: float
+    recent: int
+    abandoned: int
+    restart_window_s: float
+    notes: tuple[str, ...]
+
+    def failed_closes(self) -> list[str]:
+        """Escalated positions whose emergency close failed (the note names the position)."""
+        return [n.split(":", 1)[0] for n in self.notes if "close failed" in n]
+
+
+@dataclass
+class _Verdict:
+    crit: list[str] = field(default_factory=list)
+    degr: list[str] = field(default_factory=list)
+
+
+def stuck_withdrawals(f: _Facts, v: _Verdict) -> None:
+    """Degraded: a close-position stop of ours that will not cancel (its symbol stays held)."""
+    stuck = sum(1 for k, h in list(f.sup.children.items())
+                if k != "coordinator" and getattr(h, "withdraw_stuck", False))
+    if stuck:
+        v.degr.append(f"{stuck} close-position stop(s) of ours will not cancel (symbol held until gone)")
+
+
+def unprotected_too_long(f: _Facts, v: _Verdict) -> None:
+    """Critical past `unprotected_critical_s` without a resting stop, degraded past
+    `unprotected_degraded_s`."""
+    c, worst = f.cfg, max((u.seconds for u in f.unprotected), default=0.0)
+    if worst > c.unprotected_critical_s:
+        v.crit.append(f"{sum(u.seconds > c.unprotected_critical_s for u in f.unprotected)} position(s) "
+                      f"unprotected for more than {c.unprotected_critical_s:g}s (longest {worst:.1f}s)")
+    elif worst > c.unprotected_degraded_s:
+        v.degr.append(f"{sum(u.seconds > c.unprotected_degraded_s for u in f.unprotected)} position(s) "
+                      f"unprotected for more than {c.unprotected_degraded_s:g}s (longest {worst:.1f}s)")
+
+
+def trailing_coverage(f: _Facts, v: _Verdict) -> None:
+    """Critical below `coverage_critical_below`, degraded below `coverage_degraded_below`."""
+    c = f.cfg
+    if f.coverage < c.coverage_critical_below:
+        v.crit.append(f"trailing-stop coverage {f.coverage:.0%} is below {c.coverage_critical_below:.0%}")
+    elif f.coverage < c.coverage_degraded_below:
+        v.degr.append(f"trailing-stop coverage {f.coverage:.0%} is below {c.coverage_degraded_below:.0%}")
+
+
+def halted(f: _Facts, v: _Verdict) -> None:
+    """Critical: the service halted itself (the reason is its own)."""
+    if reason := getattr(f.svc, "halted", None):
+        v.crit.append(reason)
+
+
+def recovering(f: _Facts, v: _Verdict) -> None:
+    """Degraded while start-up recovery runs: no waves until it is done."""
+    if progress := f.svc.recovery_progress():
+        v.degr.append(f"{progress}: waves start once it is done")
+
+
+def coordinator_escalated(f: _Facts, v: _Verdict) -> None:
+    """Critical: the wave coordinator was escalated, so no waves are processed."""
+    if "coordinator" in f.sup.escalated:
+        v.crit.append("the wave coordinator was escalated: no waves are being processed")
+
+
+def failed_emergency_closes(f: _Facts, v: _Verdict) -> None:
+    """Critical: an escalated position is still open because its emergency close failed."""
+    if failed := f.failed_closes():
+        v.crit.append(f"escalated position(s) left open after a failed close: {', '.join(failed)}")
+
+
+def escalations(f: _Facts, v: _Verdict) -> None:
+    """Degraded: positions escalated and closed by the supervisor (when no rule above already
+    made an escalation critical)."""
+    if f.sup.stats.escalations and not f.failed_closes() and "coordinator" not in f.sup.escalated:
+        v.degr.append(f"{f.sup.stats.escalations} escalation(s): positions closed by the supervisor")
+
+
+def setting_notes(f: _Facts, v: _Verdict) -> None:
+    """Degraded: an operator setting that could not be applied as asked."""
+    v.degr.extend(n for n in f.notes if n.startswith("setting "))
+
+
+def abandoned_threads(f: _Facts, v: _Verdict) -> None:
+    """Critical at `abandoned_critical` or more abandoned actor threads alive, degraded at any."""
+    if f.abandoned >= f.cfg.abandoned_critical:
+        v.crit.append(f"{f.abandoned} abandoned actor threads alive (limit {f.cfg.abandoned_critical})")
+    elif f.abandoned:
+        v.degr.append(f"{f.abandoned} abandoned actor thread(s) alive")
+
+
+def recent_restarts(f: _Facts, v: _Verdict) -> None:
+    """Degraded: a restart within the supervisor's restart window."""
+    if f.recent:
+        v.degr.append(f"{f.recent} restart(s) in the last {f.restart_window_s:g}s")
+
+
+def database_errors(f: _Facts, v: _Verdict) -> None:
+    """Critical when the database fails every recent call (three at least), degraded at any failure."""
+    db_n, db_err = f.metrics.db.error_ratio()
+    if db_n >= 3 and db_err == 1.0:
+        v.crit.append(f"database: the last {db_n} calls all failed")
+    elif db_err > 0:
+        v.degr.append(f"database: {db_err:.0%} of the last {db_n} calls failed")
+
+
+def signal_source(f: _Facts, v: _Verdict) -> None:
+    """Degraded: the signal source is not connected and says why."""
+    src = f.svc.signals_health() if hasattr(f.svc, "signals_health") else None
+    if src and src.get("state") != "connected" and src.get("last_error"):
+        v.degr.append(f"signal source {src.get('source')} is {src['state']}: {src['last_error']}")
+
+
+def venue_errors(f: _Facts, v: _Verdict) -> None:
+    """Degraded: half or more of the recent venue calls (four at least) failed on the network."""
+    v_n, v_err = f.metrics.venue.error_ratio()
+    if v_n >= 4 and v_err >= 0.5:
+        v.degr.append(f"venue: {v_err:.0%} of the last {v_n} calls failed on the network")
+
+
+def slow_calls(f: _Facts, v: _Verdict) -> None:
+    """Degraded: venue or database p99 latency above its threshold."""
+    m, c = f.metrics, f.cfg
+    for name, win, limit in (("venue", m.venue, c.venue_p99_degraded_s), ("database", m.db, c.db_p99_degraded_s)):
+        p99 = win.quantile(0.99)
+        if p99 is not None and p99 > limit:
+            v.degr.append(f"{name} p99 latency {p99 * 1000:.0f} ms is above {limit * 1000:.0f} ms")
+
+
+RULES: tuple[Callable[[_Facts, _Verdict], None], ...] = (
+    stuck_withdrawals, unprotected_too_long, trailing_coverage, halted, recovering,
+    coordinator_escalated, failed_emergency_closes, escalations, setting_notes, abandoned_threads,
+    recent_restarts, database_errors, signal_source, venue_errors, slow_calls,
+)

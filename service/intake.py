@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from typing import Protocol
 
 from loguru import logger
 
@@ -17,6 +18,13 @@ from service.compose import RunStats
 from signals.intake import IntakeResult
 from signals.rejections import Rejections
 from signals.wave import Wave, WaveRejected, parse_wave
+
+
+class WaveSubmit(Protocol):
+    """What a signal source hands each raw wave to: `WaveIntake.submit`, or what stands in
+    front of it; a replay gives `now`, the recorded time the wave is judged at."""
+
+    def __call__(self, raw: str | bytes, source: str, now: float | None = None) -> IntakeResult: ...
 
 
 class WaveIntake:

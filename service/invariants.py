@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from core.client_ids import epoch_of
 from core.phases import AT_REST, HELD_OPEN, LIVE, STOP_RESTING
 from core.position_types import position_id_of
 from core.types import Side
+from exchange.gateway import OrderState, VenuePosition
 from persistence.models import EventRow, OrderRow, PositionRow, SignalRow, WaveRow
 from service.venue_truth import assess
 
@@ -63,8 +65,22 @@ def settle(svc: "Service", timeout_s: float = 20.0) -> bool:
     return calm >= 2
 
 
-def check_invariants(svc: "Service") -> list[Violation]:
-    out: list[Violation] = []
+@dataclass(frozen=True)
+class _World:
+    """One read of the database and the venue: what every check below judges."""
+
+    svc: "Service"
+    positions: list[PositionRow]
+    orders: dict[str, OrderRow]  # by client id
+    stop_events: list[EventRow]  # every stop placed, in order
+    signals: list[SignalRow]  # of completed waves
+    venue_orders: list[OrderState]
+    venue_pos: dict[str, VenuePosition]  # by symbol
+    by_id: dict[str, PositionRow]
+    open_rows: list[PositionRow]
+
+
+def _read_world(svc: "Service") -> _World:
     with svc.db.tx("db_read") as tx:
         positions = list(tx.scalars(select(PositionRow)))
         orders = {o.cid: o for o in tx.scalars(select(OrderRow))}
@@ -73,12 +89,23 @@ def check_invariants(svc: "Service") -> list[Violation]:
                                   .where(WaveRow.status == "complete")))
     venue_orders = svc.gateway.open_orders(None, timeout=svc.cfg.deadlines.venue_call_s)
     venue_pos = {p.symbol: p for p in svc.gateway.positions(timeout=svc.cfg.deadlines.venue_call_s)}
-    by_id = {p.id: p for p in positions}
+    return _World(svc=svc, positions=positions, orders=orders, stop_events=stop_events, signals=signals,
+                  venue_orders=venue_orders, venue_pos=venue_pos, by_id={p.id: p for p in positions},
+                  open_rows=[p for p in positions if p.phase in LIVE])
 
-    # 1 ratchet and 3 protective side, from the append-only log of every stop placed
+
+def check_invariants(svc: "Service") -> list[Violation]:
+    """Every violation of the invariants, checked in the order of their numbers."""
+    world = _read_world(svc)
+    return [v for check in CHECKS for v in check(world)]
+
+
+def ratchet(w: _World) -> list[Violation]:
+    """1 Ratchet: a stop only ever tightens, read from the append-only log of every stop placed."""
+    out: list[Violation] = []
     last: dict[str, Decimal] = {}
-    for ev in stop_events:
-        p = by_id.get(ev.position_id)
+    for ev in w.stop_events:
+        p = w.by_id.get(ev.position_id) if ev.position_id else None
         if p is None:
             continue
         side, stop = Side(p.side), Decimal(ev.data["stop"])
@@ -86,92 +113,146 @@ def check_invariants(svc: "Service") -> list[Violation]:
         if prev is not None and tr.is_tighter(prev, stop, side):
             out.append(Violation(1, f"{p.symbol} stop loosened {prev} -> {stop}"))
         last[p.id] = stop
-        price = ev.data.get("price")
-        if price not in (None, "None") and not tr.is_protective(stop, Decimal(price), side):
-            out.append(Violation(3, f"{p.symbol} stop {stop} sent on the wrong side of {price}"))
-
-    open_rows = [p for p in positions if p.phase in LIVE]
-    # a native trailing stop runs the callback of the order resting at the venue (a change
-    # that would loosen it is not applied to that order)
-    venue_cb = {o.cid: o.callback_pct for o in venue_orders if o.callback_pct is not None}
-    for p in positions:
-        side = Side(p.side)
-        # 2 activation
-        if p.activation_price is not None:
-            if not p.trailing_activated and p.trail_level is not None:
-                out.append(Violation(2, f"{p.symbol} trailing level set before activation"))
-            if p.trailing_activated and p.best_price is not None:
-                reached = p.best_price >= p.activation_price if side is Side.LONG else p.best_price <= p.activation_price
-                spec = svc.markets[p.symbol]
-                cb = venue_cb.get(p.trailing_cid, p.callback_pct) if p.trailing_mode == "native" else p.callback_pct
-                expected = tr.trail_level(p.best_price, side, cb, spec)
-                if not reached or tr.tighter(p.trail_level, expected, side) != p.trail_level:
-                    out.append(Violation(2, f"{p.symbol} trailing level {p.trail_level} inconsistent with best {p.best_price}"))
-
-    venue_cids = {o.cid for o in venue_orders}
-    covers = assess(venue_pos.values(), venue_orders)
-    for p in open_rows:
-        # 4 always protected: our stop rests, and the venue's own orders protect the position
-        # (a reduce-only stop on the protective side for the whole quantity)
-        if p.phase in STOP_RESTING:
-            if p.stop_cid not in venue_cids:
-                out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
-            elif (c := covers.get(p.symbol)) is not None and not c.protected:
-                out.append(Violation(4, f"{p.symbol}: no resting order at the venue would close its {c.qty}"))
-        # 9 DB and venue agree
-        vp = venue_pos.get(p.symbol)
-        if p.phase in HELD_OPEN:
-            if vp is None or abs(vp.qty) != p.qty or (vp.qty > 0) != (p.side == "long"):
-                out.append(Violation(9, f"{p.symbol}: db {p.side} {p.qty}, venue {vp.qty if vp else 0}"))
-    held = {p.symbol for p in open_rows}
-    for sym, vp in venue_pos.items():
-        if sym not in held:
-            out.append(Violation(9, f"venue holds {vp.qty} {sym} that no open position owns"))
-
-    out += _native_trailing_at_venue(svc, open_rows, {o.cid: o for o in venue_orders}, orders)
-
-    # 6 exactly one outcome, and wave statistics are the sum of outcomes
-    for s in signals:
-        if s.outcome is None:
-            out.append(Violation(6, f"signal {s.id} of a completed wave has no outcome"))
-    by_wave: dict[str, Counter] = defaultdict(Counter)
-    for s in signals:
-        by_wave[s.wave_id][s.outcome or "pending"] += 1
-    for w in svc.stats.waves:
-        if w.wave_id in by_wave and dict(by_wave[w.wave_id]) != w.outcomes:
-            out.append(Violation(6, f"wave {w.wave_id} stats {w.outcomes} != outcomes {dict(by_wave[w.wave_id])}"))
-
-    # 7 write-ahead: every order of ours at the venue was recorded first; no double entry
-    for o in venue_orders:
-        if position_id_of(o.cid) and o.cid not in orders:
-            out.append(Violation(7, f"order {o.cid} at the venue was never recorded (orphan)"))
-    entries = Counter(o.position_id for o in orders.values() if o.leg == "e" and o.status == "filled")
-    for pid, n in entries.items():
-        if n > 1:
-            out.append(Violation(7, f"position {pid} has {n} filled entry orders"))
-
-    # 8 fencing: live actors run the database's epoch; resting orders belong to it
-    for p in open_rows:
-        live = svc.supervisor.epochs.get(p.id)
-        if live is not None and live != p.epoch:
-            out.append(Violation(8, f"{p.symbol}: supervisor epoch {live} != db epoch {p.epoch}"))
-    for o in venue_orders:
-        pid = position_id_of(o.cid)
-        p = by_id.get(pid) if pid else None
-        if p is not None and p.phase in LIVE and (epoch := epoch_of(o.cid)) is not None:
-            if epoch > p.epoch:
-                out.append(Violation(8, f"{o.cid} carries an epoch newer than the database's {p.epoch}"))
-            if o.cid not in (p.stop_cid, p.trailing_cid):
-                out.append(Violation(8, f"{o.cid} rests at the venue but is not {p.symbol}'s current stop"))
-
-    # 10 one position per symbol
-    for sym, n in Counter(p.symbol for p in open_rows).items():
-        if n > 1:
-            out.append(Violation(10, f"{n} open positions for {sym}"))
     return out
 
 
-def _native_trailing_at_venue(svc: "Service", open_rows, resting: dict, orders: dict) -> list[Violation]:
+def activation(w: _World) -> list[Violation]:
+    """2 Activation: no trailing level before activation; once activated, the best price
+    reached the activation price and the level is `best × (1 ∓ callback%)`, never looser.
+
+    A native trailing stop runs the callback of the order resting at the venue (a change that
+    would loosen it is not applied to that order)."""
+    out: list[Violation] = []
+    venue_cb = {o.cid: o.callback_pct for o in w.venue_orders if o.callback_pct is not None}
+    for p in w.positions:
+        if p.activation_price is None:
+            continue
+        side = Side(p.side)
+        if not p.trailing_activated and p.trail_level is not None:
+            out.append(Violation(2, f"{p.symbol} trailing level set before activation"))
+        if p.trailing_activated and p.best_price is not None:
+            reached = p.best_price >= p.activation_price if side is Side.LONG else p.best_price <= p.activation_price
+            spec = w.svc.markets[p.symbol]
+            cb = venue_cb.get(p.trailing_cid, p.callback_pct) \
+                if p.trailing_mode == "native" and p.trailing_cid is not None else p.callback_pct
+            expected = tr.trail_level(p.best_price, side, cb, spec)
+            if not reached or tr.tighter(p.trail_level, expected, side) != p.trail_level:
+                out.append(Violation(2, f"{p.symbol} trailing level {p.trail_level} inconsistent with best {p.best_price}"))
+    return out
+
+
+def native_trailing_at_venue(w: _World) -> list[Violation]:
+    """1 and 2 for native trailing stops, from the venue's own orders (see below)."""
+    return _native_trailing_at_venue(w.svc, w.open_rows, {o.cid: o for o in w.venue_orders}, w.orders)
+
+
+def protective_side(w: _World) -> list[Violation]:
+    """3 Protective side: every stop sent was on the loss side of the price it was sent at."""
+    out: list[Violation] = []
+    for ev in w.stop_events:
+        p = w.by_id.get(ev.position_id) if ev.position_id else None
+        if p is None:
+            continue
+        side, stop = Side(p.side), Decimal(ev.data["stop"])
+        price = ev.data.get("price")
+        if price not in (None, "None") and not tr.is_protective(stop, Decimal(price), side):
+            out.append(Violation(3, f"{p.symbol} stop {stop} sent on the wrong side of {price}"))
+    return out
+
+
+def always_protected(w: _World) -> list[Violation]:
+    """4 Always protected: our stop rests, and the venue's own orders protect the position
+    (a reduce-only stop on the protective side for the whole quantity)."""
+    out: list[Violation] = []
+    venue_cids = {o.cid for o in w.venue_orders}
+    covers = assess(w.venue_pos.values(), w.venue_orders)
+    for p in w.open_rows:
+        if p.phase not in STOP_RESTING:
+            continue
+        if p.stop_cid not in venue_cids:
+            out.append(Violation(4, f"{p.symbol} ({p.phase}) has no resting stop at the venue"))
+        elif (c := covers.get(p.symbol)) is not None and not c.protected:
+            out.append(Violation(4, f"{p.symbol}: no resting order at the venue would close its {c.qty}"))
+    return out
+
+
+def one_outcome(w: _World) -> list[Violation]:
+    """6 Exactly one outcome per signal of a completed wave, and wave statistics are their sum."""
+    out: list[Violation] = []
+    for s in w.signals:
+        if s.outcome is None:
+            out.append(Violation(6, f"signal {s.id} of a completed wave has no outcome"))
+    by_wave: dict[str, Counter[str]] = defaultdict(Counter)
+    for s in w.signals:
+        by_wave[s.wave_id][s.outcome or "pending"] += 1
+    for wv in w.svc.stats.waves:
+        if wv.wave_id in by_wave and dict(by_wave[wv.wave_id]) != wv.outcomes:
+            out.append(Violation(6, f"wave {wv.wave_id} stats {wv.outcomes} != outcomes {dict(by_wave[wv.wave_id])}"))
+    return out
+
+
+def write_ahead(w: _World) -> list[Violation]:
+    """7 Write-ahead: every order of ours at the venue was recorded first; no double entry."""
+    out: list[Violation] = []
+    for o in w.venue_orders:
+        if position_id_of(o.cid) and o.cid not in w.orders:
+            out.append(Violation(7, f"order {o.cid} at the venue was never recorded (orphan)"))
+    entries = Counter(o.position_id for o in w.orders.values() if o.leg == "e" and o.status == "filled")
+    for pid, n in entries.items():
+        if n > 1:
+            out.append(Violation(7, f"position {pid} has {n} filled entry orders"))
+    return out
+
+
+def fencing(w: _World) -> list[Violation]:
+    """8 Fencing: live actors run the database's epoch; resting orders belong to it and are the
+    position's current stops."""
+    out: list[Violation] = []
+    for p in w.open_rows:
+        live = w.svc.supervisor.epochs.get(p.id)
+        if live is not None and live != p.epoch:
+            out.append(Violation(8, f"{p.symbol}: supervisor epoch {live} != db epoch {p.epoch}"))
+    for o in w.venue_orders:
+        owner = position_id_of(o.cid)
+        row = w.by_id.get(owner) if owner else None
+        if row is not None and row.phase in LIVE and (epoch := epoch_of(o.cid)) is not None:
+            if epoch > row.epoch:
+                out.append(Violation(8, f"{o.cid} carries an epoch newer than the database's {row.epoch}"))
+            if o.cid not in (row.stop_cid, row.trailing_cid):
+                out.append(Violation(8, f"{o.cid} rests at the venue but is not {row.symbol}'s current stop"))
+    return out
+
+
+def db_and_venue_agree(w: _World) -> list[Violation]:
+    """9 The database and the venue agree: a position held open is held at the venue with our
+    side and quantity, and the venue holds nothing no open position owns."""
+    out: list[Violation] = []
+    for p in w.open_rows:
+        vp = w.venue_pos.get(p.symbol)
+        if p.phase in HELD_OPEN:
+            if vp is None or abs(vp.qty) != p.qty or (vp.qty > 0) != (p.side == "long"):
+                out.append(Violation(9, f"{p.symbol}: db {p.side} {p.qty}, venue {vp.qty if vp else 0}"))
+    held = {p.symbol for p in w.open_rows}
+    for sym, vp in w.venue_pos.items():
+        if sym not in held:
+            out.append(Violation(9, f"venue holds {vp.qty} {sym} that no open position owns"))
+    return out
+
+
+def one_per_symbol(w: _World) -> list[Violation]:
+    """10 One open position per symbol."""
+    return [Violation(10, f"{n} open positions for {sym}")
+            for sym, n in Counter(p.symbol for p in w.open_rows).items() if n > 1]
+
+
+CHECKS: tuple[Callable[[_World], list[Violation]], ...] = (
+    ratchet, activation, native_trailing_at_venue, protective_side, always_protected, one_outcome,
+    write_ahead, fencing, db_and_venue_agree, one_per_symbol,
+)
+
+
+def _native_trailing_at_venue(svc: "Service", open_rows: list[PositionRow], resting: dict[str, OrderState],
+                              orders: dict[str, OrderRow]) -> list[Violation]:
     """1 and 2 for native trailing stops, from the venue's orders rather than our levels: the
     order rests; armed in our books means armed at the venue; unarmed, it arms where we think;
     and no replacement fires later than the order it replaced would have (the venue keeps a
@@ -180,9 +261,9 @@ def _native_trailing_at_venue(svc: "Service", open_rows, resting: dict, orders: 
     out: list[Violation] = []
     t = svc.cfg.deadlines.venue_call_s
     earlier: dict[str, list[str]] = defaultdict(list)
-    for o in sorted(orders.values(), key=lambda o: (o.created_ts, o.cid)):
-        if o.leg == "t" and o.status == "cancelled":
-            earlier[o.position_id].append(o.cid)
+    for row in sorted(orders.values(), key=lambda o: (o.created_ts, o.cid)):
+        if row.leg == "t" and row.status == "cancelled":
+            earlier[row.position_id].append(row.cid)
     for p in open_rows:
         if p.phase != "trailing" or p.trailing_mode != "native" or not p.trailing_cid:
             continue

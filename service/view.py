@@ -5,6 +5,7 @@ import threading
 
 from loguru import logger
 
+from core.phases import Phase
 from service.views import StatusSource
 
 
@@ -32,7 +33,7 @@ class StatusReporter:
 def status_line(svc: StatusSource) -> str:
     phases = svc.positions_view()
     open_n = sum(phases.values())
-    trailing = phases.get("trailing", 0)
+    trailing = phases.get(Phase.TRAILING, 0)
     sup = svc.supervisor
     return (f"waves {len(svc.stats.waves)} done | positions {open_n} open, {trailing} trailing"
             f"{'' if open_n == trailing else ' (' + ', '.join(f'{v} {k}' for k, v in sorted(phases.items()) if k != 'trailing') + ')'}"

@@ -139,10 +139,18 @@ def _main(argv: list[str] | None = None) -> int:
     return _run(cfg, args)
 
 
+def database_url(cfg: Config) -> str:
+    """The database URL of a loaded configuration: loading fills it in (a SQLite file under
+    run_dir) when it is unset, so only a configuration never validated lacks one."""
+    url = cfg.database.url
+    assert url is not None, "database.url is filled in when the configuration is loaded"
+    return url
+
+
 def _db(cfg: Config, action: str) -> int:
     from persistence.schema import current_revision, head_revision, migration_engine, upgrade
 
-    engine = migration_engine(cfg.database.url, cfg.deadlines.db_call_s)
+    engine = migration_engine(database_url(cfg), cfg.deadlines.db_call_s)
     if action == "upgrade":
         before = current_revision(engine)
         upgrade(engine)
@@ -221,7 +229,7 @@ def _run(cfg: Config, args) -> int:
         plane.stop()
         return 2
     except DBAPIError as e:  # read-only, full, unreachable
-        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        logger.error("cannot start: {}", database_problem(database_url(cfg), e))
         plane.stop()
         return DB_FAILED
     plane.attach(svc)
@@ -238,13 +246,13 @@ def _run(cfg: Config, args) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
     logger.info("wave-trader starting: venue={} db={} signals={}", cfg.exchange.name,
-                masked_url(cfg.database.url), cfg.signals.source)
+                masked_url(database_url(cfg)), cfg.signals.source)
     reporter = StatusReporter(svc, cfg.log.status_interval_s)
     plane.start()  # status, console and /healthz answer during recovery ("recovering N of M")
     try:
         svc.start()
     except DBAPIError as e:  # recovery writes first: a read-only or full database shows here
-        logger.error("cannot start: {}", database_problem(cfg.database.url, e))
+        logger.error("cannot start: {}", database_problem(database_url(cfg), e))
         plane.stop()
         svc.shutdown()
         return DB_FAILED
