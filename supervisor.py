@@ -251,15 +251,18 @@ class Supervisor:
             self.child_failed(self.register(spec.stand_in(self, h)), f"restart failed: {e!r}")
 
     def _escalate(self, h: ChildHandle, reason: str) -> None:
-        """Past the restart intensity: no more restarts; the spec settles, the owner hears."""
-        self.stats.escalations += 1
+        """Past the restart intensity: no more restarts; the spec settles, the owner hears.
+        Counted once the owner has heard: whoever sees the count sees what the owner made of it."""
         msg = f"restart intensity exceeded ({self.cfg.max_restarts} in {self.cfg.restart_window_s:g}s): {reason}"
         logger.critical("supervisor: ESCALATING {} {}: {}", h.key, h.symbol, msg)
         self.escalated[h.key] = msg
         self.children.pop(h.key, None)
-        note = self.spec_of(h.key).escalate(self, h, msg)
-        if self._on_escalate:
-            self._on_escalate(h.key, note)
+        try:
+            note = self.spec_of(h.key).escalate(self, h, msg)
+            if self._on_escalate:
+                self._on_escalate(h.key, note)
+        finally:
+            self.stats.escalations += 1
 
     # ---- introspection and shutdown ----------------------------------------------------
 
