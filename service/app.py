@@ -269,11 +269,12 @@ class Service:
             self.source.stop()
         ref = self.coordinator_port.ref
         try:
-            if ref is None:
+            ask = getattr(ref, "ask", None)  # a coordinator's ref, not the sink of a coordinator down
+            if ask is None:
                 raise RuntimeError("no coordinator running")
             # Asked, not told: once it answers, no fill pass of the coordinator is half done, so
             # every position it started is among the children waited for below.
-            ref.ask(SetPaused(True, "shutdown"), timeout=max(0.1, deadline - time.monotonic() - 1))
+            ask(SetPaused(True, "shutdown"), timeout=max(0.1, deadline - time.monotonic() - 1))
         except Exception as e:  # none, hung or dead: held for a successor, which starts paused
             logger.info("shutdown: the coordinator did not acknowledge the pause ({})", type(e).__name__)
             self.coordinator_port.tell(SetPaused(True, "shutdown"))
