@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from loguru import logger  # noqa: E402
@@ -26,8 +26,8 @@ from sqlalchemy import select  # noqa: E402
 
 from persistence.models import PositionRow  # noqa: E402
 from service.alerts import Alerts  # noqa: E402
-from tests.helpers import make_config, wave  # noqa: E402
-from tests.webhook import Silent  # noqa: E402
+from tests.support.helpers import make_config, wave  # noqa: E402
+from tests.support.webhook import Silent  # noqa: E402
 
 
 def _round(svc, symbols: list[str], n: int) -> tuple[float, float]:

@@ -14,14 +14,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loguru import logger  # noqa: E402
 
 from exchange.ccxt.venues import BybitLinear  # noqa: E402
 from service.app import Service  # noqa: E402
-from tests.bybit_helpers import KEY, SECRET, bybit_overrides, fake_bybit  # noqa: E402
-from tests.helpers import make_config, wait_for, wave  # noqa: E402
+from tests.support.bybit_helpers import KEY, SECRET, bybit_overrides, fake_bybit  # noqa: E402
+from tests.support.helpers import make_config, wait_for, wave  # noqa: E402
 
 
 def one(size: int, latency_ms: float, paced: bool) -> dict:

@@ -14,14 +14,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loguru import logger  # noqa: E402
 
 from exchange.paper.universe import paper_markets  # noqa: E402
 from service.app import Service  # noqa: E402
-from tests.ccxt_helpers import KEY, SECRET, binance_overrides, fake_venue  # noqa: E402
-from tests.helpers import make_config, wait_for, wave  # noqa: E402
+from tests.support.ccxt_helpers import KEY, SECRET, binance_overrides, fake_venue  # noqa: E402
+from tests.support.helpers import make_config, wait_for, wave  # noqa: E402
 
 
 def run_wave(svc: Service, wave_id: str, symbols: list[str]) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 from loguru import logger
 from sqlalchemy import update
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exchange.paper.engine import PaperEngine  # noqa: E402
 from exchange.paper.store import PaperStore  # noqa: E402
@@ -34,8 +34,8 @@ from persistence.db import Database  # noqa: E402
 from persistence.models import PositionRow  # noqa: E402
 from persistence.schema import upgrade  # noqa: E402
 from service.app import Service, position_params  # noqa: E402
-from tests.helpers import make_config  # noqa: E402
-from tests.seeding import seed_open_positions  # noqa: E402
+from tests.support.helpers import make_config  # noqa: E402
+from tests.support.seeding import seed_open_positions  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     n = args.positions
     stop_pg = None
     if args.pg:
-        from tests.pg import start_cluster
+        from tests.support.pg import start_cluster
         cluster, stop_pg = start_cluster()
         args.db = cluster.create_database("bench")
     try:

@@ -17,14 +17,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from loguru import logger  # noqa: E402
 
 from control.client import ControlClient  # noqa: E402
-from tests.control_support import start_controlled, stop_controlled  # noqa: E402
-from tests.helpers import make_config, wait_for  # noqa: E402
+from tests.support.control_support import start_controlled, stop_controlled  # noqa: E402
+from tests.support.helpers import make_config, wait_for  # noqa: E402
 
 
 def timed(fn, n: int = 20) -> str:

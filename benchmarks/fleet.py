@@ -25,7 +25,7 @@ from exchange.faulty import unwrap
 from exchange.paper.gateway import PaperGateway
 from service.app import Service, collect_then_freeze
 from service.invariants import check_invariants, settle
-from tests.helpers import wave
+from tests.support.helpers import wave
 
 WAVE = 200  # signals per wave while opening the fleet
 

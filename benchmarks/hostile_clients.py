@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from loguru import logger  # noqa: E402
@@ -27,8 +27,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from control import protocol as p  # noqa: E402
 from persistence.models import WaveRow  # noqa: E402
-from tests.control_support import start_controlled, stop_controlled  # noqa: E402
-from tests.helpers import make_config  # noqa: E402
+from tests.support.control_support import start_controlled, stop_controlled  # noqa: E402
+from tests.support.helpers import make_config  # noqa: E402
 
 
 def _status(url: str) -> int:

@@ -22,7 +22,7 @@ from benchmarks.common import Figure, bench_config, emit, quiet, scenario_args, 
 from benchmarks.fleet import synthetic
 from core.faults import FaultRule
 from service.app import Service
-from tests.helpers import wave
+from tests.support.helpers import wave
 
 
 def _protected_at(svc: Service, symbol: str, epoch: int) -> bool:

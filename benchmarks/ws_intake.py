@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loguru import logger  # noqa: E402
 
 from service.app import Service  # noqa: E402
-from tests.helpers import make_config, wait_for  # noqa: E402
-from tests.signal_server import SignalServer  # noqa: E402
+from tests.support.helpers import make_config, wait_for  # noqa: E402
+from tests.support.signal_server import SignalServer  # noqa: E402
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ from loguru import logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers import make_config  # noqa: E402
+from tests.support.helpers import make_config  # noqa: E402
 
 # Fixtures every test may ask for by name: the PostgreSQL test cluster and its per-test database,
 # a Service with its control plane, a second local user.
-pytest_plugins = ["tests.pg", "tests.control_support", "tests.local_user"]
+pytest_plugins = ["tests.support.pg", "tests.support.control_support", "tests.support.local_user"]
 
 # A per-example deadline measures the machine, not the code: a shared CI core that stalls one
 # example for 200 ms would fail a property that holds. Correctness is what the properties check.
