@@ -25,7 +25,7 @@ from pathlib import Path
 from loguru import logger
 from sqlalchemy import update
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exchange.paper.engine import PaperEngine  # noqa: E402
 from exchange.paper.store import PaperStore  # noqa: E402

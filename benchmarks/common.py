@@ -19,7 +19,7 @@ from typing import Callable
 import psutil
 from loguru import logger
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
