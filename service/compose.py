@@ -47,10 +47,10 @@ from service.guardian import Guardian
 from service.limits import RiskGuard
 from service.metrics import InstrumentedGateway, Metrics
 from service.money import Ledger
+from service.position_supervision import PositionSupervisor
 from service.recovery_report import RecoveryDeps, RecoveryHooks
 from service.waves_without_coordinator import WavesWithoutCoordinator
 from signals.rejections import Rejections
-from service.position_supervision import PositionSupervisor
 
 GatewayWrap = Callable[[Gateway], Gateway]
 

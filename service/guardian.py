@@ -20,22 +20,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from collections.abc import Mapping
 from typing import Any, Callable
 
 from loguru import logger
 
 from core.config import Config
 from core.phases import HELD_OPEN
+from core.position_types import position_id_of
 from core.types import MarketSpec
 from exchange.gateway import Gateway
 from persistence.db import Database
-from core.position_types import position_id_of
 from service.guardian_emergency import Emergency
-from service.venue_truth import Cover, assess
 from service.position_supervision import PositionSupervisor
+from service.venue_truth import Cover, assess
 
 FLAT = "actor holds a position the venue does not"
 LOOSENED = "native trailing stop replaced by a looser one at the venue"

@@ -28,8 +28,8 @@ from exchange.gateway import Gateway, OrderNotFound, Rejected, Retryable, Unknow
 from service.alerts import Alerts
 from service.guardian import Guardian
 from service.money import Ledger
-from service.protection_gap import gap_histogram, venue_gaps
 from service.position_supervision import PositionSupervisor
+from service.protection_gap import gap_histogram, venue_gaps
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 

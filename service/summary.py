@@ -16,10 +16,10 @@ from persistence.db import Database
 from persistence.models import PositionRow, SignalRow
 from service.compose import RunStats
 from service.money import Ledger
+from service.position_supervision import PositionSupervisor
 from service.protection_gap import gap_stats, venue_gaps
 from service.recovery_report import RecoveryReport
 from signals.rejections import Rejections
-from service.position_supervision import PositionSupervisor
 
 
 class RunView(Protocol):
