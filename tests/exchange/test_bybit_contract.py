@@ -13,21 +13,14 @@ import pytest
 from exchange.ccxt.account import AccountRefused
 from exchange.gateway import Acknowledged, Retryable
 from tests.support.bybit_helpers import BTC, BTC_USDC, bybit_gateway, bybit_keys, bybit_venue, entry, stop  # noqa: F401 (fixtures)
+from tests.support.ccxt_helpers import closing_all
 from tests.support.helpers import SYM, wait_for
 
 
 @pytest.fixture
 def make_gw(venue, keys):
-    made = []
-
-    def _make(*extra: str, websocket: bool = False):
-        g = bybit_gateway(venue, *extra, websocket=websocket)
-        made.append(g)
-        return g
-
-    yield _make
-    for g in made:
-        g.close()
+    with closing_all(lambda *extra, websocket=False: bybit_gateway(venue, *extra, websocket=websocket)) as opened:
+        yield opened
 
 
 @pytest.fixture

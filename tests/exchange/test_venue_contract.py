@@ -12,7 +12,7 @@ import pytest
 from core.position_types import Leg
 from exchange.ccxt.errors import classify
 from exchange.gateway import NotSent, OrderNotFound, OrderRequest, Retryable, UnknownOutcome
-from tests.support.ccxt_helpers import KEY, PROFILES, SECRET, fake_venue, gateway
+from tests.support.ccxt_helpers import PROFILES, closing_all, gateway, keyed_fake
 from tests.support.helpers import SYM, wait_for
 
 BTC = SYM["BTC"]
@@ -21,14 +21,8 @@ VENUES = ["binanceusdm", "bybit"]
 
 @pytest.fixture(params=VENUES)
 def venue(request, monkeypatch):
-    name = request.param
-    key_env, secret_env = PROFILES[name].key_env
-    monkeypatch.setenv(key_env, KEY)
-    monkeypatch.setenv(secret_env, SECRET)
-    v = fake_venue(name)
-    v.name = name
-    yield v
-    v.stop()
+    with keyed_fake(request.param, monkeypatch) as v:
+        yield v
 
 
 @pytest.fixture
@@ -38,18 +32,13 @@ def profile(venue):
 
 @pytest.fixture
 def open_gateway(venue):
-    made = []
-
     def _open(*extra: str, transport: str = "poll"):
         if transport == "ws":  # polling once a minute: what arrives comes over the socket
             extra = (f"exchange.ws_url='{venue.ws_url}'", "exchange.poll_interval_ms=60000", *extra)
-        g = gateway(venue.url, *extra, name=venue.name)
-        made.append(g)
-        return g
+        return gateway(venue.url, *extra, name=venue.name)
 
-    yield _open
-    for g in made:
-        g.close()
+    with closing_all(_open) as opened:
+        yield opened
 
 
 @pytest.fixture

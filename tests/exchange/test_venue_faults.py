@@ -13,7 +13,7 @@ from core.position_types import Leg
 from exchange.faulty import FaultyGateway, unwrap
 from exchange.gateway import OrderRequest, Rejected, Retryable, UnknownOutcome
 from persistence.models import OrderRow, PositionRow
-from tests.support.ccxt_helpers import KEY, PROFILES, SECRET, fake_venue, gateway, venue_overrides
+from tests.support.ccxt_helpers import gateway, keyed_fake, venue_overrides
 from tests.support.helpers import SYM, wait_for, wave
 
 BTC = SYM["BTC"]
@@ -21,14 +21,8 @@ BTC = SYM["BTC"]
 
 @pytest.fixture(params=["binanceusdm", "bybit"])
 def venue(request, monkeypatch):
-    name = request.param
-    key_env, secret_env = PROFILES[name].key_env
-    monkeypatch.setenv(key_env, KEY)
-    monkeypatch.setenv(secret_env, SECRET)
-    v = fake_venue(name)
-    v.name = name
-    yield v
-    v.stop()
+    with keyed_fake(request.param, monkeypatch) as v:
+        yield v
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """Fixtures' helpers for the ccxt contract tests: a local fake venue and a gateway on it."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -43,6 +46,37 @@ def fake_venue(name: str = "binanceusdm", **kw):
     venue = FAKES[name](engine, api_key=KEY, secret=SECRET, **kw)
     venue.start()
     return venue
+
+
+@contextmanager
+def keyed_fake(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The fake `name` venue running, its keys in the environment, its name on it; stopped after."""
+    key_env, secret_env = PROFILES[name].key_env
+    monkeypatch.setenv(key_env, KEY)
+    monkeypatch.setenv(secret_env, SECRET)
+    v = fake_venue(name)
+    v.name = name
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+@contextmanager
+def closing_all(open_one: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """`open_one`, remembering what it opened: every gateway opened is closed after."""
+    made: list[Any] = []
+
+    def _open(*args: Any, **kw: Any) -> Any:
+        g = open_one(*args, **kw)
+        made.append(g)
+        return g
+
+    try:
+        yield _open
+    finally:
+        for g in made:
+            g.close()
 
 
 def venue_overrides(name: str, url: str, *extra: str) -> list[str]:
