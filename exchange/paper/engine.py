@@ -27,6 +27,7 @@ from exchange.paper.account import (CALLBACK_RANGE, FEE_QUANTUM, MAKER_FEE_PCT, 
                                     PaperOrder, PaperPosition, TriggerOutcome, venue_error)
 from exchange.paper.journal import PaperJournal, restore
 from exchange.paper.store import PaperStore
+from exchange.paper.triggers import crossed, trail
 from exchange.paper.window import ProtectionWindow
 
 __all__ = ["CALLBACK_RANGE", "FEE_QUANTUM", "MAKER_FEE_PCT", "TAKER_FEE_PCT", "PaperAccount", "PaperEngine",
@@ -206,7 +207,7 @@ class PaperEngine:
         if req.leg is Leg.ENTRY and req.qty * price < spec.min_notional:
             raise venue_error(-4164, f"Order's notional must be no smaller than {spec.min_notional}")
         exit_side = "sell" if req.side == "buy" else "buy"
-        if req.attached_stop is not None and self._crossed(exit_side, req.attached_stop, price):
+        if req.attached_stop is not None and crossed(exit_side, req.attached_stop, price):
             raise venue_error(-2021, f"Attached stop-loss {req.attached_stop} would immediately trigger.")
         was_flat = not self._held(req.symbol)
         fill = self._fill(order, price, reduce_only=req.reduce_only)
@@ -227,7 +228,7 @@ class PaperEngine:
         if req.leg is Leg.STOP:
             if req.stop_price is None or req.stop_price != spec.floor_price(req.stop_price):
                 raise venue_error(-1111, f"Stop price {req.stop_price} does not fit tick {spec.tick_size}")
-            if self._crossed(req.side, req.stop_price, price):
+            if crossed(req.side, req.stop_price, price):
                 raise venue_error(-2021, "Order would immediately trigger.")
         elif req.leg is Leg.TRAILING:
             lo, hi = CALLBACK_RANGE
@@ -251,7 +252,7 @@ class PaperEngine:
         if any(o.close_position and o.side == req.side for o in self._resting.get(req.symbol, {}).values()):
             raise venue_error(-4130, "An open stop or take profit order with GTE and closePosition "
                                      "in the direction is existing.")
-        if self._crossed(req.side, req.stop_price, price):
+        if crossed(req.side, req.stop_price, price):
             raise venue_error(-2021, "Order would immediately trigger.")
         order = PaperOrder(req.cid, req.symbol, Leg.STOP, req.side, Decimal(0), req.stop_price,
                            close_position=True)
@@ -274,11 +275,6 @@ class PaperEngine:
         pos = self.account.positions.get(order.symbol)
         return pos is not None and pos.qty != 0 and (pos.qty > 0) == (order.side == "sell")
 
-
-    @staticmethod
-    def _crossed(side: str, stop: Decimal, price: Decimal) -> bool:
-        """A sell stop (closing a long) fires at or below its price, a buy stop at or above."""
-        return price <= stop if side == "sell" else price >= stop
 
     def _fill(self, order: PaperOrder, price: Decimal, reduce_only: bool) -> Decimal | None:
         spec = self.markets[order.symbol]
@@ -332,10 +328,10 @@ class PaperEngine:
         for order in list(self._resting.get(symbol, {}).values()):
             if order.leg is Leg.STOP:
                 assert order.stop_price is not None  # a stop rests only with its price
-                hit = self._crossed(order.side, order.stop_price, price)
+                hit = crossed(order.side, order.stop_price, price)
             elif order.leg is Leg.TRAILING:
                 before = (order.activated, order.best)
-                hit = self._trail(order, price)
+                hit = trail(order, price)
                 if (order.activated, order.best) != before:
                     self._touch("order", order.cid)
             else:
@@ -350,19 +346,6 @@ class PaperEngine:
                     self._finish(order, "expired")
                 fired.append(order.view())
         return fired
-
-    @staticmethod
-    def _trail(order: PaperOrder, price: Decimal) -> bool:
-        closes_long = order.side == "sell"
-        if not order.activated:
-            if order.activation is not None and (price >= order.activation if closes_long
-                                                 else price <= order.activation):
-                order.activated, order.best = True, price
-            return False
-        assert order.best is not None and order.callback_pct is not None  # set when it armed / rested
-        order.best = max(order.best, price) if closes_long else min(order.best, price)
-        cb = order.callback_pct / 100
-        return price <= order.best * (1 - cb) if closes_long else price >= order.best * (1 + cb)
 
     def _notify(self, updates: list[OrderState]) -> None:
         for u in updates:
