@@ -16,6 +16,7 @@ from exchange.gateway import OrderRequest, UnknownOutcome, fence_scope
 from exchange.paper.engine import PaperEngine
 from exchange.paper.gateway import PaperGateway
 from exchange.paper.universe import paper_markets, start_prices
+from tests.support.helpers import wait_for
 
 BTC = "BTC/USDT:USDT"
 
@@ -46,7 +47,8 @@ class Epoch:
 
 
 def test_a_hung_write_is_fenced_when_it_wakes_after_its_actor_was_replaced(gw):
-    gw.plan.add(FaultRule("hang", op="place_order", times=1))
+    hang = FaultRule("hang", op="place_order", times=1)
+    gw.plan.add(hang)
     epoch, result = Epoch(), []
 
     def send():
@@ -58,7 +60,7 @@ def test_a_hung_write_is_fenced_when_it_wakes_after_its_actor_was_replaced(gw):
 
     t = threading.Thread(target=send)
     t.start()
-    time.sleep(0.1)
+    wait_for(lambda: hang.fired, timeout=5, what="the write hung")
     epoch.replaced = True
     gw.plan.release()
     t.join(5)
